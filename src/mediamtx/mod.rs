@@ -1,0 +1,37 @@
+//! Everything about the MediaMTX we own: rendering its config file from ours.
+//! (The API client and the child process arrive with the supervision work.)
+
+pub mod render;
+
+use std::path::{Path, PathBuf};
+
+/// Resolves `[mediamtx] binary`: a path with a `/` is used as is; a bare name
+/// is looked up beside the running executable (the demo's `mediamtx-sim`),
+/// then in `PATH`.
+pub fn resolve_binary(binary: &Path) -> Option<PathBuf> {
+    if binary.components().count() > 1 || binary.is_absolute() {
+        return binary.is_file().then(|| binary.to_path_buf());
+    }
+    let beside_exe = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(binary)));
+    let in_path = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(binary))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    beside_exe.into_iter().chain(in_path).find(|p| p.is_file())
+}
+
+/// What an operator reads when the MediaMTX binary is missing.
+pub fn missing_binary_help(binary: &Path) -> String {
+    format!(
+        "MediaMTX executable {} not found. vms-supervisor does not ship MediaMTX: download the \
+         release tarball for your architecture (mediamtx_v1.20.1_linux_amd64.tar.gz) from the \
+         MediaMTX releases page, then `tar -xzf mediamtx_*.tar.gz mediamtx && install -m 0755 \
+         mediamtx /usr/local/bin/mediamtx`, or set [mediamtx] binary in /etc/vms/vms.toml",
+        binary.display()
+    )
+}

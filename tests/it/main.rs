@@ -1,0 +1,6 @@
+//! The integration tests: one binary, one module per area. They run the real
+//! `vms-supervisor` binary (and, for the daemon, the `mediamtx-sim` stand-in).
+
+mod config_cli;
+mod render;
+mod util;
