@@ -5,11 +5,13 @@
 //! * [`config`]: `/etc/vms/vms.toml`, parsed strictly and validated, with the
 //!   seed's defaults. Every error names its key.
 //! * [`mediamtx`]: the MediaMTX we own: its generated config file.
+//! * [`events`]: the alert events that producers send to the alert pipeline.
 //!
 //! The binary (`src/main.rs`) parses the command line, loads the config and
 //! decides the exit code (0 clean, 78 bad config, 1 anything else).
 
 pub mod config;
+pub mod events;
 pub mod mediamtx;
 
 /// The version line printed by `vms-supervisor --version`.
