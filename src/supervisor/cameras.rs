@@ -1,0 +1,789 @@
+//! Camera health and the seed's recovery ladder, as a synchronous state
+//! machine: `handle(now, event) -> actions`.
+//!
+//! Facts come in as events: segment data seen by inotify, path state from
+//! MediaMTX (the one-call poll and its log lines), MediaMTX up or down, ticks.
+//! Decisions come out as actions: remove or re-create a path, raise or resolve
+//! an alert, restart MediaMTX.
+//!
+//! * **Stream down**: the path is not available (or available with frozen
+//!   inbound bytes and no data). Warning on the first failure, then level 1.
+//! * **Recording stalled**: the path is available but the segment file has
+//!   not grown for `stall_after` (MediaMTX appends a part about every second,
+//!   so a rotation or a slow keyframe never comes near it). Then level 2.
+//! * **Level 1**: remove the path, wait `recovery_remove_wait`, re-create it
+//!   with its original config, wait `recovery_verify_wait`, verify by fresh
+//!   segment data written after the re-creation (not by path state). Success
+//!   is declared as soon as that data arrives.
+//! * **Level 2**: level 1, then `recording_recheck_wait` more, then the
+//!   recording must be alive; if not, Critical "recording stopped".
+//! * **Level 3**: `failures_to_offline` failed attempts in a row: offline,
+//!   Critical, no more attempts until a reset. MediaMTX still retries the
+//!   camera by itself; if recording resumes, the camera comes back online on
+//!   its own and the alert is resolved (an operator should not have to reset
+//!   a camera that works).
+//! * **Outer bound**: no segment data for `recording_stale` (the seed's
+//!   2 minutes) is a Critical "recording stopped" whatever else is going on.
+//! * **Grace**: no judgement for `grace_period` after a start, a MediaMTX
+//!   restart or a config change; stall timers start at the end of the grace.
+//! * **Systemic guard**: while MediaMTX is down nothing is judged (the
+//!   process supervisor owns that incident); if every camera (two or more)
+//!   fails at the same moment, that is one incident and one MediaMTX restart,
+//!   not N recoveries (at most once per `SYSTEMIC_COOLDOWN`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::{Camera, Monitor};
+use crate::events::{AlertEvent, CameraRef, Issue, Phase, Severity};
+
+/// Cameras failing within this window of each other fail "at the same moment".
+const SYSTEMIC_WINDOW: Duration = Duration::from_secs(5);
+/// A systemic restart is tried at most this often; after that, cameras that
+/// are really all down (a dead switch) get their own ladders.
+const SYSTEMIC_COOLDOWN: Duration = Duration::from_secs(600);
+
+/// The clock, both kinds: monotonic for decisions, wall for reports.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub mono: Instant,
+    pub wall: DateTime<Utc>,
+}
+
+impl Now {
+    pub fn system() -> Now {
+        Now {
+            mono: Instant::now(),
+            wall: Utc::now(),
+        }
+    }
+    pub fn plus(self, d: Duration) -> Now {
+        Now {
+            mono: self.mono + d,
+            wall: self.wall + chrono::Duration::from_std(d).unwrap_or_default(),
+        }
+    }
+}
+
+/// A path as seen in `/v3/paths/list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathObs {
+    pub name: String,
+    pub available: bool,
+    pub inbound_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Time passed.
+    Tick,
+    /// MediaMTX answers its API (after a start or restart).
+    MediamtxReady,
+    /// MediaMTX is down, hung or being restarted.
+    MediamtxDown,
+    /// The result of one `/v3/paths/list` call.
+    Paths(Vec<PathObs>),
+    /// MediaMTX logged that a camera's stream became (un)available.
+    PathAvailability { camera: u32, available: bool },
+    /// The camera's segment file grew (or was created).
+    SegmentData { camera: u32, file: PathBuf },
+    /// A segment file was finalized (closed after writing).
+    SegmentClosed { camera: u32, file: PathBuf },
+    /// Manual reset (`camera reset ID`, `POST /api/cameras/{id}/reset`).
+    Reset { camera: u32 },
+    /// The set of cameras changed (hot reload).
+    Cameras(Vec<Camera>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// `DELETE /v3/config/paths/delete/cam_{id}`.
+    RemovePath { camera: u32 },
+    /// `POST /v3/config/paths/replace/cam_{id}` with the original config.
+    CreatePath { camera: u32 },
+    /// Hand an event to the alert pipeline.
+    Alert(AlertEvent),
+    /// Every camera failed at once: restart MediaMTX (one incident).
+    RestartMediamtx { detail: String },
+    /// A recovery attempt ended (for metrics).
+    RecoveryFinished {
+        camera: u32,
+        level: u8,
+        success: bool,
+        duration: Duration,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Online,
+    Recovering,
+    Offline,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Online => "online",
+            Health::Recovering => "recovering",
+            Health::Offline => "offline",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// Path removed; re-created at `until`.
+    Removed,
+    /// Path re-created; verified at `until` (or as soon as data flows).
+    Verifying,
+    /// Level 2 only: recording checked again at `until`.
+    Rechecking,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Recovery {
+    level: u8,
+    step: Step,
+    until: Instant,
+    started: Instant,
+    recreated_at: Option<Instant>,
+}
+
+/// What the API shows about one camera.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CameraView {
+    pub id: u32,
+    pub name: String,
+    pub path: String,
+    pub state: Health,
+    pub stream_available: Option<bool>,
+    pub recording: bool,
+    pub last_data: Option<DateTime<Utc>>,
+    pub last_data_age_seconds: Option<f64>,
+    pub current_segment: Option<String>,
+    pub segments_completed: u64,
+    pub inbound_bytes: u64,
+    pub problem: Option<&'static str>,
+    pub recovery_level: Option<u8>,
+    pub recovery_step: Option<Step>,
+    pub consecutive_failures: u32,
+    pub recoveries_total: u64,
+    pub recovery_failures_total: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Cam {
+    camera: Camera,
+    health: Health,
+    available: Option<bool>,
+    available_since: Option<Instant>,
+    inbound_bytes: u64,
+    bytes_changed_at: Option<Instant>,
+    last_data: Option<Instant>,
+    last_data_wall: Option<DateTime<Utc>>,
+    current_segment: Option<PathBuf>,
+    segments_completed: u64,
+    problem: Option<Issue>,
+    recovery: Option<Recovery>,
+    consecutive_failures: u32,
+    offline_since: Option<Instant>,
+    recoveries_total: u64,
+    recovery_failures_total: u64,
+    /// Alert keys this camera has open (so we resolve what we raised).
+    open: Vec<Issue>,
+    /// When a problem was first detected in the current episode.
+    failed_at: Option<Instant>,
+}
+
+impl Cam {
+    fn new(camera: Camera) -> Cam {
+        Cam {
+            camera,
+            health: Health::Online,
+            available: None,
+            available_since: None,
+            inbound_bytes: 0,
+            bytes_changed_at: None,
+            last_data: None,
+            last_data_wall: None,
+            current_segment: None,
+            segments_completed: 0,
+            problem: None,
+            recovery: None,
+            consecutive_failures: 0,
+            offline_since: None,
+            recoveries_total: 0,
+            recovery_failures_total: 0,
+            open: Vec::new(),
+            failed_at: None,
+        }
+    }
+
+    fn data_since(&self, t: Instant) -> bool {
+        self.last_data.is_some_and(|d| d > t)
+    }
+}
+
+pub struct CameraMachine {
+    settings: Monitor,
+    part: Duration,
+    cams: BTreeMap<u32, Cam>,
+    mediamtx_up: bool,
+    /// No judgement before this.
+    grace_until: Option<Instant>,
+    last_systemic: Option<Instant>,
+    /// When the machine (or MediaMTX) last started: the reference for "no
+    /// data yet" timers.
+    epoch: Instant,
+}
+
+impl CameraMachine {
+    pub fn new(settings: Monitor, part_duration: Duration, cameras: &[Camera], now: Now) -> Self {
+        CameraMachine {
+            settings,
+            part: part_duration,
+            cams: cameras
+                .iter()
+                .map(|c| (c.id, Cam::new(c.clone())))
+                .collect(),
+            mediamtx_up: false,
+            grace_until: None,
+            last_systemic: None,
+            epoch: now.mono,
+        }
+    }
+
+    pub fn camera_ids(&self) -> Vec<u32> {
+        self.cams.keys().copied().collect()
+    }
+
+    pub fn views(&self, now: Now) -> Vec<CameraView> {
+        self.cams
+            .values()
+            .map(|c| CameraView {
+                id: c.camera.id,
+                name: c.camera.name.clone(),
+                path: c.camera.path_name(),
+                state: c.health,
+                stream_available: c.available,
+                recording: self.recording_active(c, now.mono),
+                last_data: c.last_data_wall,
+                last_data_age_seconds: c
+                    .last_data
+                    .map(|t| now.mono.saturating_duration_since(t).as_secs_f64()),
+                current_segment: c.current_segment.as_ref().map(|p| p.display().to_string()),
+                segments_completed: c.segments_completed,
+                inbound_bytes: c.inbound_bytes,
+                problem: c.problem.map(|p| p.as_str()),
+                recovery_level: c.recovery.as_ref().map(|r| r.level),
+                recovery_step: c.recovery.as_ref().map(|r| r.step),
+                consecutive_failures: c.consecutive_failures,
+                recoveries_total: c.recoveries_total,
+                recovery_failures_total: c.recovery_failures_total,
+            })
+            .collect()
+    }
+
+    fn recording_active(&self, c: &Cam, now: Instant) -> bool {
+        c.last_data
+            .is_some_and(|t| now.saturating_duration_since(t) < self.settings.stall_after.get())
+    }
+
+    fn in_grace(&self, now: Instant) -> bool {
+        !self.mediamtx_up || self.grace_until.is_some_and(|g| now < g)
+    }
+
+    pub fn handle(&mut self, now: Now, event: Event) -> Vec<Action> {
+        let mut out = Vec::new();
+        match event {
+            Event::Tick => self.tick(now, &mut out),
+            Event::MediamtxReady => {
+                self.mediamtx_up = true;
+                self.grace_until = Some(now.mono + self.settings.grace_period.get());
+                self.epoch = now.mono;
+                for c in self.cams.values_mut() {
+                    c.available = None;
+                    c.available_since = None;
+                }
+            }
+            Event::MediamtxDown => {
+                self.mediamtx_up = false;
+                // Attempts interrupted by MediaMTX itself are not the camera's
+                // failures: drop them, the camera is judged again afterwards.
+                for c in self.cams.values_mut() {
+                    c.recovery = None;
+                    if c.health == Health::Recovering {
+                        c.health = Health::Online;
+                    }
+                    c.problem = None;
+                    c.failed_at = None;
+                }
+            }
+            Event::Paths(list) => {
+                let mut seen = BTreeMap::new();
+                for p in list {
+                    if let Some(id) = camera_id(&p.name) {
+                        seen.insert(id, p);
+                    }
+                }
+                let ids: Vec<u32> = self.cams.keys().copied().collect();
+                for id in ids {
+                    let (available, bytes) = match seen.get(&id) {
+                        Some(p) => (p.available, p.inbound_bytes),
+                        None => (false, 0),
+                    };
+                    let c = self.cams.get_mut(&id).unwrap();
+                    set_available(c, available, now.mono);
+                    if bytes != c.inbound_bytes {
+                        c.inbound_bytes = bytes;
+                        c.bytes_changed_at = Some(now.mono);
+                    }
+                }
+                self.tick(now, &mut out);
+            }
+            Event::PathAvailability { camera, available } => {
+                if let Some(c) = self.cams.get_mut(&camera) {
+                    set_available(c, available, now.mono);
+                }
+                self.tick(now, &mut out);
+            }
+            Event::SegmentData { camera, file } => {
+                if let Some(c) = self.cams.get_mut(&camera) {
+                    c.last_data = Some(now.mono);
+                    c.last_data_wall = Some(now.wall);
+                    c.current_segment = Some(file);
+                }
+                self.tick(now, &mut out);
+            }
+            Event::SegmentClosed { camera, file } => {
+                if let Some(c) = self.cams.get_mut(&camera) {
+                    c.segments_completed += 1;
+                    if c.current_segment.as_ref() == Some(&file) {
+                        c.current_segment = None;
+                    }
+                }
+            }
+            Event::Reset { camera } => {
+                if let Some(c) = self.cams.get_mut(&camera) {
+                    c.consecutive_failures = 0;
+                    c.offline_since = None;
+                    c.recovery = None;
+                    c.problem = None;
+                    c.failed_at = None;
+                    c.health = Health::Online;
+                    // Judge it afresh from now on.
+                    c.available_since = c.available_since.map(|_| now.mono);
+                    resolve_all(c, now, &mut out);
+                }
+            }
+            Event::Cameras(list) => {
+                let mut next = BTreeMap::new();
+                for cam in list {
+                    let entry = match self.cams.remove(&cam.id) {
+                        Some(mut old) if old.camera == cam => {
+                            old.camera = cam;
+                            old
+                        }
+                        Some(mut old) => {
+                            // Changed URL or name: same history, fresh judgement.
+                            old.camera = cam;
+                            old.recovery = None;
+                            old.available = None;
+                            old
+                        }
+                        None => Cam::new(cam),
+                    };
+                    next.insert(entry.camera.id, entry);
+                }
+                // Removed cameras: close their alerts.
+                for (_, mut gone) in std::mem::take(&mut self.cams) {
+                    resolve_all(&mut gone, now, &mut out);
+                }
+                self.cams = next;
+                self.grace_until = Some(now.mono + self.settings.grace_period.get());
+            }
+        }
+        out
+    }
+
+    fn tick(&mut self, now: Now, out: &mut Vec<Action>) {
+        if self.in_grace(now.mono) {
+            return;
+        }
+        let ids: Vec<u32> = self.cams.keys().copied().collect();
+        // Pass 1: advance recoveries, and find newly failing cameras.
+        let mut newly_failing = Vec::new();
+        for &id in &ids {
+            let problem = {
+                let c = &self.cams[&id];
+                self.detect(c, now.mono)
+            };
+            let st = self.settings.clone();
+            let part = self.part;
+            let c = self.cams.get_mut(&id).unwrap();
+            outer_bound(c, &st, now, self.epoch, out);
+            match c.health {
+                Health::Offline => {
+                    // No attempts; but if recording resumed by itself, say so.
+                    if c.offline_since.is_some_and(|t| c.data_since(t)) && problem.is_none() {
+                        c.health = Health::Online;
+                        c.offline_since = None;
+                        c.consecutive_failures = 0;
+                        c.problem = None;
+                        c.failed_at = None;
+                        notice(
+                            c,
+                            now,
+                            Issue::RecordingRecovered,
+                            "recording resumed while the camera was offline",
+                            out,
+                        );
+                        resolve_all(c, now, out);
+                    }
+                }
+                Health::Recovering => advance(c, &st, part, problem, now, out),
+                Health::Online => {
+                    if let Some(p) = problem {
+                        newly_failing.push((id, p));
+                    }
+                }
+            }
+        }
+        if newly_failing.is_empty() {
+            return;
+        }
+        // Systemic guard: everyone failing at once is MediaMTX's problem.
+        let recent = ids
+            .iter()
+            .filter(|id| {
+                self.cams[id]
+                    .failed_at
+                    .is_some_and(|t| now.mono.duration_since(t) <= SYSTEMIC_WINDOW)
+            })
+            .count();
+        let cooled = self
+            .last_systemic
+            .is_none_or(|t| now.mono.duration_since(t) >= SYSTEMIC_COOLDOWN);
+        if ids.len() >= 2 && newly_failing.len() + recent >= ids.len() && cooled {
+            self.last_systemic = Some(now.mono);
+            for c in self.cams.values_mut() {
+                c.recovery = None;
+                c.health = Health::Online;
+                c.problem = None;
+                c.failed_at = None;
+            }
+            out.push(Action::RestartMediamtx {
+                detail: format!("all {} cameras failed at the same moment", ids.len()),
+            });
+            return;
+        }
+        for (id, problem) in newly_failing {
+            let st = self.settings.clone();
+            let c = self.cams.get_mut(&id).unwrap();
+            c.failed_at = Some(now.mono);
+            start_recovery(c, &st, problem, now, out);
+        }
+    }
+
+    /// What is wrong with this camera now, if anything.
+    fn detect(&self, c: &Cam, now: Instant) -> Option<Issue> {
+        let stall = self.settings.stall_after.get();
+        let reference = [
+            c.last_data,
+            c.available_since,
+            self.grace_until,
+            Some(self.epoch),
+        ]
+        .into_iter()
+        .flatten()
+        .max()?;
+        let quiet = now.saturating_duration_since(reference) >= stall;
+        match c.available {
+            Some(false) => Some(Issue::StreamDown),
+            Some(true) if quiet => {
+                // Frozen inbound bytes: the camera stopped sending, MediaMTX
+                // has not noticed yet (it waits readTimeout). A stream problem.
+                let frozen = c
+                    .bytes_changed_at
+                    .is_none_or(|t| now.saturating_duration_since(t) >= stall);
+                Some(if frozen {
+                    Issue::StreamDown
+                } else {
+                    Issue::RecordingStalled
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+fn camera_id(path: &str) -> Option<u32> {
+    path.strip_prefix("cam_")?.parse().ok()
+}
+
+fn set_available(c: &mut Cam, available: bool, now: Instant) {
+    if c.available != Some(available) {
+        c.available = Some(available);
+        c.available_since = Some(now);
+    }
+}
+
+fn camera_ref(c: &Cam) -> CameraRef {
+    CameraRef {
+        id: c.camera.id,
+        name: c.camera.name.clone(),
+    }
+}
+
+fn event(
+    c: &Cam,
+    now: Now,
+    severity: Severity,
+    phase: Phase,
+    issue: Issue,
+    details: &str,
+) -> AlertEvent {
+    AlertEvent {
+        at: now.wall,
+        severity,
+        phase,
+        key: AlertEvent::camera_key(c.camera.id, issue),
+        issue,
+        camera: Some(camera_ref(c)),
+        recovery_attempts: c.consecutive_failures,
+        last_recording: c.last_data_wall,
+        details: details.to_string(),
+    }
+}
+
+fn fire(
+    c: &mut Cam,
+    now: Now,
+    severity: Severity,
+    issue: Issue,
+    details: &str,
+    out: &mut Vec<Action>,
+) {
+    if !c.open.contains(&issue) {
+        c.open.push(issue);
+        out.push(Action::Alert(event(
+            c,
+            now,
+            severity,
+            Phase::Firing,
+            issue,
+            details,
+        )));
+    }
+}
+
+fn notice(c: &Cam, now: Now, issue: Issue, details: &str, out: &mut Vec<Action>) {
+    out.push(Action::Alert(event(
+        c,
+        now,
+        Severity::Info,
+        Phase::Notice,
+        issue,
+        details,
+    )));
+}
+
+fn resolve_all(c: &mut Cam, now: Now, out: &mut Vec<Action>) {
+    for issue in std::mem::take(&mut c.open) {
+        let sev = match issue {
+            Issue::StreamDown | Issue::RecordingStalled => Severity::Warning,
+            _ => Severity::Critical,
+        };
+        out.push(Action::Alert(event(
+            c,
+            now,
+            sev,
+            Phase::Resolved,
+            issue,
+            "resolved",
+        )));
+    }
+}
+
+/// The seed's 2-minute rule, independent of the ladder.
+fn outer_bound(c: &mut Cam, st: &Monitor, now: Now, epoch: Instant, out: &mut Vec<Action>) {
+    let since = c.last_data.unwrap_or(epoch).max(epoch);
+    if now.mono.saturating_duration_since(since) >= st.recording_stale.get()
+        && !c.open.contains(&Issue::CameraOffline)
+    {
+        let details = format!("no recording data for more than {}", st.recording_stale);
+        fire(
+            c,
+            now,
+            Severity::Critical,
+            Issue::RecordingStopped,
+            &details,
+            out,
+        );
+    }
+}
+
+fn start_recovery(c: &mut Cam, st: &Monitor, problem: Issue, now: Now, out: &mut Vec<Action>) {
+    let level = if problem == Issue::RecordingStalled {
+        2
+    } else {
+        1
+    };
+    c.health = Health::Recovering;
+    c.problem = Some(problem);
+    c.recoveries_total += 1;
+    if c.consecutive_failures == 0 {
+        // The seed: Warning on the first failure (log + dashboard).
+        let details = match problem {
+            Issue::RecordingStalled => format!(
+                "stream available but no segment data for {}",
+                st.stall_after
+            ),
+            _ => "stream not available in MediaMTX".to_string(),
+        };
+        fire(c, now, Severity::Warning, problem, &details, out);
+    }
+    c.recovery = Some(Recovery {
+        level,
+        step: Step::Removed,
+        until: now.mono + st.recovery_remove_wait.get(),
+        started: now.mono,
+        recreated_at: None,
+    });
+    out.push(Action::RemovePath {
+        camera: c.camera.id,
+    });
+}
+
+fn advance(
+    c: &mut Cam,
+    st: &Monitor,
+    part: Duration,
+    problem: Option<Issue>,
+    now: Now,
+    out: &mut Vec<Action>,
+) {
+    let Some(r) = c.recovery.clone() else {
+        c.health = Health::Online;
+        return;
+    };
+    let fresh = |c: &Cam, min_after: Duration| {
+        r.recreated_at.is_some_and(|t| c.data_since(t + min_after)) && c.available != Some(false)
+    };
+    match r.step {
+        Step::Removed if now.mono >= r.until => {
+            c.recovery = Some(Recovery {
+                step: Step::Verifying,
+                until: now.mono + st.recovery_verify_wait.get(),
+                recreated_at: Some(now.mono),
+                ..r
+            });
+            out.push(Action::CreatePath {
+                camera: c.camera.id,
+            });
+        }
+        Step::Removed => {}
+        Step::Verifying | Step::Rechecking => {
+            // Level 2 wants the recording to keep going: two parts seen.
+            let need = if r.level == 2 { part } else { Duration::ZERO };
+            if fresh(c, need) && problem.is_none() {
+                finish(c, r.level, true, r.started, now, out);
+            } else if now.mono >= r.until {
+                if r.step == Step::Verifying && r.level == 2 {
+                    c.recovery = Some(Recovery {
+                        step: Step::Rechecking,
+                        until: now.mono + st.recording_recheck_wait.get(),
+                        ..r
+                    });
+                } else {
+                    finish(c, r.level, false, r.started, now, out);
+                    failed(c, st, r.level, now, out);
+                }
+            }
+        }
+    }
+}
+
+fn finish(
+    c: &mut Cam,
+    level: u8,
+    success: bool,
+    started: Instant,
+    now: Now,
+    out: &mut Vec<Action>,
+) {
+    c.recovery = None;
+    out.push(Action::RecoveryFinished {
+        camera: c.camera.id,
+        level,
+        success,
+        duration: now.mono.saturating_duration_since(started),
+    });
+    if success {
+        let issue = if level == 2 {
+            Issue::RecordingRecovered
+        } else {
+            Issue::StreamRecovered
+        };
+        let details = format!(
+            "recovered by level {level} after {} attempt(s)",
+            c.consecutive_failures + 1
+        );
+        c.health = Health::Online;
+        c.problem = None;
+        c.failed_at = None;
+        c.consecutive_failures = 0;
+        notice(c, now, issue, &details, out);
+        resolve_all(c, now, out);
+    } else {
+        c.recovery_failures_total += 1;
+    }
+}
+
+fn failed(c: &mut Cam, st: &Monitor, level: u8, now: Now, out: &mut Vec<Action>) {
+    c.consecutive_failures += 1;
+    if level == 2 {
+        let details = format!(
+            "recording did not resume after level 2 recovery (attempt {})",
+            c.consecutive_failures
+        );
+        fire(
+            c,
+            now,
+            Severity::Critical,
+            Issue::RecordingStopped,
+            &details,
+            out,
+        );
+    }
+    if c.consecutive_failures >= st.failures_to_offline {
+        c.health = Health::Offline;
+        c.offline_since = Some(now.mono);
+        let details = format!(
+            "{} consecutive recovery attempts failed; no more attempts until `vms-supervisor camera reset {}`",
+            c.consecutive_failures, c.camera.id
+        );
+        fire(
+            c,
+            now,
+            Severity::Critical,
+            Issue::CameraOffline,
+            &details,
+            out,
+        );
+        return;
+    }
+    // Try again at once, at the level the camera needs now.
+    let problem = c.problem.unwrap_or(Issue::StreamDown);
+    start_recovery(c, st, problem, now, out);
+}
+
+#[cfg(test)]
+mod tests;

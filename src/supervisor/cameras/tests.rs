@@ -1,0 +1,555 @@
+//! The camera machine against a small simulated world, on a fake clock.
+
+use super::*;
+use crate::config::Span;
+
+const STEP: Duration = Duration::from_millis(250);
+
+/// One simulated camera as MediaMTX would see it.
+#[derive(Clone)]
+struct WorldCam {
+    /// The camera sends video.
+    up: bool,
+    /// MediaMTX's recorder writes (false: stalled while the path stays ready).
+    recorder_ok: bool,
+    /// The path exists in MediaMTX's config.
+    path_present: bool,
+    /// The path becomes available at this time (connect delay).
+    ready_at: Option<Instant>,
+    next_part: Option<Instant>,
+    /// Start of the current segment, for rotation.
+    segment_start: Option<Instant>,
+    /// A pause in writing (rotation waits for a keyframe) until this time.
+    pause_until: Option<Instant>,
+    bytes: u64,
+}
+
+struct World {
+    m: CameraMachine,
+    now: Now,
+    cams: BTreeMap<u32, WorldCam>,
+    actions: Vec<(Instant, Action)>,
+    next_poll: Instant,
+    mediamtx_up: bool,
+    /// Added to every rotation: a slow keyframe.
+    rotation_gap: Duration,
+    /// Events produced during a step, fed after it.
+    pending: Vec<Event>,
+    base: Instant,
+    /// The machine asked for a MediaMTX restart.
+    restart_requested: bool,
+}
+
+fn settings() -> Monitor {
+    Monitor::default()
+}
+
+fn camera(id: u32) -> Camera {
+    Camera {
+        id,
+        name: format!("Câmera {id}"),
+        url: format!("rtsp://10.0.0.{id}/stream"),
+        rtsp_transport: None,
+    }
+}
+
+impl World {
+    fn new(n: u32) -> World {
+        let now = Now::system();
+        let cameras: Vec<Camera> = (1..=n).map(camera).collect();
+        let m = CameraMachine::new(settings(), Duration::from_secs(1), &cameras, now);
+        let cams = (1..=n)
+            .map(|id| {
+                (
+                    id,
+                    WorldCam {
+                        up: true,
+                        recorder_ok: true,
+                        path_present: true,
+                        ready_at: Some(now.mono + Duration::from_millis(500)),
+                        next_part: None,
+                        segment_start: None,
+                        pause_until: None,
+                        bytes: 0,
+                    },
+                )
+            })
+            .collect();
+        let mut w = World {
+            m,
+            now,
+            cams,
+            actions: vec![],
+            next_poll: now.mono,
+            mediamtx_up: true,
+            rotation_gap: Duration::from_millis(1500),
+            pending: vec![],
+            base: now.mono,
+            restart_requested: false,
+        };
+        w.feed(Event::MediamtxReady);
+        w
+    }
+
+    fn feed(&mut self, e: Event) {
+        let acts = self.m.handle(self.now, e);
+        for a in acts {
+            match &a {
+                Action::RemovePath { camera } => {
+                    let c = self.cams.get_mut(camera).unwrap();
+                    c.path_present = false;
+                    c.ready_at = None;
+                    c.next_part = None;
+                    c.segment_start = None;
+                }
+                Action::CreatePath { camera } => {
+                    let c = self.cams.get_mut(camera).unwrap();
+                    c.path_present = true;
+                    c.ready_at = Some(self.now.mono + Duration::from_millis(500));
+                }
+                Action::RestartMediamtx { .. } => self.restart_requested = true,
+                _ => {}
+            }
+            self.actions.push((self.now.mono, a));
+        }
+    }
+
+    fn available(c: &WorldCam, now: Instant) -> bool {
+        c.path_present && c.up && c.ready_at.is_some_and(|t| now >= t)
+    }
+
+    fn run(&mut self, d: Duration) {
+        let end = self.now.mono + d;
+        while self.now.mono < end {
+            self.now = self.now.plus(STEP);
+            let now = self.now.mono;
+            let ids: Vec<u32> = self.cams.keys().copied().collect();
+            for id in ids {
+                let c = self.cams.get_mut(&id).unwrap();
+                if !self.mediamtx_up {
+                    continue;
+                }
+                // MediaMTX retries a down camera every 5 s.
+                if c.path_present && c.up && c.ready_at.is_none() {
+                    c.ready_at = Some(now + Duration::from_secs(5));
+                }
+                if !c.up {
+                    c.ready_at = None;
+                }
+                if !Self::available(c, now) {
+                    c.next_part = None;
+                    c.segment_start = None;
+                    continue;
+                }
+                c.bytes += 50_000;
+                if !c.recorder_ok {
+                    continue;
+                }
+                let seg = *c.segment_start.get_or_insert(now);
+                let next = *c.next_part.get_or_insert(now + Duration::from_secs(1));
+                if c.pause_until.is_some_and(|p| now < p) {
+                    continue;
+                }
+                if now >= next {
+                    c.next_part = Some(now + Duration::from_secs(1));
+                    let file = PathBuf::from(format!(
+                        "/rec/cam_{id}/{}.mp4",
+                        seg.duration_since(self.base).as_millis()
+                    ));
+                    // Rotation after 60 s: the new file appears after a keyframe gap.
+                    if now.duration_since(seg) >= Duration::from_secs(60) {
+                        let gap = self.rotation_gap;
+                        c.segment_start = Some(now + gap);
+                        c.pause_until = Some(now + gap);
+                        self.pending.push(Event::SegmentClosed {
+                            camera: id,
+                            file: file.clone(),
+                        });
+                    } else {
+                        self.pending.push(Event::SegmentData { camera: id, file });
+                    }
+                }
+            }
+            for e in std::mem::take(&mut self.pending) {
+                self.feed(e);
+            }
+            if self.mediamtx_up && now >= self.next_poll {
+                self.next_poll = now + Duration::from_secs(2);
+                let list = self
+                    .cams
+                    .iter()
+                    .filter(|(_, c)| c.path_present)
+                    .map(|(id, c)| PathObs {
+                        name: format!("cam_{id}"),
+                        available: Self::available(c, now),
+                        inbound_bytes: if Self::available(c, now) { c.bytes } else { 0 },
+                    })
+                    .collect();
+                self.feed(Event::Paths(list));
+            }
+            self.feed(Event::Tick);
+            if std::mem::take(&mut self.restart_requested) {
+                // What the driver does: MediaMTX goes down and comes back
+                // with fresh recorders.
+                self.feed(Event::MediamtxDown);
+                for c in self.cams.values_mut() {
+                    c.recorder_ok = true;
+                    c.ready_at = Some(now + Duration::from_secs(1));
+                    c.next_part = None;
+                    c.segment_start = None;
+                }
+                self.feed(Event::MediamtxReady);
+            }
+        }
+    }
+
+    fn alerts(&self) -> Vec<&AlertEvent> {
+        self.actions
+            .iter()
+            .filter_map(|(_, a)| match a {
+                Action::Alert(e) => Some(e),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn firing(&self, issue: Issue) -> Vec<&AlertEvent> {
+        self.alerts()
+            .into_iter()
+            .filter(|e| e.issue == issue && e.phase == Phase::Firing)
+            .collect()
+    }
+
+    fn count(&self, f: impl Fn(&Action) -> bool) -> usize {
+        self.actions.iter().filter(|(_, a)| f(a)).count()
+    }
+
+    fn first_time(&self, f: impl Fn(&Action) -> bool) -> Option<Instant> {
+        self.actions.iter().find(|(_, a)| f(a)).map(|(t, _)| *t)
+    }
+
+    fn view(&self, id: u32) -> CameraView {
+        self.m
+            .views(self.now)
+            .into_iter()
+            .find(|v| v.id == id)
+            .unwrap()
+    }
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+#[test]
+fn a_day_of_normal_recording_raises_nothing() {
+    let mut w = World::new(3);
+    // Rotation waits up to 2.5 s for a keyframe: still no false alarm.
+    w.rotation_gap = Duration::from_millis(2500);
+    w.run(secs(24 * 3600));
+    assert!(w.alerts().is_empty(), "{:?}", w.alerts().first());
+    assert_eq!(w.count(|a| matches!(a, Action::RemovePath { .. })), 0);
+    for id in 1..=3 {
+        let v = w.view(id);
+        assert_eq!(v.state, Health::Online);
+        assert!(v.recording);
+        assert!(
+            v.segments_completed >= 24 * 60 - 60,
+            "{}",
+            v.segments_completed
+        );
+    }
+}
+
+#[test]
+fn grace_period_after_start_hides_a_down_camera() {
+    let mut w = World::new(2);
+    w.cams.get_mut(&2).unwrap().up = false;
+    w.run(secs(14));
+    assert!(
+        w.alerts().is_empty(),
+        "nothing is judged during the 15 s grace"
+    );
+    w.run(secs(2));
+    assert_eq!(w.firing(Issue::StreamDown).len(), 1);
+}
+
+#[test]
+fn level_1_timings_are_the_seeds() {
+    let mut w = World::new(2);
+    w.run(secs(30));
+    w.cams.get_mut(&1).unwrap().up = false;
+    let down = w.now.mono;
+    w.run(secs(13));
+    let removed = w
+        .first_time(|a| matches!(a, Action::RemovePath { camera: 1 }))
+        .expect("level 1 started");
+    let detect = removed.duration_since(down);
+    assert!(detect < secs(8), "silent camera detected in {detect:?}");
+    let created = w
+        .first_time(|a| matches!(a, Action::CreatePath { camera: 1 }))
+        .unwrap();
+    assert_eq!(created.duration_since(removed), secs(2));
+    let warn = w.firing(Issue::StreamDown);
+    assert_eq!(warn.len(), 1);
+    assert_eq!(warn[0].severity, Severity::Warning);
+    assert_eq!(warn[0].camera.as_ref().unwrap().name, "Câmera 1");
+    assert!(warn[0].last_recording.is_some());
+    // Still down: the verification 10 s after re-creation fails.
+    w.run(secs(10));
+    let fin = w
+        .actions
+        .iter()
+        .find_map(|(t, a)| match a {
+            Action::RecoveryFinished {
+                camera: 1, success, ..
+            } => Some((*t, *success)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(fin.0.duration_since(created), secs(10));
+    assert!(!fin.1);
+    assert_eq!(w.view(1).consecutive_failures, 1);
+    assert_eq!(
+        w.view(2).state,
+        Health::Online,
+        "the other camera is untouched"
+    );
+}
+
+#[test]
+fn a_returning_camera_is_recovered_quickly() {
+    let mut w = World::new(2);
+    w.run(secs(30));
+    w.cams.get_mut(&1).unwrap().up = false;
+    w.run(secs(20));
+    assert_eq!(w.view(1).state, Health::Recovering);
+    w.cams.get_mut(&1).unwrap().up = true;
+    let back = w.now.mono;
+    w.run(secs(15));
+    let ok = w
+        .actions
+        .iter()
+        .find_map(|(t, a)| match a {
+            Action::RecoveryFinished {
+                camera: 1,
+                success: true,
+                ..
+            } => Some(*t),
+            _ => None,
+        })
+        .expect("recovered");
+    assert!(
+        ok.duration_since(back) < secs(15),
+        "{:?}",
+        ok.duration_since(back)
+    );
+    assert_eq!(w.view(1).state, Health::Online);
+    assert_eq!(w.view(1).consecutive_failures, 0);
+    // Info notice and the Warning resolved.
+    assert!(w
+        .alerts()
+        .iter()
+        .any(|e| e.issue == Issue::StreamRecovered && e.severity == Severity::Info));
+    assert!(w
+        .alerts()
+        .iter()
+        .any(|e| e.issue == Issue::StreamDown && e.phase == Phase::Resolved));
+}
+
+#[test]
+fn a_recorder_stall_is_detected_under_10s_and_repaired_by_level_2() {
+    let mut w = World::new(2);
+    w.run(secs(30));
+    w.cams.get_mut(&1).unwrap().recorder_ok = false;
+    let stalled = w.now.mono;
+    w.run(secs(10));
+    let removed = w
+        .first_time(|a| matches!(a, Action::RemovePath { camera: 1 }))
+        .expect("stall detected");
+    assert!(removed.duration_since(stalled) < secs(10));
+    let warn = w.firing(Issue::RecordingStalled);
+    assert_eq!(
+        warn.len(),
+        1,
+        "classified as a recorder stall, not a stream failure"
+    );
+    // Re-creating the path restarts the recorder.
+    w.cams.get_mut(&1).unwrap().recorder_ok = true;
+    w.run(secs(20));
+    assert_eq!(w.view(1).state, Health::Online);
+    assert!(w
+        .alerts()
+        .iter()
+        .any(|e| e.issue == Issue::RecordingRecovered));
+    assert!(w.firing(Issue::RecordingStopped).is_empty());
+}
+
+#[test]
+fn a_stall_that_survives_level_2_is_critical() {
+    let mut w = World::new(2);
+    w.run(secs(30));
+    w.cams.get_mut(&1).unwrap().recorder_ok = false;
+    w.run(secs(40));
+    let crit = w.firing(Issue::RecordingStopped);
+    assert_eq!(crit.len(), 1, "one Critical, deduplicated across attempts");
+    assert_eq!(crit[0].severity, Severity::Critical);
+    assert!(crit[0].recovery_attempts >= 1);
+}
+
+#[test]
+fn three_failures_make_a_camera_offline_until_reset() {
+    let mut w = World::new(2);
+    w.run(secs(30));
+    w.cams.get_mut(&1).unwrap().up = false;
+    w.run(secs(60));
+    assert_eq!(w.view(1).state, Health::Offline);
+    let offline = w.firing(Issue::CameraOffline);
+    assert_eq!(offline.len(), 1);
+    assert_eq!(offline[0].severity, Severity::Critical);
+    assert_eq!(offline[0].recovery_attempts, 3);
+    assert_eq!(
+        w.count(|a| matches!(a, Action::RemovePath { camera: 1 })),
+        3
+    );
+    // No more attempts, however long it stays down.
+    w.run(secs(3600));
+    assert_eq!(
+        w.count(|a| matches!(a, Action::RemovePath { camera: 1 })),
+        3
+    );
+    assert_eq!(w.view(1).state, Health::Offline);
+    assert!(
+        w.firing(Issue::RecordingStopped).is_empty(),
+        "offline already says it"
+    );
+    // A reset brings it back under supervision: attempts start again.
+    w.feed(Event::Reset { camera: 1 });
+    assert_eq!(w.view(1).state, Health::Online);
+    w.run(secs(10));
+    assert_eq!(
+        w.count(|a| matches!(a, Action::RemovePath { camera: 1 })),
+        4
+    );
+}
+
+#[test]
+fn an_offline_camera_that_records_again_comes_back_by_itself() {
+    let mut w = World::new(2);
+    w.run(secs(30));
+    w.cams.get_mut(&1).unwrap().up = false;
+    w.run(secs(60));
+    assert_eq!(w.view(1).state, Health::Offline);
+    w.cams.get_mut(&1).unwrap().up = true; // MediaMTX keeps retrying the path
+    w.run(secs(10));
+    assert_eq!(w.view(1).state, Health::Online);
+    assert!(w
+        .alerts()
+        .iter()
+        .any(|e| e.issue == Issue::CameraOffline && e.phase == Phase::Resolved));
+}
+
+#[test]
+fn the_two_minute_rule_is_an_outer_bound() {
+    let mut w = World::new(2);
+    w.run(secs(30));
+    // Stalled recorder, and the re-created path never records either.
+    w.cams.get_mut(&1).unwrap().recorder_ok = false;
+    w.run(secs(125));
+    let stopped = w.firing(Issue::RecordingStopped);
+    assert_eq!(stopped.len(), 1);
+}
+
+#[test]
+fn everyone_failing_at_once_is_one_incident_and_one_restart() {
+    let mut w = World::new(4);
+    w.run(secs(30));
+    for c in w.cams.values_mut() {
+        c.recorder_ok = false;
+    }
+    w.run(secs(60));
+    assert_eq!(w.count(|a| matches!(a, Action::RestartMediamtx { .. })), 1);
+    assert_eq!(w.count(|a| matches!(a, Action::RemovePath { .. })), 0);
+    assert!(
+        w.alerts().is_empty(),
+        "the process supervisor owns the incident"
+    );
+}
+
+#[test]
+fn nothing_is_judged_while_mediamtx_is_down() {
+    let mut w = World::new(2);
+    w.run(secs(30));
+    w.cams.get_mut(&1).unwrap().recorder_ok = false;
+    w.run(secs(3));
+    w.mediamtx_up = false;
+    w.feed(Event::MediamtxDown);
+    w.run(secs(300));
+    assert!(w.alerts().is_empty());
+    assert_eq!(w.count(|a| matches!(a, Action::RemovePath { .. })), 0);
+    // Back up: grace, then judged again.
+    w.mediamtx_up = true;
+    w.cams.get_mut(&1).unwrap().recorder_ok = true;
+    w.feed(Event::MediamtxReady);
+    w.run(secs(60));
+    assert!(w.alerts().is_empty());
+}
+
+#[test]
+fn adding_a_camera_is_judged_after_its_grace() {
+    let mut w = World::new(1);
+    w.run(secs(30));
+    w.feed(Event::Cameras(vec![camera(1), camera(2)]));
+    w.cams.insert(
+        2,
+        WorldCam {
+            up: false,
+            recorder_ok: true,
+            path_present: true,
+            ready_at: None,
+            next_part: None,
+            segment_start: None,
+            pause_until: None,
+            bytes: 0,
+        },
+    );
+    w.run(secs(14));
+    assert!(w.alerts().is_empty());
+    w.run(secs(3));
+    assert_eq!(w.firing(Issue::StreamDown).len(), 1);
+    // Removing it resolves its alert.
+    w.feed(Event::Cameras(vec![camera(1)]));
+    assert!(w
+        .alerts()
+        .iter()
+        .any(|e| e.issue == Issue::StreamDown && e.phase == Phase::Resolved));
+    assert_eq!(w.m.camera_ids(), vec![1]);
+}
+
+#[test]
+fn settings_are_used_not_hard_coded() {
+    let mut st = settings();
+    st.recovery_remove_wait = Span::secs(5);
+    st.failures_to_offline = 1;
+    let now = Now::system();
+    let mut m = CameraMachine::new(st, secs(1), &[camera(1), camera(2)], now);
+    m.handle(now, Event::MediamtxReady);
+    let t = now.plus(secs(20));
+    m.handle(
+        t,
+        Event::PathAvailability {
+            camera: 1,
+            available: false,
+        },
+    );
+    let acts = m.handle(t.plus(secs(4)), Event::Tick);
+    assert!(!acts.iter().any(|a| matches!(a, Action::CreatePath { .. })));
+    let acts = m.handle(t.plus(secs(5)), Event::Tick);
+    assert!(acts
+        .iter()
+        .any(|a| matches!(a, Action::CreatePath { camera: 1 })));
+    let acts = m.handle(t.plus(secs(15)), Event::Tick);
+    assert!(acts
+        .iter()
+        .any(|a| matches!(a, Action::Alert(e) if e.issue == Issue::CameraOffline)));
+}

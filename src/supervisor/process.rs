@@ -1,0 +1,755 @@
+//! The life of the MediaMTX process, as a synchronous state machine.
+//!
+//! MediaMTX exits with code 0 after a fatal reload error, can hang, and leaks
+//! memory over days (NOTES.md §k, peers.md §2). The rules here:
+//!
+//! * Any exit we did not ask for is a failure, whatever the code.
+//! * Restarts back off: `restart_delay`, doubling, capped at
+//!   `restart_max_delay`, reset after a run of `healthy_after`.
+//! * More than `storm_restarts` restarts within `storm_window` is a restart
+//!   storm: one Critical incident (not one per restart), restarts go on at the
+//!   capped delay.
+//! * No answer from `/v3/info` within `startup_timeout` after a start, or
+//!   `hang_probes` failed probes in a row once running, is a hang: SIGTERM,
+//!   then SIGKILL after `stop_timeout`, then a restart.
+//! * RSS above `memory_limit` for `memory_limit_for`: a Warning and a graceful
+//!   restart (segments are finalized).
+//!
+//! The driver feeds events and executes the returned actions; it never
+//! decides anything itself. Time comes in as an argument so tests run a day of
+//! behaviour in microseconds.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::config::Mediamtx as Settings;
+
+/// Why MediaMTX is being (re)started or stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// It exited without being asked to.
+    Exited,
+    /// It did not answer its API.
+    Hung,
+    /// Its memory stayed above the ceiling.
+    Memory,
+    /// A configuration change that MediaMTX cannot apply by itself.
+    Reconfigure,
+    /// The daemon is shutting down.
+    Shutdown,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Exited => "exited",
+            Reason::Hung => "hung",
+            Reason::Memory => "memory",
+            Reason::Reconfigure => "reconfigure",
+            Reason::Shutdown => "shutdown",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The process was spawned.
+    Spawned { pid: u32 },
+    /// Spawning failed (binary missing, not executable...).
+    SpawnFailed { error: String },
+    /// `/v3/info` answered (`true`) or failed or timed out (`false`).
+    Probe { ok: bool },
+    /// The process exited; `status` is a human description ("exit code 0",
+    /// "killed by SIGKILL").
+    Exited { status: String },
+    /// Resident memory of the process, in bytes.
+    Rss { bytes: u64 },
+    /// Restart on purpose (e.g. a global config change).
+    Restart { reason: Reason },
+    /// Stop for good (daemon shutdown).
+    Shutdown,
+    /// Time passed.
+    Tick,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Spawn MediaMTX with the current generated config.
+    Spawn,
+    /// Ask it to stop gracefully (SIGTERM: segments are finalized).
+    Terminate,
+    /// Kill it and its process group (SIGKILL).
+    Kill,
+    /// Probe `/v3/info` now and report [`Event::Probe`].
+    Probe,
+    /// MediaMTX is ready: the camera monitor may start judging cameras.
+    BecameReady,
+    /// MediaMTX went away (exit, hang, planned restart): the camera monitor
+    /// must suspend its judgements. `unexpected` is false for planned stops.
+    WentDown {
+        reason: Reason,
+        unexpected: bool,
+        detail: String,
+    },
+    /// Raise or resolve an incident about the process.
+    Incident(Incident),
+    /// Shutdown finished: the process is gone.
+    Stopped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incident {
+    /// MediaMTX is down (exit or hang); resolved when ready again.
+    DownFiring {
+        reason: Reason,
+        detail: String,
+    },
+    DownResolved,
+    /// Restart storm (Critical); resolved after a healthy run.
+    StormFiring {
+        restarts: usize,
+        window: Duration,
+    },
+    StormResolved,
+    /// The memory watchdog restarted MediaMTX (Warning, one-off).
+    MemoryRestart {
+        rss: u64,
+        limit: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Not started yet, or stopped for good.
+    Idle,
+    /// Waiting `until` before the next spawn.
+    Backoff { until: Instant },
+    /// Spawned, waiting for `/v3/info`.
+    Starting { since: Instant },
+    /// Answering its API.
+    Running { since: Instant },
+    /// SIGTERM sent; SIGKILL at `kill_at`; then restart unless shutting down.
+    Stopping {
+        reason: Reason,
+        kill_at: Instant,
+        killed: bool,
+    },
+}
+
+/// What the API and metrics see.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessStatus {
+    pub up: bool,
+    pub pid: Option<u32>,
+    pub restarts: u64,
+    pub last_exit: Option<String>,
+    pub storm: bool,
+}
+
+pub struct ProcessMachine {
+    settings: Settings,
+    probe_every: Duration,
+    phase: Phase,
+    pid: Option<u32>,
+    /// Consecutive failures, for the backoff (reset after a healthy run).
+    failures: u32,
+    /// Times of recent restarts, for the storm guard.
+    recent_restarts: VecDeque<Instant>,
+    storm_open: bool,
+    down_open: bool,
+    failed_probes: u32,
+    next_probe: Option<Instant>,
+    rss_high_since: Option<Instant>,
+    shutting_down: bool,
+    /// Total restarts, by reason (for metrics).
+    pub restarts_by_reason: Vec<(Reason, u64)>,
+    last_exit: Option<String>,
+}
+
+impl ProcessMachine {
+    /// `probe_every`: how often a running MediaMTX is probed.
+    pub fn new(settings: Settings, probe_every: Duration) -> ProcessMachine {
+        ProcessMachine {
+            settings,
+            probe_every,
+            phase: Phase::Idle,
+            pid: None,
+            failures: 0,
+            recent_restarts: VecDeque::new(),
+            storm_open: false,
+            down_open: false,
+            failed_probes: 0,
+            next_probe: None,
+            rss_high_since: None,
+            shutting_down: false,
+            restarts_by_reason: Vec::new(),
+            last_exit: None,
+        }
+    }
+
+    pub fn phase(&self) -> &Phase {
+        &self.phase
+    }
+
+    pub fn is_running(&self) -> bool {
+        matches!(self.phase, Phase::Running { .. })
+    }
+
+    pub fn status(&self) -> ProcessStatus {
+        ProcessStatus {
+            up: self.is_running(),
+            pid: self.pid,
+            restarts: self.restarts_by_reason.iter().map(|(_, n)| n).sum(),
+            last_exit: self.last_exit.clone(),
+            storm: self.storm_open,
+        }
+    }
+
+    /// The first spawn.
+    pub fn start(&mut self, now: Instant) -> Vec<Action> {
+        self.phase = Phase::Starting { since: now };
+        self.next_probe = Some(now);
+        vec![Action::Spawn]
+    }
+
+    /// When the driver must call [`Event::Tick`] next at the latest.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::Idle => None,
+            Phase::Backoff { until } => Some(*until),
+            Phase::Starting { .. } | Phase::Running { .. } => self.next_probe,
+            Phase::Stopping {
+                kill_at, killed, ..
+            } => (!killed).then_some(*kill_at),
+        }
+    }
+
+    pub fn handle(&mut self, now: Instant, event: Event) -> Vec<Action> {
+        let mut out = Vec::new();
+        match event {
+            Event::Spawned { pid } => {
+                self.pid = Some(pid);
+                self.failed_probes = 0;
+            }
+            Event::SpawnFailed { error } => {
+                self.pid = None;
+                self.last_exit = Some(format!("could not start: {error}"));
+                self.went_down(now, Reason::Exited, error, &mut out);
+            }
+            Event::Probe { ok } => self.on_probe(now, ok, &mut out),
+            Event::Exited { status } => {
+                self.pid = None;
+                self.last_exit = Some(status.clone());
+                match self.phase.clone() {
+                    Phase::Stopping { reason, .. } => {
+                        if self.shutting_down {
+                            self.phase = Phase::Idle;
+                            out.push(Action::Stopped);
+                        } else {
+                            self.schedule_restart(now, reason, &mut out);
+                        }
+                    }
+                    Phase::Idle => {}
+                    _ if self.shutting_down => {
+                        self.phase = Phase::Idle;
+                        out.push(Action::Stopped);
+                    }
+                    _ => self.went_down(now, Reason::Exited, status, &mut out),
+                }
+            }
+            Event::Rss { bytes } => self.on_rss(now, bytes, &mut out),
+            Event::Restart { reason } => {
+                if matches!(self.phase, Phase::Running { .. } | Phase::Starting { .. }) {
+                    self.stop(now, reason, &mut out);
+                }
+            }
+            Event::Shutdown => {
+                self.shutting_down = true;
+                match self.phase {
+                    Phase::Running { .. } | Phase::Starting { .. } => {
+                        self.stop(now, Reason::Shutdown, &mut out)
+                    }
+                    Phase::Stopping { .. } => {}
+                    Phase::Idle | Phase::Backoff { .. } => {
+                        self.phase = Phase::Idle;
+                        out.push(Action::Stopped);
+                    }
+                }
+            }
+            Event::Tick => self.on_tick(now, &mut out),
+        }
+        out
+    }
+
+    fn on_tick(&mut self, now: Instant, out: &mut Vec<Action>) {
+        match self.phase.clone() {
+            Phase::Backoff { until } if now >= until => {
+                self.phase = Phase::Starting { since: now };
+                self.next_probe = Some(now);
+                out.push(Action::Spawn);
+            }
+            Phase::Starting { .. } | Phase::Running { .. } => {
+                if self.next_probe.is_some_and(|t| now >= t) {
+                    self.next_probe = None; // set again when the answer comes
+                    out.push(Action::Probe);
+                }
+                if let Phase::Running { since } = self.phase {
+                    // A healthy run resets the backoff and ends a storm.
+                    if now.duration_since(since) >= self.settings.healthy_after.get() {
+                        self.failures = 0;
+                        if self.storm_open {
+                            self.storm_open = false;
+                            out.push(Action::Incident(Incident::StormResolved));
+                        }
+                    }
+                }
+            }
+            Phase::Stopping {
+                reason,
+                kill_at,
+                killed: false,
+            } if now >= kill_at => {
+                self.phase = Phase::Stopping {
+                    reason,
+                    kill_at,
+                    killed: true,
+                };
+                out.push(Action::Kill);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_probe(&mut self, now: Instant, ok: bool, out: &mut Vec<Action>) {
+        match self.phase.clone() {
+            Phase::Starting { since } => {
+                if ok {
+                    self.phase = Phase::Running { since: now };
+                    self.failed_probes = 0;
+                    self.next_probe = Some(now + self.probe_every);
+                    out.push(Action::BecameReady);
+                    if self.down_open {
+                        self.down_open = false;
+                        out.push(Action::Incident(Incident::DownResolved));
+                    }
+                } else if now.duration_since(since) >= self.settings.startup_timeout.get() {
+                    let detail = format!(
+                        "no answer from the API {} after start",
+                        self.settings.startup_timeout
+                    );
+                    self.hang(now, detail, out);
+                } else {
+                    // Not up yet: probe again soon.
+                    self.next_probe = Some(now + Duration::from_millis(200));
+                }
+            }
+            Phase::Running { .. } => {
+                if ok {
+                    self.failed_probes = 0;
+                } else {
+                    self.failed_probes += 1;
+                    if self.failed_probes >= self.settings.hang_probes {
+                        let detail = format!("{} API probes in a row failed", self.failed_probes);
+                        self.hang(now, detail, out);
+                        return;
+                    }
+                }
+                self.next_probe = Some(now + self.probe_every);
+            }
+            _ => {}
+        }
+    }
+
+    fn hang(&mut self, now: Instant, detail: String, out: &mut Vec<Action>) {
+        self.open_down(Reason::Hung, detail.clone(), out);
+        out.push(Action::WentDown {
+            reason: Reason::Hung,
+            unexpected: true,
+            detail,
+        });
+        self.stop_signal(now, Reason::Hung, out);
+    }
+
+    fn on_rss(&mut self, now: Instant, bytes: u64, out: &mut Vec<Action>) {
+        let limit = self.settings.memory_limit.0;
+        if limit == 0 || !self.is_running() {
+            self.rss_high_since = None;
+            return;
+        }
+        if bytes <= limit {
+            self.rss_high_since = None;
+            return;
+        }
+        let since = *self.rss_high_since.get_or_insert(now);
+        if now.duration_since(since) >= self.settings.memory_limit_for.get() {
+            self.rss_high_since = None;
+            out.push(Action::Incident(Incident::MemoryRestart {
+                rss: bytes,
+                limit,
+            }));
+            self.stop(now, Reason::Memory, out);
+        }
+    }
+
+    /// A planned stop: TERM now, KILL after `stop_timeout`.
+    fn stop(&mut self, now: Instant, reason: Reason, out: &mut Vec<Action>) {
+        out.push(Action::WentDown {
+            reason,
+            unexpected: false,
+            detail: format!("stopping MediaMTX ({})", reason.as_str()),
+        });
+        self.stop_signal(now, reason, out);
+    }
+
+    fn stop_signal(&mut self, now: Instant, reason: Reason, out: &mut Vec<Action>) {
+        self.next_probe = None;
+        if self.pid.is_none() {
+            // Nothing to stop (spawn failed or already gone).
+            if self.shutting_down {
+                self.phase = Phase::Idle;
+                out.push(Action::Stopped);
+            } else {
+                self.schedule_restart(now, reason, out);
+            }
+            return;
+        }
+        self.phase = Phase::Stopping {
+            reason,
+            kill_at: now + self.settings.stop_timeout.get(),
+            killed: false,
+        };
+        out.push(Action::Terminate);
+    }
+
+    fn open_down(&mut self, reason: Reason, detail: String, out: &mut Vec<Action>) {
+        if !self.down_open {
+            self.down_open = true;
+            out.push(Action::Incident(Incident::DownFiring { reason, detail }));
+        }
+    }
+
+    /// An unexpected exit or failed spawn.
+    fn went_down(&mut self, now: Instant, reason: Reason, detail: String, out: &mut Vec<Action>) {
+        self.open_down(reason, detail.clone(), out);
+        out.push(Action::WentDown {
+            reason,
+            unexpected: true,
+            detail,
+        });
+        self.schedule_restart(now, reason, out);
+    }
+
+    fn schedule_restart(&mut self, now: Instant, reason: Reason, out: &mut Vec<Action>) {
+        // Planned restarts (config, memory) are not failures of MediaMTX.
+        let failure = matches!(reason, Reason::Exited | Reason::Hung);
+        let delay = if failure {
+            self.failures += 1;
+            self.backoff(self.failures)
+        } else {
+            Duration::ZERO
+        };
+        match self
+            .restarts_by_reason
+            .iter_mut()
+            .find(|(r, _)| *r == reason)
+        {
+            Some((_, n)) => *n += 1,
+            None => self.restarts_by_reason.push((reason, 1)),
+        }
+        // Storm guard over every restart, planned or not.
+        let window = self.settings.storm_window.get();
+        self.recent_restarts.push_back(now);
+        while self
+            .recent_restarts
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+        {
+            self.recent_restarts.pop_front();
+        }
+        let storm = self.recent_restarts.len() > self.settings.storm_restarts as usize;
+        let delay = if storm {
+            if !self.storm_open {
+                self.storm_open = true;
+                out.push(Action::Incident(Incident::StormFiring {
+                    restarts: self.recent_restarts.len(),
+                    window,
+                }));
+            }
+            self.settings.restart_max_delay.get()
+        } else {
+            delay
+        };
+        self.phase = Phase::Backoff { until: now + delay };
+        if delay.is_zero() {
+            self.on_tick(now, out);
+        }
+    }
+
+    /// `restart_delay × 2^(n-1)`, capped.
+    fn backoff(&self, n: u32) -> Duration {
+        let base = self.settings.restart_delay.get();
+        let max = self.settings.restart_max_delay.get();
+        let factor = 1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX);
+        base.checked_mul(factor).unwrap_or(max).min(max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Bytes, Span};
+
+    fn settings() -> Settings {
+        Settings {
+            restart_delay: Span::secs(1),
+            restart_max_delay: Span::secs(30),
+            healthy_after: Span::secs(60),
+            storm_restarts: 5,
+            storm_window: Span::secs(300),
+            hang_probes: 3,
+            startup_timeout: Span::secs(15),
+            stop_timeout: Span::secs(10),
+            memory_limit: Bytes(1 << 30),
+            memory_limit_for: Span::secs(120),
+            ..Settings::default()
+        }
+    }
+
+    struct Sim {
+        m: ProcessMachine,
+        now: Instant,
+        spawns: Vec<Instant>,
+        incidents: Vec<Incident>,
+        pid: u32,
+    }
+
+    impl Sim {
+        fn new() -> Sim {
+            let now = Instant::now();
+            let mut m = ProcessMachine::new(settings(), Duration::from_secs(2));
+            let acts = m.start(now);
+            let mut s = Sim {
+                m,
+                now,
+                spawns: vec![],
+                incidents: vec![],
+                pid: 100,
+            };
+            s.apply(acts);
+            s
+        }
+        fn apply(&mut self, acts: Vec<Action>) {
+            for a in acts {
+                match a {
+                    Action::Spawn => {
+                        self.spawns.push(self.now);
+                        self.pid += 1;
+                        let acts = self.m.handle(self.now, Event::Spawned { pid: self.pid });
+                        self.apply(acts);
+                    }
+                    Action::Incident(i) => self.incidents.push(i),
+                    _ => {}
+                }
+            }
+        }
+        fn ev(&mut self, e: Event) -> Vec<Action> {
+            let acts = self.m.handle(self.now, e);
+            self.apply(acts.clone());
+            acts
+        }
+        fn advance(&mut self, d: Duration) {
+            let end = self.now + d;
+            while self.now < end {
+                self.now = (self.now + Duration::from_millis(100)).min(end);
+                self.ev(Event::Tick);
+            }
+        }
+        fn ready(&mut self) {
+            self.ev(Event::Probe { ok: true });
+            assert!(self.m.is_running());
+        }
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn unexpected_exit_code_zero_is_a_failure_with_doubling_backoff() {
+        let mut s = Sim::new();
+        s.ready();
+        let delays: Vec<u64> = (0..5)
+            .map(|_| {
+                let before = s.spawns.len();
+                let t0 = s.now;
+                s.ev(Event::Exited {
+                    status: "exit code 0".into(),
+                });
+                while s.spawns.len() == before {
+                    s.advance(Duration::from_millis(100));
+                }
+                s.ready();
+                let d = s.spawns.last().unwrap().duration_since(t0);
+                d.as_secs()
+            })
+            .collect();
+        assert_eq!(delays, vec![1, 2, 4, 8, 16]);
+        assert!(matches!(
+            s.incidents[0],
+            Incident::DownFiring {
+                reason: Reason::Exited,
+                ..
+            }
+        ));
+        assert!(s.incidents.contains(&Incident::DownResolved));
+    }
+
+    #[test]
+    fn backoff_is_capped_and_resets_after_a_healthy_run() {
+        let m = ProcessMachine::new(settings(), secs(2));
+        assert_eq!(m.backoff(1), secs(1));
+        assert_eq!(m.backoff(5), secs(16));
+        assert_eq!(m.backoff(6), secs(30));
+        assert_eq!(m.backoff(40), secs(30));
+        let mut s = Sim::new();
+        s.ready();
+        for _ in 0..3 {
+            s.ev(Event::Exited { status: "x".into() });
+            s.advance(secs(10));
+            s.ready();
+        }
+        assert_eq!(s.m.failures, 3);
+        s.advance(secs(61));
+        assert_eq!(s.m.failures, 0, "a healthy minute resets the backoff");
+        let n = s.spawns.len();
+        s.ev(Event::Exited { status: "x".into() });
+        s.advance(Duration::from_millis(1100));
+        assert_eq!(s.spawns.len(), n + 1, "back to the quick first delay");
+    }
+
+    #[test]
+    fn a_storm_is_one_critical_incident_and_bounded_restarts() {
+        let mut s = Sim::new();
+        // Crashes right after every start, for 10 minutes.
+        let start = s.now;
+        while s.now.duration_since(start) < secs(600) {
+            if s.m.pid.is_some() && matches!(s.m.phase, Phase::Starting { .. }) {
+                s.ev(Event::Exited {
+                    status: "killed by SIGABRT".into(),
+                });
+            }
+            s.advance(Duration::from_millis(100));
+        }
+        let storms = s
+            .incidents
+            .iter()
+            .filter(|i| matches!(i, Incident::StormFiring { .. }))
+            .count();
+        assert_eq!(storms, 1);
+        let downs = s
+            .incidents
+            .iter()
+            .filter(|i| matches!(i, Incident::DownFiring { .. }))
+            .count();
+        assert_eq!(downs, 1, "one down incident for the whole outage");
+        // 1+2+4+8+16 s, then one every 30 s: about 24 in 10 minutes, not thousands.
+        assert!(s.spawns.len() <= 25, "{} spawns", s.spawns.len());
+        // It recovers: a healthy run ends the storm.
+        while !matches!(s.m.phase, Phase::Starting { .. }) {
+            s.advance(Duration::from_millis(100));
+        }
+        s.ready();
+        s.advance(secs(61));
+        assert!(s.incidents.contains(&Incident::StormResolved));
+    }
+
+    #[test]
+    fn a_hang_is_terminated_then_killed_then_restarted() {
+        let mut s = Sim::new();
+        s.ready();
+        let mut acts = vec![];
+        for _ in 0..3 {
+            s.advance(secs(2));
+            acts = s.ev(Event::Probe { ok: false });
+        }
+        assert!(acts.contains(&Action::Terminate), "{acts:?}");
+        assert!(matches!(
+            s.incidents[0],
+            Incident::DownFiring {
+                reason: Reason::Hung,
+                ..
+            }
+        ));
+        // It ignores SIGTERM: SIGKILL after stop_timeout.
+        let mut killed = false;
+        for _ in 0..101 {
+            s.now += Duration::from_millis(100);
+            killed |= s.ev(Event::Tick).contains(&Action::Kill);
+        }
+        assert!(killed);
+        let n = s.spawns.len();
+        s.ev(Event::Exited {
+            status: "killed by SIGKILL".into(),
+        });
+        s.advance(secs(2));
+        assert_eq!(s.spawns.len(), n + 1);
+    }
+
+    #[test]
+    fn no_answer_after_start_is_a_hang() {
+        let mut s = Sim::new();
+        let mut terminated = false;
+        for _ in 0..200 {
+            s.advance(Duration::from_millis(100));
+            terminated |= s
+                .ev(Event::Probe { ok: false })
+                .contains(&Action::Terminate);
+        }
+        assert!(terminated, "startup_timeout passed without an answer");
+    }
+
+    #[test]
+    fn memory_above_the_ceiling_for_long_restarts_gracefully() {
+        let mut s = Sim::new();
+        s.ready();
+        let high = 2u64 << 30;
+        s.ev(Event::Rss { bytes: high });
+        s.advance(secs(60));
+        s.ev(Event::Rss { bytes: 100 << 20 }); // dropped: the clock restarts
+        s.advance(secs(60));
+        let acts = s.ev(Event::Rss { bytes: high });
+        assert!(!acts.contains(&Action::Terminate));
+        s.advance(secs(121));
+        let acts = s.ev(Event::Rss { bytes: high });
+        assert!(acts.contains(&Action::Terminate), "{acts:?}");
+        assert!(matches!(
+            s.incidents.last(),
+            Some(Incident::MemoryRestart { .. })
+        ));
+        let n = s.spawns.len();
+        s.ev(Event::Exited {
+            status: "exit code 0".into(),
+        });
+        assert_eq!(s.spawns.len(), n + 1, "planned restart: no backoff");
+        assert!(!s
+            .incidents
+            .iter()
+            .any(|i| matches!(i, Incident::DownFiring { .. })));
+    }
+
+    #[test]
+    fn shutdown_terminates_and_reports_stopped_without_restart() {
+        let mut s = Sim::new();
+        s.ready();
+        let acts = s.ev(Event::Shutdown);
+        assert!(acts.contains(&Action::Terminate));
+        let n = s.spawns.len();
+        let acts = s.ev(Event::Exited {
+            status: "exit code 0".into(),
+        });
+        assert_eq!(acts, vec![Action::Stopped]);
+        s.advance(secs(60));
+        assert_eq!(s.spawns.len(), n);
+        assert!(s.incidents.is_empty(), "a requested stop is no incident");
+    }
+}
