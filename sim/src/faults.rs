@@ -1,0 +1,109 @@
+//! Injected faults: what tests can break, persisted to `MTXSIM_FAULTS` so they survive a
+//! restart of the sim by the daemon.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// How a camera is down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CameraMode {
+    /// The camera stops sending; detected after `readTimeout` (`TCP timeout`).
+    Silent,
+    /// The connection is closed; detected at once (`EOF`).
+    Closed,
+}
+
+/// What `POST /NAME/whep` does on a ready path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WhepMode {
+    /// 400 `the sim has no WebRTC stack`.
+    #[default]
+    Default,
+    /// 500 JSON error.
+    Fail,
+    /// Never answers.
+    Hang,
+}
+
+/// The whole fault document (`GET/PUT /faults`, and the `MTXSIM_FAULTS` file).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Abort (SIGABRT) right after startup.
+    pub crash_at_start: bool,
+    /// Cameras that are down, by path name. Absent = up.
+    pub cameras: BTreeMap<String, CameraMode>,
+    /// Paths whose recorder writes nothing while the path stays ready.
+    pub recorder_stalled: BTreeSet<String>,
+    /// Paths whose `inboundBytes` stops growing while ready.
+    pub bytes_frozen: BTreeSet<String>,
+    /// The control API (apiAddress) accepts connections and never answers.
+    pub api_hung: bool,
+    /// The next file-triggered reload makes the process exit 0 (as an invalid reload).
+    pub reload_fatal: bool,
+    pub whep: WhepMode,
+    /// Memory growth rate; the memory really allocated is not persisted.
+    pub memory_grow_mib_per_sec: u64,
+}
+
+pub struct FaultStore {
+    faults: Mutex<Faults>,
+    file: Option<PathBuf>,
+}
+
+impl FaultStore {
+    /// Reads the file named by `MTXSIM_FAULTS` (a missing file means no faults).
+    pub fn from_env() -> Result<FaultStore, String> {
+        let file = std::env::var_os("MTXSIM_FAULTS").map(PathBuf::from);
+        let faults = match &file {
+            Some(f) => match std::fs::read(f) {
+                Ok(b) if b.iter().all(u8::is_ascii_whitespace) => Faults::default(),
+                Ok(b) => serde_json::from_slice(&b)
+                    .map_err(|e| format!("MTXSIM_FAULTS {}: {e}", f.display()))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Faults::default(),
+                Err(e) => return Err(format!("MTXSIM_FAULTS {}: {e}", f.display())),
+            },
+            None => Faults::default(),
+        };
+        Ok(FaultStore {
+            faults: Mutex::new(faults),
+            file,
+        })
+    }
+
+    pub fn get(&self) -> Faults {
+        self.faults.lock().unwrap().clone()
+    }
+
+    /// Changes the faults and persists them (write to a temp file, then rename).
+    pub fn update<R>(&self, f: impl FnOnce(&mut Faults) -> R) -> R {
+        let mut g = self.faults.lock().unwrap();
+        let r = f(&mut g);
+        if let Some(file) = &self.file {
+            let tmp = file.with_extension("tmp-mtxsim");
+            let body = serde_json::to_vec_pretty(&*g).unwrap();
+            if std::fs::write(&tmp, body).is_ok() {
+                let _ = std::fs::rename(&tmp, file);
+            }
+        }
+        r
+    }
+
+    pub fn camera(&self, path: &str) -> Option<CameraMode> {
+        self.faults.lock().unwrap().cameras.get(path).copied()
+    }
+
+    /// (camera, recorder stalled, bytes frozen) for one path.
+    pub fn for_path(&self, path: &str) -> (Option<CameraMode>, bool, bool) {
+        let g = self.faults.lock().unwrap();
+        (
+            g.cameras.get(path).copied(),
+            g.recorder_stalled.contains(path),
+            g.bytes_frozen.contains(path),
+        )
+    }
+}

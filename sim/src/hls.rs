@@ -1,0 +1,532 @@
+//! HLS (NOTES.md §i) and WebRTC/WHEP (§j) servers.
+//!
+//! HLS is served as the `fmp4` variant whatever `hlsVariant` says: a multivariant
+//! playlist, a media playlist with a sliding window of 1 s segments (one fixture GOP
+//! each), an init segment and the segments, all built from the fixture. The first request
+//! of a muxer blocks until two segments exist, as gohlslib does for fmp4.
+
+use crate::faults::WhepMode;
+use crate::servers::{go_time, json_error, plain_404, query_map};
+use crate::sim::Sim;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use chrono::{DateTime, Local};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A reader session expires this long after its last request.
+const SESSION_TTL: Duration = Duration::from_secs(30);
+/// Segments the muxer must have before the first playlist is answered (fmp4).
+const FIRST_SEGMENTS: u64 = 2;
+
+struct Muxer {
+    path: String,
+    created: DateTime<Local>,
+    created_at: Instant,
+    last_request: DateTime<Local>,
+    last_at: Instant,
+    outbound: u64,
+}
+
+struct Session {
+    id: String,
+    path: String,
+    created: DateTime<Local>,
+    last_at: Instant,
+    remote: String,
+    query: String,
+    user_agent: String,
+    outbound: u64,
+}
+
+#[derive(Default)]
+pub struct HlsState {
+    muxers: Vec<Muxer>,
+    sessions: Vec<Session>,
+    close_after: Option<Duration>,
+}
+
+impl HlsState {
+    fn purge(&mut self) {
+        let now = Instant::now();
+        self.sessions
+            .retain(|s| now.duration_since(s.last_at) < SESSION_TTL);
+        if let Some(ca) = self.close_after {
+            self.muxers.retain(|m| now.duration_since(m.last_at) < ca);
+        }
+    }
+
+    /// The path became not ready or was closed: its muxer and readers go away.
+    pub fn path_gone(&mut self, name: &str) {
+        self.muxers.retain(|m| m.path != name);
+        self.sessions.retain(|s| s.path != name);
+    }
+
+    /// (readers of a path as API JSON, bytes sent to them).
+    pub fn readers(&mut self, name: &str) -> (Vec<Value>, u64) {
+        self.purge();
+        let mut out = 0;
+        let readers = self
+            .sessions
+            .iter()
+            .filter(|s| s.path == name)
+            .map(|s| {
+                out += s.outbound;
+                json!({"type": "hlsSession", "id": s.id})
+            })
+            .collect();
+        (readers, out)
+    }
+
+    pub fn muxers_json(&mut self, _conf: &crate::config::Conf) -> Vec<Value> {
+        self.purge();
+        self.muxers
+            .iter()
+            .map(|m| {
+                json!({"path": m.path, "created": go_time(&m.created),
+                "lastRequest": go_time(&m.last_request), "outboundBytes": m.outbound,
+                "outboundFramesDiscarded": 0, "bytesSent": m.outbound})
+            })
+            .collect()
+    }
+
+    pub fn sessions_json(&mut self) -> Vec<Value> {
+        self.purge();
+        self.sessions
+            .iter()
+            .map(|s| {
+                json!({"id": s.id, "created": go_time(&s.created), "remoteAddr": s.remote,
+                "path": s.path, "query": s.query, "user": "", "userAgent": s.user_agent,
+                "isCDN": false, "outboundBytes": s.outbound})
+            })
+            .collect()
+    }
+
+    pub fn kick(&mut self, id: &str) -> bool {
+        let n = self.sessions.len();
+        self.sessions.retain(|s| s.id != id);
+        n != self.sessions.len()
+    }
+
+    /// (id, path, remoteAddr, outbound) of live sessions, for metrics.
+    pub fn session_rows(&mut self) -> Vec<(String, String, String, u64)> {
+        self.purge();
+        self.sessions
+            .iter()
+            .map(|s| (s.id.clone(), s.path.clone(), s.remote.clone(), s.outbound))
+            .collect()
+    }
+
+    pub fn muxer_rows(&mut self) -> Vec<(String, u64)> {
+        self.purge();
+        self.muxers
+            .iter()
+            .map(|m| (m.path.clone(), m.outbound))
+            .collect()
+    }
+}
+
+pub fn router(sim: Arc<Sim>) -> Router {
+    Router::new().fallback(handle_hls).with_state(sim)
+}
+
+pub fn webrtc_router(sim: Arc<Sim>) -> Router {
+    Router::new().fallback(handle_webrtc).with_state(sim)
+}
+
+pub fn uuid_v4() -> String {
+    let mut b = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut b);
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn cors(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert("Access-Control-Allow-Origin", "*".parse().unwrap());
+    h.insert("Access-Control-Allow-Credentials", "true".parse().unwrap());
+    r
+}
+
+fn typed(ct: &'static str, body: impl Into<Body>) -> Response {
+    let mut r = Response::new(body.into());
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, ct.parse().unwrap());
+    r
+}
+
+/// Where a request for a path lands.
+enum Check {
+    NotConfigured,
+    NotReady,
+    Ready,
+}
+
+fn check_path(sim: &Sim, name: &str) -> Check {
+    let conf = sim.conf();
+    if conf.matching_entry(name).is_none() {
+        return Check::NotConfigured;
+    }
+    match sim.path(name) {
+        Some(p) if p.ready() => Check::Ready,
+        _ => Check::NotReady,
+    }
+}
+
+async fn handle_hls(
+    State(sim): State<Arc<Sim>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if method != Method::GET {
+        return plain_404();
+    }
+    cors(hls_get(&sim, peer, &uri, &headers).await)
+}
+
+fn seg_count(sim: &Sim) -> u64 {
+    sim.conf()
+        .global
+        .get("hlsSegmentCount")
+        .and_then(Value::as_u64)
+        .unwrap_or(7)
+        .max(1)
+}
+
+async fn hls_get(sim: &Arc<Sim>, peer: SocketAddr, uri: &Uri, headers: &HeaderMap) -> Response {
+    let path = uri.path();
+    let q = query_map(uri.query());
+    if let Some(name) = path
+        .strip_prefix('/')
+        .and_then(|p| p.strip_suffix("/index.m3u8"))
+    {
+        if q.get("cookieCheck").map(String::as_str) != Some("1") {
+            let mut loc = format!("/{name}/index.m3u8?cookieCheck=1");
+            if let Some(qs) = uri.query().filter(|s| !s.is_empty()) {
+                loc = format!("{loc}&{qs}");
+            }
+            return (
+                StatusCode::FOUND,
+                [
+                    (header::LOCATION, loc),
+                    (
+                        header::SET_COOKIE,
+                        "cookieCheck=1; HttpOnly; Secure; SameSite=None; Partitioned".into(),
+                    ),
+                ],
+            )
+                .into_response();
+        }
+        return multivariant(sim, name, peer, uri, headers).await;
+    }
+    let trimmed = path.trim_start_matches('/');
+    if let Some((name, file)) = trimmed.rsplit_once('/') {
+        if file == "main_stream.m3u8" || file == "main_init.mp4" || file.starts_with("main_seg") {
+            return media(sim, name, file, &q, headers);
+        }
+        if file.is_empty() {
+            return match check_path(sim, name) {
+                Check::NotConfigured => json_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("path '{name}' is not configured"),
+                ),
+                _ => typed("text/html", player_page(name)),
+            };
+        }
+    }
+    if !trimmed.is_empty() && !trimmed.ends_with('/') {
+        return (
+            StatusCode::FOUND,
+            [(header::LOCATION, format!("/{trimmed}/"))],
+        )
+            .into_response();
+    }
+    plain_404()
+}
+
+fn player_page(name: &str) -> String {
+    format!(
+        "<!DOCTYPE html><html><body><video id=\"v\" controls autoplay muted playsinline></video>\
+         <p>mediamtx-sim: load <code>/{name}/index.m3u8</code> with hls.js</p></body></html>"
+    )
+}
+
+async fn multivariant(
+    sim: &Arc<Sim>,
+    name: &str,
+    peer: SocketAddr,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Response {
+    match check_path(sim, name) {
+        Check::NotConfigured => {
+            return json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("path '{name}' is not configured"),
+            )
+        }
+        Check::NotReady => {
+            return json_error(
+                StatusCode::NOT_FOUND,
+                &format!("no stream is available on path '{name}'"),
+            )
+        }
+        Check::Ready => {}
+    }
+    let conf = sim.conf();
+    let close_after = crate::config::parse_duration(conf.str("hlsMuxerCloseAfter")).ok();
+    let id = uuid_v4();
+    let created_at = {
+        let mut st = sim.state.lock().unwrap();
+        let hls = &mut st.hls;
+        hls.close_after = close_after.filter(|d| !d.is_zero());
+        hls.purge();
+        let now = Local::now();
+        if !hls.muxers.iter().any(|m| m.path == name) {
+            hls.muxers.push(Muxer {
+                path: name.to_string(),
+                created: now,
+                created_at: Instant::now(),
+                last_request: now,
+                last_at: Instant::now(),
+                outbound: 0,
+            });
+        }
+        hls.sessions.push(Session {
+            id: id.clone(),
+            path: name.to_string(),
+            created: now,
+            last_at: Instant::now(),
+            remote: peer.to_string(),
+            query: uri.query().unwrap_or("").to_string(),
+            user_agent: headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string(),
+            outbound: 0,
+        });
+        hls.muxers
+            .iter()
+            .find(|m| m.path == name)
+            .unwrap()
+            .created_at
+    };
+    let gop = gop_duration(sim);
+    tokio::time::sleep_until((created_at + gop * FIRST_SEGMENTS as u32).into()).await;
+    if !matches!(check_path(sim, name), Check::Ready) {
+        return json_error(StatusCode::INTERNAL_SERVER_ERROR, "terminated");
+    }
+    let fx = &sim.fixture;
+    let bw = fx.bitrate;
+    let body = format!(
+        "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-INDEPENDENT-SEGMENTS\n\n\
+         #EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={bw},CODECS=\"{}\",RESOLUTION={}x{},FRAME-RATE={:.3}\n\
+         main_stream.m3u8?session={id}\n",
+        bw * 12 / 10,
+        fx.codec,
+        fx.width,
+        fx.height,
+        fx.samples.len() as f64 * fx.timescale as f64 / fx.loop_duration as f64,
+    );
+    account(sim, name, &id, body.len());
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/vnd.apple.mpegurl".to_string(),
+            ),
+            (header::CACHE_CONTROL, "private, no-cache".to_string()),
+            (
+                header::SET_COOKIE,
+                format!("hlsSession={id}; HttpOnly; Secure; SameSite=None; Partitioned"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn gop_duration(sim: &Sim) -> Duration {
+    let fx = &sim.fixture;
+    let n = fx.gops().len().max(1) as f64;
+    Duration::from_secs_f64(fx.loop_duration as f64 / fx.timescale as f64 / n)
+}
+
+fn account(sim: &Sim, name: &str, id: &str, n: usize) {
+    let mut st = sim.state.lock().unwrap();
+    let now = Local::now();
+    if let Some(m) = st.hls.muxers.iter_mut().find(|m| m.path == name) {
+        m.outbound += n as u64;
+        m.last_request = now;
+        m.last_at = Instant::now();
+    }
+    if let Some(s) = st.hls.sessions.iter_mut().find(|s| s.id == id) {
+        s.outbound += n as u64;
+        s.last_at = Instant::now();
+    }
+}
+
+fn media(
+    sim: &Arc<Sim>,
+    name: &str,
+    file: &str,
+    q: &std::collections::BTreeMap<String, String>,
+    headers: &HeaderMap,
+) -> Response {
+    let cookie_session = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().strip_prefix("hlsSession="))
+        .map(str::to_string)
+        .next();
+    let id = q.get("session").cloned().or(cookie_session);
+    let created_at = {
+        let mut st = sim.state.lock().unwrap();
+        st.hls.purge();
+        let ok = id.as_ref().is_some_and(|id| {
+            st.hls
+                .sessions
+                .iter()
+                .any(|s| &s.id == id && s.path == name)
+        });
+        let muxer = st.hls.muxers.iter().find(|m| m.path == name);
+        match (ok, muxer) {
+            (true, Some(m)) => m.created_at,
+            _ => return json_error(StatusCode::UNAUTHORIZED, "authentication error"),
+        }
+    };
+    let id = id.unwrap();
+    let fx = &sim.fixture;
+    let gops = fx.gops();
+    let gop = gop_duration(sim);
+    let available = (created_at.elapsed().as_secs_f64() / gop.as_secs_f64()) as u64;
+    let resp = if file == "main_stream.m3u8" {
+        let first = available.saturating_sub(seg_count(sim));
+        let mut s = format!(
+            "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:{}\n#EXT-X-MEDIA-SEQUENCE:{first}\n\
+             #EXT-X-MAP:URI=\"main_init.mp4?session={id}\"\n",
+            gop.as_secs_f64().ceil() as u64
+        );
+        let t0 =
+            Local::now() - chrono::Duration::from_std(created_at.elapsed()).unwrap_or_default();
+        for k in first..available {
+            let pdt = t0 + chrono::Duration::from_std(gop * k as u32).unwrap_or_default();
+            s.push_str(&format!(
+                "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:{:.5},\nmain_seg{k}.mp4?session={id}\n",
+                pdt.to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
+                gop.as_secs_f64()
+            ));
+        }
+        typed("application/vnd.apple.mpegurl", s)
+    } else if file == "main_init.mp4" {
+        typed("video/mp4", Bytes::from(fx.init.clone()))
+    } else {
+        let k: Option<u64> = file
+            .strip_prefix("main_seg")
+            .and_then(|s| s.strip_suffix(".mp4"))
+            .and_then(|s| s.parse().ok());
+        match k {
+            Some(k) if k < available && k + seg_count(sim) >= available => {
+                let n = gops.len() as u64;
+                let g = &gops[(k % n) as usize];
+                let samples: Vec<_> = fx.samples[g.clone()].iter().collect();
+                let base = (k / n) * fx.loop_duration + samples[0].dts;
+                typed("video/mp4", fx.fragment(k as u32 + 1, base, &samples))
+            }
+            _ => return json_error(StatusCode::NOT_FOUND, "segment not found"),
+        }
+    };
+    let len = axum::body::HttpBody::size_hint(resp.body())
+        .exact()
+        .unwrap_or(0);
+    account(sim, name, &id, len as usize);
+    resp
+}
+
+async fn handle_webrtc(
+    State(sim): State<Arc<Sim>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let path = uri.path().trim_start_matches('/');
+    if let Some(name) = path.strip_suffix("/whep") {
+        return cors(match method {
+            Method::OPTIONS => StatusCode::NO_CONTENT.into_response(),
+            Method::POST => whep(&sim, name, &headers).await,
+            Method::GET | Method::HEAD | Method::PUT => {
+                StatusCode::METHOD_NOT_ALLOWED.into_response()
+            }
+            _ => plain_404(),
+        });
+    }
+    if method != Method::GET {
+        return plain_404();
+    }
+    if let Some(name) = path.strip_suffix('/') {
+        return match check_path(&sim, name) {
+            Check::NotConfigured => json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("path '{name}' is not configured"),
+            ),
+            _ => typed(
+                "text/html",
+                "<!DOCTYPE html><html><body>mediamtx-sim: no WebRTC stack</body></html>",
+            ),
+        };
+    }
+    if !path.is_empty() {
+        return (StatusCode::FOUND, [(header::LOCATION, format!("/{path}/"))]).into_response();
+    }
+    plain_404()
+}
+
+async fn whep(sim: &Arc<Sim>, name: &str, headers: &HeaderMap) -> Response {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ct.split(';').next().unwrap_or("").trim() != "application/sdp" {
+        return json_error(StatusCode::BAD_REQUEST, "invalid Content-Type");
+    }
+    match check_path(sim, name) {
+        Check::NotConfigured => json_error(
+            StatusCode::BAD_REQUEST,
+            &format!("path '{name}' is not configured"),
+        ),
+        Check::NotReady => json_error(
+            StatusCode::NOT_FOUND,
+            &format!("no stream is available on path '{name}'"),
+        ),
+        Check::Ready => match sim.faults.get().whep {
+            WhepMode::Default => json_error(StatusCode::BAD_REQUEST, "the sim has no WebRTC stack"),
+            WhepMode::Fail => json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "WHEP failure injected by mediamtx-sim",
+            ),
+            WhepMode::Hang => std::future::pending().await,
+        },
+    }
+}

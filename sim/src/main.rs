@@ -1,0 +1,193 @@
+//! `mediamtx-sim`: a stand-in for MediaMTX v1.20.1, for vms-supervisor's tests.
+//!
+//! It is started as MediaMTX is (`mediamtx-sim /abs/path/mediamtx.yml`) and behaves as
+//! `shared/reference/mediamtx/NOTES.md` describes, with simulated cameras and real fMP4
+//! recordings made from a committed fixture. Module map:
+//!
+//! * `config`: the YAML keys, defaults, strict parsing and validation;
+//! * `sim`: the path objects, their simulated sources, and reload semantics;
+//! * `recorder`, `mp4`, `recordpath`: the fMP4 recorder, the fixture, segment names;
+//! * `servers` (+ `api`, `metrics`, `playback`, `hls`): the listeners;
+//! * `watcher`: config file watching; `cleaner`: `recordDeleteAfter`;
+//! * `faults`, `control`: fault injection for tests (`MTXSIM_CONTROL`, `MTXSIM_FAULTS`).
+
+// HTTP handlers return `Result<Response, Response>` to use `?` for early error answers;
+// the error path is cold, so the size of `Response` does not matter.
+#![allow(clippy::result_large_err)]
+
+mod api;
+mod cleaner;
+mod config;
+mod control;
+mod faults;
+mod hls;
+mod log;
+mod metrics;
+mod mp4;
+mod playback;
+mod recorder;
+mod recordpath;
+mod servers;
+mod sim;
+mod watcher;
+
+use log::{error, info, warning};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--version") {
+        println!("v1.20.1");
+        return;
+    }
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("Usage: mediamtx-sim [<confpath>]");
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let code = rt.block_on(run(args.first().cloned()));
+    // Blocking threads (the inotify reader) must not delay the exit.
+    std::process::exit(code);
+}
+
+/// Loads the config: the explicit file, or `mediamtx.yml` in the working directory.
+fn load(arg: Option<String>) -> Result<(Conf, Option<PathBuf>), String> {
+    let path = match arg {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let p = PathBuf::from("mediamtx.yml");
+            if !p.exists() {
+                warning!("configuration file not found (looked in mediamtx.yml), using an empty configuration");
+                return Ok((Conf::default(), None));
+            }
+            p
+        }
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
+            std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+            _ => e.to_string(),
+        };
+        format!("open {}: {why}", path.display())
+    })?;
+    let conf = Conf::from_yaml(&text)?;
+    let abs = std::path::absolute(&path).unwrap_or(path);
+    Ok((conf, Some(abs)))
+}
+
+use config::Conf;
+
+async fn run(arg: Option<String>) -> i32 {
+    info!("MediaMTX v1.20.1, linux, amd64 (mediamtx-sim)");
+    let (conf, conf_path) = match load(arg) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("ERR: {e}");
+            return 1;
+        }
+    };
+    if let Some(p) = &conf_path {
+        info!("configuration loaded from {}", p.display());
+    }
+    let faults = match faults::FaultStore::from_env() {
+        Ok(f) => f,
+        Err(e) => {
+            println!("ERR: {e}");
+            return 1;
+        }
+    };
+    let fixture = Arc::new(mp4::Fixture::load().expect("the committed fixture parses"));
+    let (memory_rate, memory_rx) =
+        tokio::sync::watch::channel(faults.get().memory_grow_mib_per_sec);
+    let sim = Arc::new(sim::Sim {
+        fixture,
+        started: chrono::Local::now(),
+        faults,
+        state: Mutex::new(sim::State {
+            conf,
+            paths: Default::default(),
+            hls: Default::default(),
+            bound: Default::default(),
+        }),
+        reload_lock: Default::default(),
+        listeners: Default::default(),
+        stop: Default::default(),
+        exit_code: Mutex::new(0),
+        memory_rate,
+    });
+
+    if let Ok(addr) = std::env::var("MTXSIM_CONTROL") {
+        match servers::bind(&addr) {
+            Ok(l) => {
+                let local: SocketAddr = l.local_addr().unwrap();
+                let l = tokio::net::TcpListener::from_std(l).unwrap();
+                info!("[mtxsim] control listener on {local}");
+                let router = control::router(sim.clone());
+                tokio::spawn(async move {
+                    let _ = axum::serve(l, router).await;
+                });
+            }
+            Err(e) => {
+                error!("[mtxsim] control: {e}");
+                return 1;
+            }
+        }
+    }
+
+    if let Err(e) = servers::start_all(&sim).await {
+        error!("{e}");
+        return 1;
+    }
+    if sim.faults.get().crash_at_start {
+        error!("[mtxsim] crash_at_start: abort()");
+        std::process::abort();
+    }
+    sim.start_paths();
+    if let Some(p) = conf_path {
+        if let Err(e) = watcher::spawn(sim.clone(), p) {
+            error!("config watcher: {e}");
+        }
+    }
+    tokio::spawn(cleaner::run(sim.clone()));
+    tokio::spawn(grow_memory(memory_rx));
+
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigint = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let mut sigterm = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = sigint.recv() => info!("shutting down gracefully"),
+        _ = sigterm.recv() => info!("shutting down gracefully"),
+        _ = sim.stop.cancelled() => {}
+    }
+    sim.close_all().await;
+    let code = *sim.exit_code.lock().unwrap();
+    code
+}
+
+/// The memory-growth fault: allocates and touches `rate` MiB every second, forever.
+async fn grow_memory(mut rate: tokio::sync::watch::Receiver<u64>) {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let r = *rate.borrow_and_update();
+        if r == 0 {
+            if rate.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        // Touch every page so the memory is really resident.
+        let mut v = vec![0u8; (r as usize) << 20];
+        for i in (0..v.len()).step_by(4096) {
+            v[i] = 1;
+        }
+        hoard.push(v);
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
