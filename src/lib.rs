@@ -13,6 +13,7 @@
 pub mod config;
 pub mod events;
 pub mod mediamtx;
+pub mod recordings;
 pub mod supervisor;
 
 /// The version line printed by `vms-supervisor --version`.

@@ -1,6 +1,10 @@
-//! Everything about the MediaMTX we own: rendering its config file from ours.
-//! (The API client and the child process arrive with the supervision work.)
+//! Everything about the MediaMTX we own: its generated config file
+//! ([`render`]), its control API ([`api`]), its process ([`child`]) and its
+//! log lines ([`logs`]).
 
+pub mod api;
+pub mod child;
+pub mod logs;
 pub mod render;
 
 use std::path::{Path, PathBuf};

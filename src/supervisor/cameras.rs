@@ -360,7 +360,8 @@ impl CameraMachine {
                     c.last_data_wall = Some(now.wall);
                     c.current_segment = Some(file);
                 }
-                self.tick(now, &mut out);
+                // Judged at the next tick (a few per second): this event comes
+                // once a second per camera and must stay cheap.
             }
             Event::SegmentClosed { camera, file } => {
                 if let Some(c) = self.cams.get_mut(&camera) {

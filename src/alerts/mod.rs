@@ -1,0 +1,672 @@
+//! The alert pipeline (the seed's "Sistema de Alertas"): every alert is a
+//! row in SQLite before it is a message, and a network outage, a dead SMTP
+//! server or a killed daemon delays an alert but never loses it.
+//!
+//! # Flow
+//!
+//! ```text
+//! producers ── AlertSink ──▶ pipeline task ──▶ log line (tracing, journald fields)
+//! webhook   ── handle.submit ─┘     │
+//!                                    ▼
+//!                       DB owner thread (one SQLite connection)
+//!                       alerts · incidents · silences · outbox
+//!                                    │  Notify (wakes at once)
+//!                    ┌───────────────┴───────────────┐
+//!              telegram worker                  e-mail worker
+//!         (due rows, retry with backoff,   (lettre SMTP, same retry)
+//!          429 retry_after, ack on ok:true)
+//! ```
+//!
+//! * [`store`]: the schema, migrations and every query, synchronous and
+//!   clock-free (the caller passes `now`), so the lifecycle is unit-tested
+//!   with a fake clock.
+//! * [`lifecycle`]: dedup and routing as a pure decision.
+//! * [`text`]: the seed's Telegram text, the e-mail, the dashboard message,
+//!   pt-BR or English.
+//! * [`outbox`]: the delivery workers, Telegram and SMTP, and [`RetryPolicy`].
+//! * [`webhook`]: Alertmanager's webhook payload (version 4) to events.
+//! * [`api`]: `POST /api/alerts/webhook` and `GET /api/alerts`.
+//! * [`cli`]: `vms-supervisor alerts`.
+//!
+//! # Starting it from the daemon
+//!
+//! ```ignore
+//! let (sink, rx) = AlertSink::channel(256);
+//! let alerts = match alerts::open(&config) {
+//!     Ok(pipeline) => pipeline.start(rx, shutdown.clone()),
+//!     Err(e) => return Err(e.into()), // exit 1 with the message; see log_only
+//! };
+//! let router = alerts::api::router(alerts.clone(), token);
+//! ```
+
+pub mod api;
+pub mod cli;
+mod db;
+pub mod lifecycle;
+pub mod outbox;
+pub mod store;
+pub mod text;
+pub mod webhook;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, Language, Secret, SmtpSecurity};
+use crate::events::{AlertEvent, Issue, Phase, Severity};
+
+pub use lifecycle::Action;
+pub use outbox::RetryPolicy;
+pub use store::{
+    AlertRow, ChannelStats, Filter, Incident, Ingested, OpenCounts, OutboxRow, Silence, Store,
+};
+
+/// The database file inside `state.dir`.
+pub const DB_FILE: &str = "vms.db";
+
+/// Every [`Issue`], for parsing stored names back.
+pub const ALL_ISSUES: &[Issue] = &[
+    Issue::StreamDown,
+    Issue::StreamRecovered,
+    Issue::RecordingStalled,
+    Issue::RecordingStopped,
+    Issue::RecordingRecovered,
+    Issue::CameraOffline,
+    Issue::MediamtxDown,
+    Issue::MediamtxRestartStorm,
+    Issue::MediamtxMemory,
+    Issue::ConfigInvalid,
+    Issue::DiskWarning,
+    Issue::DiskCritical,
+    Issue::External,
+];
+
+/// Where the alert database of `config` lives.
+pub fn db_path(config: &Config) -> PathBuf {
+    config.state.dir.join(DB_FILE)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlertsError {
+    /// The database cannot be opened, migrated or written. The message says
+    /// what to do.
+    #[error("alert database {}: {message}", path.display())]
+    Database { path: PathBuf, message: String },
+    /// The pipeline was shut down.
+    #[error("the alert pipeline has stopped")]
+    Stopped,
+}
+
+impl AlertsError {
+    pub(crate) fn database(path: &Path, message: String) -> AlertsError {
+        let hint = if message.contains("not a database") || message.contains("malformed") {
+            " (the file is damaged or is not SQLite: stop the daemon, move the file aside and start again; a new empty history is created)"
+        } else if message.contains("unable to open") || message.contains("readonly") || message.contains("Permission denied") {
+            " (check that the directory and the file exist and are writable by the daemon's user)"
+        } else {
+            ""
+        };
+        AlertsError::Database {
+            path: path.to_path_buf(),
+            message: format!("{message}{hint}"),
+        }
+    }
+}
+
+/// A push channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Telegram,
+    Email,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 2] = [Channel::Telegram, Channel::Email];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Telegram => "telegram",
+            Channel::Email => "email",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Channel> {
+        match s {
+            "telegram" => Some(Channel::Telegram),
+            "email" => Some(Channel::Email),
+            _ => None,
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Channel::Telegram => 0,
+            Channel::Email => 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TelegramSettings {
+    pub api_base: String,
+    pub chat_id: String,
+    pub token: Secret,
+}
+
+#[derive(Debug, Clone)]
+pub struct EmailSettings {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    pub username: String,
+    pub password: Option<Secret>,
+    pub from: String,
+    pub to: Vec<String>,
+}
+
+/// What the pipeline takes from the config (replaced on reload).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub language: Language,
+    pub tz: Tz,
+    pub box_name: String,
+    /// `None`: no reminders (`alerts.reminder_after = "0s"`).
+    pub reminder_after: Option<Duration>,
+    /// The enabled push channels.
+    pub channels: Vec<Channel>,
+    pub telegram: Option<TelegramSettings>,
+    pub email: Option<EmailSettings>,
+    pub camera_names: HashMap<u32, String>,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> Settings {
+        let a = &config.alerts;
+        let telegram = match (&config.secrets.telegram_bot_token, a.telegram.enabled) {
+            (Some(token), true) => Some(TelegramSettings {
+                api_base: a.telegram.api_base.trim_end_matches('/').to_string(),
+                chat_id: a.telegram.chat_id.clone(),
+                token: token.clone(),
+            }),
+            _ => None,
+        };
+        let email = a.email.enabled.then(|| EmailSettings {
+            host: a.email.smtp_host.clone(),
+            port: a.email.smtp_port,
+            security: a.email.security,
+            username: a.email.username.clone(),
+            password: config.secrets.smtp_password.clone(),
+            from: a.email.from.clone(),
+            to: a.email.to.clone(),
+        });
+        let mut channels = Vec::new();
+        if telegram.is_some() {
+            channels.push(Channel::Telegram);
+        }
+        if email.is_some() {
+            channels.push(Channel::Email);
+        }
+        Settings {
+            language: config.general.language,
+            tz: config.timezone(),
+            box_name: config.general.box_name.clone(),
+            reminder_after: Some(a.reminder_after.get()).filter(|d| !d.is_zero()),
+            channels,
+            telegram,
+            email,
+            camera_names: config.cameras.iter().map(|c| (c.id, c.name.clone())).collect(),
+        }
+    }
+
+    pub fn style(&self) -> text::Style<'_> {
+        text::Style {
+            language: self.language,
+            tz: self.tz,
+            box_name: &self.box_name,
+        }
+    }
+}
+
+/// Tuning for tests and the daemon.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub retry: RetryPolicy,
+    /// How often reminders are checked and the metrics refreshed.
+    pub tick: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            retry: RetryPolicy::default(),
+            tick: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The alert pipeline with its database open, not started yet.
+pub struct Pipeline {
+    store: Store,
+    settings: Settings,
+    options: Options,
+}
+
+/// Opens `<state.dir>/vms.db` (creating the directory and the file, mode
+/// 0640), migrates it, and prepares the pipeline. Fails with a clear
+/// [`AlertsError::Database`] on a corrupt or unwritable database; the daemon
+/// turns it into an exit (and may [`log_only`] meanwhile).
+pub fn open(config: &Config) -> Result<Pipeline, AlertsError> {
+    open_at(&db_path(config), Settings::from_config(config))
+}
+
+/// [`open`] with an explicit database path and settings.
+pub fn open_at(path: &Path, settings: Settings) -> Result<Pipeline, AlertsError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            AlertsError::database(path, format!("cannot create {}: {e}", dir.display()))
+        })?;
+    }
+    Ok(Pipeline {
+        store: Store::open(path)?,
+        settings,
+        options: Options::default(),
+    })
+}
+
+/// Opens the database and starts the pipeline: [`open`] then
+/// [`Pipeline::start`]. Needs a tokio runtime.
+pub fn spawn(
+    config: &Config,
+    rx: mpsc::Receiver<AlertEvent>,
+    shutdown: CancellationToken,
+) -> Result<AlertsHandle, AlertsError> {
+    Ok(open(config)?.start(rx, shutdown))
+}
+
+impl Pipeline {
+    pub fn with_options(mut self, options: Options) -> Pipeline {
+        self.options = options;
+        self
+    }
+
+    /// Starts the DB owner thread, the pipeline task that consumes `rx`, and
+    /// one delivery worker per channel. Pending outbox rows from a previous
+    /// run are delivered at once. Everything stops when `shutdown` is
+    /// cancelled (events still queued in `rx` are stored first).
+    pub fn start(
+        self,
+        rx: mpsc::Receiver<AlertEvent>,
+        shutdown: CancellationToken,
+    ) -> AlertsHandle {
+        let tracker = TaskTracker::new();
+        let db = db::Db::start(self.store);
+        let handle = AlertsHandle {
+            inner: Arc::new(Inner {
+                db,
+                settings: RwLock::new(Arc::new(self.settings)),
+                wake: [Arc::new(Notify::new()), Arc::new(Notify::new())],
+                tracker: tracker.clone(),
+                shutdown: shutdown.clone(),
+            }),
+        };
+        for channel in Channel::ALL {
+            tracker.spawn(outbox::worker(
+                handle.clone(),
+                channel,
+                self.options.retry.clone(),
+                shutdown.clone(),
+            ));
+        }
+        tracker.spawn(run(handle.clone(), rx, shutdown, self.options.tick));
+        tracker.close();
+        handle
+    }
+}
+
+struct Inner {
+    db: db::Db,
+    settings: RwLock<Arc<Settings>>,
+    /// One per channel: wakes its worker when a row is queued.
+    wake: [Arc<Notify>; 2],
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+/// The running pipeline: cheap to clone, for the API, the health document,
+/// the metrics and the webhook.
+#[derive(Clone)]
+pub struct AlertsHandle {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for AlertsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AlertsHandle")
+    }
+}
+
+impl AlertsHandle {
+    pub fn settings(&self) -> Arc<Settings> {
+        self.inner
+            .settings
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Applies a reloaded config (language, time zone, channels, camera
+    /// names). Rows already queued keep the text they were rendered with.
+    pub fn reload(&self, config: &Config) {
+        let new = Arc::new(Settings::from_config(config));
+        match self.inner.settings.write() {
+            Ok(mut s) => *s = new,
+            Err(p) => *p.into_inner() = new,
+        }
+        for w in &self.inner.wake {
+            w.notify_one();
+        }
+    }
+
+    /// Stores, logs and routes one event, as if it came through the
+    /// [`crate::events::AlertSink`] (the webhook uses this). Returns what
+    /// was done with it.
+    pub async fn submit(&self, mut event: AlertEvent) -> Result<Ingested, AlertsError> {
+        let settings = self.settings();
+        if let Some(c) = event.camera.as_mut() {
+            if c.name.trim().is_empty() {
+                c.name = settings
+                    .camera_names
+                    .get(&c.id)
+                    .cloned()
+                    .unwrap_or_else(|| crate::config::path_name(c.id));
+            }
+        }
+        let ev = event.clone();
+        let s = settings.clone();
+        let result = self
+            .inner
+            .db
+            .call(move |store| store.ingest(&ev, Utc::now(), &s))
+            .await
+            .and_then(|r| r);
+        match &result {
+            Ok(ingested) => {
+                log_event(&event, Some(ingested));
+                for channel in &ingested.queued {
+                    self.inner.wake[channel.index()].notify_one();
+                }
+                self.publish_open_counts().await;
+            }
+            Err(e) => {
+                log_event(&event, None);
+                tracing::error!(error = %e, key = %event.key, "alert not stored; it was only logged");
+            }
+        }
+        result
+    }
+
+    /// The newest `limit` alerts (for `/api/cameras/health` `recent_alerts`).
+    pub async fn recent(&self, limit: usize) -> Result<Vec<AlertRow>, AlertsError> {
+        Ok(self.list(Filter::default(), limit, 0).await?.0)
+    }
+
+    /// Stored alerts, newest first, and the total matching `filter`.
+    pub async fn list(
+        &self,
+        filter: Filter,
+        limit: usize,
+        offset: usize,
+    ) -> Result<(Vec<AlertRow>, u64), AlertsError> {
+        let s = self.settings();
+        self.call(move |st| st.list(&filter, limit, offset, &s)).await
+    }
+
+    /// Open alerts by severity (`vms_active_alerts{severity}`).
+    pub async fn open_counts(&self) -> Result<OpenCounts, AlertsError> {
+        self.call(|st| st.open_counts()).await
+    }
+
+    /// Outbox depth, oldest undelivered age, delivered and failed counts per
+    /// channel.
+    pub async fn outbox_stats(&self) -> Result<Vec<ChannelStats>, AlertsError> {
+        self.call(|st| st.channel_stats(Utc::now())).await
+    }
+
+    /// Every outbox row (diagnostics and tests).
+    pub async fn outbox(&self) -> Result<Vec<OutboxRow>, AlertsError> {
+        self.call(|st| st.outbox()).await
+    }
+
+    /// The audit ledger: incidents (with recording gaps), newest first.
+    pub async fn incidents(
+        &self,
+        camera_id: Option<u32>,
+        limit: usize,
+    ) -> Result<Vec<Incident>, AlertsError> {
+        self.call(move |st| st.incidents(camera_id, limit)).await
+    }
+
+    /// Maintenance silence: until `until`, the camera's alerts are stored and
+    /// logged but not pushed. Replaces an existing silence of the camera.
+    pub async fn silence(
+        &self,
+        camera_id: u32,
+        until: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<(), AlertsError> {
+        let reason = reason.to_string();
+        self.call(move |st| st.silence(camera_id, until, &reason, Utc::now()))
+            .await?;
+        tracing::info!(camera_id, until = %store::ts(until), "camera alerts silenced");
+        Ok(())
+    }
+
+    /// Ends a silence early. Returns whether there was one.
+    pub async fn unsilence(&self, camera_id: u32) -> Result<bool, AlertsError> {
+        let had = self.call(move |st| st.unsilence(camera_id)).await?;
+        if had {
+            tracing::info!(camera_id, "camera alerts unsilenced");
+        }
+        Ok(had)
+    }
+
+    /// Silences in force.
+    pub async fn silences(&self) -> Result<Vec<Silence>, AlertsError> {
+        self.call(|st| st.silences(Utc::now())).await
+    }
+
+    /// Queues due reminders now (the pipeline also does it every tick).
+    pub async fn remind(&self) -> Result<usize, AlertsError> {
+        let s = self.settings();
+        let n = self.call(move |st| st.remind(Utc::now(), &s)).await?;
+        if n > 0 {
+            for w in &self.inner.wake {
+                w.notify_one();
+            }
+        }
+        Ok(n)
+    }
+
+    /// Waits until every task and the DB thread have stopped (after the
+    /// shutdown token was cancelled).
+    pub async fn stopped(&self) {
+        self.inner.tracker.wait().await;
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+
+    async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<R, AlertsError> + Send + 'static,
+    ) -> Result<R, AlertsError> {
+        self.inner.db.call(f).await.and_then(|r| r)
+    }
+
+    fn wake_of(&self, channel: Channel) -> Arc<Notify> {
+        self.inner.wake[channel.index()].clone()
+    }
+
+    async fn publish_open_counts(&self) {
+        if let Ok(c) = self.open_counts().await {
+            metrics::gauge!("vms_active_alerts", "severity" => "info").set(c.info as f64);
+            metrics::gauge!("vms_active_alerts", "severity" => "warning").set(c.warning as f64);
+            metrics::gauge!("vms_active_alerts", "severity" => "critical").set(c.critical as f64);
+        }
+    }
+
+    async fn publish_outbox_stats(&self) {
+        if let Ok(stats) = self.outbox_stats().await {
+            for s in stats {
+                let ch = s.channel.as_str();
+                metrics::gauge!("vms_alert_outbox_depth", "channel" => ch).set(s.depth as f64);
+                metrics::gauge!("vms_alert_outbox_oldest_seconds", "channel" => ch)
+                    .set(s.oldest_seconds);
+            }
+        }
+    }
+}
+
+/// The pipeline task: consumes the producers' events, checks reminders and
+/// refreshes the gauges every tick.
+async fn run(
+    handle: AlertsHandle,
+    mut rx: mpsc::Receiver<AlertEvent>,
+    shutdown: CancellationToken,
+    tick: Duration,
+) {
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rx_open = true;
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => {
+                // Store what producers already sent; delivery resumes at the
+                // next start.
+                rx.close();
+                while let Some(event) = rx.recv().await {
+                    let _ = handle.submit(event).await;
+                }
+                break;
+            }
+            event = rx.recv(), if rx_open => match event {
+                Some(event) => { let _ = handle.submit(event).await; }
+                None => rx_open = false,
+            },
+            _ = interval.tick() => {
+                if let Err(e) = handle.remind().await {
+                    tracing::error!(error = %e, "cannot check alert reminders");
+                }
+                handle.publish_open_counts().await;
+                handle.publish_outbox_stats().await;
+            }
+        }
+    }
+}
+
+/// When the database cannot be opened, the daemon can still keep every
+/// alert in the log: this drains `rx` into log lines until `shutdown`.
+pub async fn log_only(mut rx: mpsc::Receiver<AlertEvent>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            event = rx.recv() => match event {
+                Some(event) => log_event(&event, None),
+                None => break,
+            },
+        }
+    }
+}
+
+/// The seed's level names: `INFO`, `WARNING`, `CRITICAL`.
+pub fn level_name(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Info => "INFO",
+        Severity::Warning => "WARNING",
+        Severity::Critical => "CRITICAL",
+    }
+}
+
+/// The seed's structured log record of an event, as a JSON object
+/// (`timestamp`, `level`, `camera_id`, `camera_name`, `issue`,
+/// `recovery_attempts`, `last_recording`, plus `key`, `phase`, `details`).
+pub fn log_record(event: &AlertEvent) -> serde_json::Value {
+    serde_json::json!({
+        "timestamp": event.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "level": level_name(event.severity),
+        "camera_id": event.camera.as_ref().map(|c| c.id),
+        "camera_name": event.camera.as_ref().map(|c| c.name.as_str()),
+        "issue": event.issue.as_str(),
+        "recovery_attempts": event.recovery_attempts,
+        "last_recording": event
+            .last_recording
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        "key": event.key,
+        "phase": match event.phase {
+            Phase::Firing => "firing",
+            Phase::Resolved => "resolved",
+            Phase::Notice => "notice",
+        },
+        "details": event.details,
+    })
+}
+
+/// Emits the structured log line of one alert through `tracing`, with the
+/// seed's fields as fields (journald: `CAMERA_ID=5`, `ISSUE=...`). The
+/// tracing level is ERROR for Critical, WARN for Warning, INFO for Info; the
+/// seed's level name is in the `alert_level` field.
+pub fn log_event(event: &AlertEvent, ingested: Option<&Ingested>) {
+    let camera_id = event.camera.as_ref().map(|c| c.id);
+    let camera_name = event.camera.as_ref().map(|c| c.name.as_str());
+    let last_recording = event.last_recording.map(store::ts);
+    let last_recording = last_recording.as_deref();
+    let timestamp = store::ts(event.at);
+    let phase = match event.phase {
+        Phase::Firing => "firing",
+        Phase::Resolved => "resolved",
+        Phase::Notice => "notice",
+    };
+    let action = ingested.map(|i| i.action.as_str()).unwrap_or("not_stored");
+    let alert_id = ingested.map(|i| i.alert_id);
+    let silenced = ingested.is_some_and(|i| i.silenced);
+    let message = text::dashboard_message(event, Language::En);
+    macro_rules! emit {
+        ($level:ident) => {
+            tracing::$level!(
+                alert_level = level_name(event.severity),
+                alert_timestamp = timestamp.as_str(),
+                camera_id,
+                camera_name,
+                issue = event.issue.as_str(),
+                recovery_attempts = event.recovery_attempts,
+                last_recording,
+                key = event.key.as_str(),
+                phase,
+                action,
+                alert_id,
+                silenced,
+                details = event.details.as_str(),
+                "alert: {message}"
+            )
+        };
+    }
+    match event.severity {
+        Severity::Critical => emit!(error),
+        Severity::Warning => emit!(warn),
+        Severity::Info => emit!(info),
+    }
+}
+
+#[cfg(test)]
+mod tests;

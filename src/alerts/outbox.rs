@@ -1,0 +1,361 @@
+//! Delivery: one worker per channel reads due rows from the outbox, sends
+//! them, and records the outcome. Because the rows are in SQLite, a killed
+//! daemon delivers them after its restart and an outage only delays them.
+//!
+//! * A row is acknowledged (`delivered_at`) only after the channel confirmed
+//!   it (Telegram: 2xx with `"ok": true`; SMTP: the server accepted the
+//!   message). An acknowledged row is never sent again. A crash between the
+//!   send and the acknowledgement can repeat one message (at-least-once).
+//! * Transient failures (network, timeout, 5xx, SMTP 4xx) retry with
+//!   exponential backoff ([`RetryPolicy`]); Telegram's 429 waits its
+//!   `retry_after` for the whole channel.
+//! * Permanent failures (Telegram 4xx other than 429, SMTP 5xx, an invalid
+//!   address) are logged and the row keeps its error, with `failed_at` set.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::store::Pending;
+use super::{AlertsHandle, Channel, EmailSettings, Settings, TelegramSettings};
+use crate::config::SmtpSecurity;
+
+/// How deliveries are retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Delay after the first failure; doubles with each further failure.
+    pub initial: Duration,
+    /// The cap of the delay.
+    pub max: Duration,
+    /// Timeout of one delivery attempt (one HTTP request, one SMTP session).
+    pub request_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            initial: Duration::from_secs(5),
+            max: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before the next attempt after `failures` failed attempts
+    /// (1 for the first failure).
+    pub fn backoff(&self, failures: u32) -> Duration {
+        let shift = failures.saturating_sub(1).min(30);
+        self.initial
+            .checked_mul(1u32 << shift)
+            .unwrap_or(self.max)
+            .min(self.max)
+    }
+}
+
+/// The result of one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// Try again after the backoff.
+    Retry(String),
+    /// Try again after this long (Telegram 429 `retry_after`), for the whole
+    /// channel.
+    RetryAfter(Duration, String),
+    /// Never try this row again.
+    Permanent(String),
+}
+
+const BATCH: usize = 32;
+
+/// The worker of one channel; runs until `shutdown`.
+pub(crate) async fn worker(
+    handle: AlertsHandle,
+    channel: Channel,
+    policy: RetryPolicy,
+    shutdown: CancellationToken,
+) {
+    let wake = handle.wake_of(channel);
+    let client = match reqwest::Client::builder()
+        .connect_timeout(policy.request_timeout)
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the HTTP client; Telegram delivery disabled");
+            return;
+        }
+    };
+    // A 429 pauses the whole channel.
+    let mut paused_until: Option<Instant> = None;
+    let mut disabled_logged = false;
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let settings = handle.settings();
+        let enabled = settings.channels.contains(&channel);
+        let mut more = false;
+        if enabled && paused_until.is_none_or(|p| Instant::now() >= p) {
+            paused_until = None;
+            disabled_logged = false;
+            let due = match handle
+                .call(move |st| st.due(channel, Utc::now(), BATCH))
+                .await
+            {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(channel = channel.as_str(), error = %e, "cannot read the alert outbox");
+                    if matches!(e, super::AlertsError::Stopped) {
+                        return;
+                    }
+                    Vec::new()
+                }
+            };
+            more = due.len() == BATCH;
+            for row in due {
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                let outcome = deliver(&client, &settings, &row, &policy).await;
+                if let Some(pause) = record(&handle, &row, outcome, &policy).await {
+                    paused_until = Some(Instant::now() + pause);
+                    more = false;
+                    break;
+                }
+            }
+        } else if !enabled && !disabled_logged {
+            disabled_logged = true;
+            // Rows queued while it was enabled wait for it to be enabled again.
+            tracing::debug!(channel = channel.as_str(), "channel disabled");
+        }
+        handle.publish_outbox_stats().await;
+        if more {
+            continue;
+        }
+        let next = if enabled {
+            handle
+                .call(move |st| st.next_due_at(channel))
+                .await
+                .ok()
+                .flatten()
+        } else {
+            None
+        };
+        let mut deadline: Option<Instant> = next.map(|at| {
+            let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            Instant::now() + wait
+        });
+        if let Some(p) = paused_until {
+            deadline = Some(deadline.map_or(p, |d| d.max(p)));
+        }
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = wake.notified() => {}
+            _ = sleep => {}
+        }
+    }
+}
+
+/// Records an attempt's outcome. Returns a pause for the channel on 429.
+async fn record(
+    handle: &AlertsHandle,
+    row: &Pending,
+    outcome: Outcome,
+    policy: &RetryPolicy,
+) -> Option<Duration> {
+    let channel = row.channel.as_str();
+    let id = row.id;
+    let attempt = row.attempts + 1;
+    let (result, pause, stored) = match outcome {
+        Outcome::Delivered => {
+            tracing::info!(channel, outbox_id = id, attempt, kind = row.kind.as_str(), "alert delivered");
+            let r = handle.call(move |st| st.mark_delivered(id, Utc::now())).await;
+            ("delivered", None, r)
+        }
+        Outcome::Retry(error) => {
+            let delay = policy.backoff(attempt);
+            tracing::warn!(channel, outbox_id = id, attempt, retry_in_ms = delay.as_millis() as u64, error = %error, "alert delivery failed; will retry");
+            let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+            let r = handle.call(move |st| st.mark_retry(id, next, &error)).await;
+            ("retry", None, r)
+        }
+        Outcome::RetryAfter(delay, error) => {
+            tracing::warn!(channel, outbox_id = id, attempt, retry_in_ms = delay.as_millis() as u64, error = %error, "alert delivery rate-limited; will retry");
+            let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+            let r = handle.call(move |st| st.mark_retry(id, next, &error)).await;
+            ("retry", Some(delay), r)
+        }
+        Outcome::Permanent(error) => {
+            tracing::error!(channel, outbox_id = id, attempt, error = %error, "alert delivery failed permanently; not retrying");
+            let r = handle.call(move |st| st.mark_failed(id, Utc::now(), &error)).await;
+            ("failed", None, r)
+        }
+    };
+    if let Err(e) = stored {
+        tracing::error!(channel, outbox_id = id, error = %e, "cannot record the delivery outcome");
+    }
+    metrics::counter!("vms_alert_deliveries_total", "channel" => channel, "result" => result)
+        .increment(1);
+    pause
+}
+
+async fn deliver(
+    client: &reqwest::Client,
+    settings: &Settings,
+    row: &Pending,
+    policy: &RetryPolicy,
+) -> Outcome {
+    match row.channel {
+        Channel::Telegram => match &settings.telegram {
+            Some(t) => send_telegram(client, t, &row.body, policy.request_timeout).await,
+            None => Outcome::Retry("telegram is not configured".into()),
+        },
+        Channel::Email => match &settings.email {
+            Some(e) => {
+                let subject = row.subject.as_deref().unwrap_or("VMS");
+                send_email(e, subject, &row.body, policy.request_timeout).await
+            }
+            None => Outcome::Retry("e-mail is not configured".into()),
+        },
+    }
+}
+
+/// `POST {api_base}/bot{token}/sendMessage` with `{chat_id, text}`. The URL
+/// holds the token: it is never logged and stripped from errors.
+pub async fn send_telegram(
+    client: &reqwest::Client,
+    t: &TelegramSettings,
+    text: &str,
+    timeout: Duration,
+) -> Outcome {
+    let url = format!("{}/bot{}/sendMessage", t.api_base, t.token.expose());
+    let body = serde_json::json!({ "chat_id": t.chat_id, "text": text });
+    let response = tokio::time::timeout(
+        timeout,
+        client.post(url).timeout(timeout).json(&body).send(),
+    )
+    .await;
+    let response = match response {
+        Err(_) => return Outcome::Retry(format!("timed out after {timeout:?}")),
+        Ok(Err(e)) => return Outcome::Retry(format!("request failed: {}", e.without_url())),
+        Ok(Ok(r)) => r,
+    };
+    let status = response.status();
+    let reply: serde_json::Value =
+        match tokio::time::timeout(timeout, response.json::<serde_json::Value>()).await {
+            Ok(Ok(v)) => v,
+            _ => serde_json::Value::Null,
+        };
+    let description = reply
+        .get("description")
+        .and_then(|d| d.as_str())
+        .unwrap_or("")
+        .chars()
+        .take(200)
+        .collect::<String>();
+    if status.is_success() {
+        if reply.get("ok").and_then(|o| o.as_bool()) == Some(true) {
+            Outcome::Delivered
+        } else {
+            Outcome::Retry(format!("HTTP {status} without \"ok\": true {description}"))
+        }
+    } else if status.as_u16() == 429 {
+        let secs = reply
+            .pointer("/parameters/retry_after")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(1);
+        Outcome::RetryAfter(
+            Duration::from_secs(secs),
+            format!("HTTP 429 retry_after={secs}: {description}"),
+        )
+    } else if status.is_client_error() {
+        Outcome::Permanent(format!("HTTP {status}: {description}"))
+    } else {
+        Outcome::Retry(format!("HTTP {status}: {description}"))
+    }
+}
+
+/// One message to every recipient through SMTP.
+pub async fn send_email(e: &EmailSettings, subject: &str, body: &str, timeout: Duration) -> Outcome {
+    use lettre::message::header::ContentType;
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+    let mut builder = Message::builder().subject(subject);
+    match e.from.parse() {
+        Ok(from) => builder = builder.from(from),
+        Err(err) => return Outcome::Permanent(format!("invalid from address {:?}: {err}", e.from)),
+    }
+    for to in &e.to {
+        match to.parse() {
+            Ok(addr) => builder = builder.to(addr),
+            Err(err) => return Outcome::Permanent(format!("invalid recipient {to:?}: {err}")),
+        }
+    }
+    let message = match builder
+        .header(ContentType::TEXT_PLAIN)
+        .body(body.to_string())
+    {
+        Ok(m) => m,
+        Err(err) => return Outcome::Permanent(format!("cannot build the message: {err}")),
+    };
+    let builder = match e.security {
+        SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&e.host),
+        SmtpSecurity::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&e.host),
+        SmtpSecurity::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
+            e.host.as_str(),
+        )),
+    };
+    let mut builder = match builder {
+        Ok(b) => b.port(e.port).timeout(Some(timeout)),
+        Err(err) => return Outcome::Permanent(format!("invalid SMTP settings: {err}")),
+    };
+    if !e.username.is_empty() {
+        let password = e
+            .password
+            .as_ref()
+            .map(|p| p.expose().to_string())
+            .unwrap_or_default();
+        builder = builder.credentials(Credentials::new(e.username.clone(), password));
+    }
+    let transport = builder.build();
+    match tokio::time::timeout(timeout * 2, transport.send(message)).await {
+        Err(_) => Outcome::Retry(format!("SMTP timed out after {:?}", timeout * 2)),
+        Ok(Ok(_)) => Outcome::Delivered,
+        Ok(Err(err)) if err.is_permanent() => Outcome::Permanent(format!("SMTP: {err}")),
+        Ok(Err(err)) => Outcome::Retry(format!("SMTP: {err}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let p = RetryPolicy {
+            initial: Duration::from_secs(5),
+            max: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(1),
+        };
+        let got: Vec<u64> = (1..=9).map(|n| p.backoff(n).as_secs()).collect();
+        assert_eq!(got, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(p.backoff(0).as_secs(), 5);
+        assert_eq!(p.backoff(u32::MAX), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn default_cap_is_five_minutes() {
+        assert_eq!(RetryPolicy::default().max, Duration::from_secs(300));
+        assert_eq!(RetryPolicy::default().backoff(100), Duration::from_secs(300));
+    }
+}
