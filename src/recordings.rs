@@ -216,15 +216,13 @@ mod tests {
             }
         );
         f.write_all(b"part").unwrap();
-        loop {
-            match next(&mut rx).await {
-                RecEvent::Data {
-                    camera: 7,
-                    file: ref p,
-                } if *p == file => break,
-                other => panic!("unexpected {other:?}"),
+        assert_eq!(
+            next(&mut rx).await,
+            RecEvent::Data {
+                camera: 7,
+                file: file.clone()
             }
-        }
+        );
         drop(f);
         loop {
             match next(&mut rx).await {
