@@ -53,12 +53,10 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// Checks `Authorization: Bearer <token>` in constant time.
-fn authorized(state: &ApiState, headers: &HeaderMap) -> Result<(), Response> {
+/// On failure, the 401 message.
+fn authorized(state: &ApiState, headers: &HeaderMap) -> Result<(), &'static str> {
     let Some(token) = state.token.as_deref() else {
-        return Err(error(
-            StatusCode::UNAUTHORIZED,
-            "this daemon has no API token (api.token_file); mutations are refused",
-        ));
+        return Err("this daemon has no API token (api.token_file); mutations are refused");
     };
     let given = headers
         .get(axum::http::header::AUTHORIZATION)
@@ -67,11 +65,8 @@ fn authorized(state: &ApiState, headers: &HeaderMap) -> Result<(), Response> {
         .map(str::trim);
     match given {
         Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(()),
-        Some(_) => Err(error(StatusCode::UNAUTHORIZED, "invalid API token")),
-        None => Err(error(
-            StatusCode::UNAUTHORIZED,
-            "missing \"Authorization: Bearer <token>\" header",
-        )),
+        Some(_) => Err("invalid API token"),
+        None => Err("missing \"Authorization: Bearer <token>\" header"),
     }
 }
 
@@ -88,8 +83,8 @@ fn store_error(e: super::AlertsError) -> Response {
 }
 
 async fn webhook(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = authorized(&state, &headers) {
-        return r;
+    if let Err(why) = authorized(&state, &headers) {
+        return error(StatusCode::UNAUTHORIZED, why);
     }
     let events = match super::webhook::parse(&body) {
         Ok(events) => events,
@@ -166,8 +161,8 @@ async fn add_silence(
     headers: HeaderMap,
     body: Result<Json<SilenceRequest>, JsonRejection>,
 ) -> Response {
-    if let Err(r) = authorized(&state, &headers) {
-        return r;
+    if let Err(why) = authorized(&state, &headers) {
+        return error(StatusCode::UNAUTHORIZED, why);
     }
     let Json(req) = match body {
         Ok(b) => b,
@@ -184,7 +179,11 @@ async fn add_silence(
             )
         }
     };
-    match state.handle.silence(req.camera_id, until, &req.reason).await {
+    match state
+        .handle
+        .silence(req.camera_id, until, &req.reason)
+        .await
+    {
         Ok(()) => Json(json!({ "camera_id": req.camera_id, "until": until })).into_response(),
         Err(e) => store_error(e),
     }
@@ -195,8 +194,8 @@ async fn remove_silence(
     headers: HeaderMap,
     Path(camera_id): Path<u32>,
 ) -> Response {
-    if let Err(r) = authorized(&state, &headers) {
-        return r;
+    if let Err(why) = authorized(&state, &headers) {
+        return error(StatusCode::UNAUTHORIZED, why);
     }
     match state.handle.unsilence(camera_id).await {
         Ok(true) => Json(json!({ "camera_id": camera_id, "silenced": false })).into_response(),

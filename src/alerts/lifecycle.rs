@@ -128,7 +128,13 @@ mod tests {
     fn repeats_are_not_pushed_again() {
         let o = open(Severity::Critical, true);
         let d = decide(Some(&o), &ev(Severity::Critical, Phase::Firing), false);
-        assert_eq!(d, Decision { action: Action::Repeated, push: None });
+        assert_eq!(
+            d,
+            Decision {
+                action: Action::Repeated,
+                push: None
+            }
+        );
     }
 
     #[test]
@@ -140,7 +146,13 @@ mod tests {
         // A lower severity repeat neither escalates nor pages.
         let o = open(Severity::Critical, true);
         let d = decide(Some(&o), &ev(Severity::Warning, Phase::Firing), false);
-        assert_eq!(d, Decision { action: Action::Repeated, push: None });
+        assert_eq!(
+            d,
+            Decision {
+                action: Action::Repeated,
+                push: None
+            }
+        );
     }
 
     #[test]
@@ -150,33 +162,75 @@ mod tests {
             &ev(Severity::Info, Phase::Resolved),
             true,
         );
-        assert_eq!(d, Decision { action: Action::Resolved, push: Some(Push::Resolved) });
+        assert_eq!(
+            d,
+            Decision {
+                action: Action::Resolved,
+                push: Some(Push::Resolved)
+            }
+        );
         let d = decide(
             Some(&open(Severity::Warning, false)),
             &ev(Severity::Info, Phase::Resolved),
             false,
         );
-        assert_eq!(d, Decision { action: Action::Resolved, push: None });
+        assert_eq!(
+            d,
+            Decision {
+                action: Action::Resolved,
+                push: None
+            }
+        );
         let d = decide(None, &ev(Severity::Critical, Phase::Resolved), false);
-        assert_eq!(d, Decision { action: Action::NothingOpen, push: None });
+        assert_eq!(
+            d,
+            Decision {
+                action: Action::NothingOpen,
+                push: None
+            }
+        );
     }
 
     #[test]
     fn silence_stores_but_does_not_page() {
         let d = decide(None, &ev(Severity::Critical, Phase::Firing), true);
-        assert_eq!(d, Decision { action: Action::Opened, push: None });
+        assert_eq!(
+            d,
+            Decision {
+                action: Action::Opened,
+                push: None
+            }
+        );
         // After the silence, the next repeat of the never-pushed alert pages.
         let o = open(Severity::Critical, false);
         let d = decide(Some(&o), &ev(Severity::Critical, Phase::Firing), false);
-        assert_eq!(d, Decision { action: Action::Repeated, push: Some(Push::Alert) });
+        assert_eq!(
+            d,
+            Decision {
+                action: Action::Repeated,
+                push: Some(Push::Alert)
+            }
+        );
     }
 
     #[test]
     fn notices_never_open_but_critical_ones_page() {
         let o = open(Severity::Critical, true);
         let d = decide(Some(&o), &ev(Severity::Info, Phase::Notice), false);
-        assert_eq!(d, Decision { action: Action::Notice, push: None });
+        assert_eq!(
+            d,
+            Decision {
+                action: Action::Notice,
+                push: None
+            }
+        );
         let d = decide(None, &ev(Severity::Critical, Phase::Notice), false);
-        assert_eq!(d, Decision { action: Action::Notice, push: Some(Push::Alert) });
+        assert_eq!(
+            d,
+            Decision {
+                action: Action::Notice,
+                push: Some(Push::Alert)
+            }
+        );
     }
 }

@@ -109,7 +109,10 @@ impl AlertsError {
     pub(crate) fn database(path: &Path, message: String) -> AlertsError {
         let hint = if message.contains("not a database") || message.contains("malformed") {
             " (the file is damaged or is not SQLite: stop the daemon, move the file aside and start again; a new empty history is created)"
-        } else if message.contains("unable to open") || message.contains("readonly") || message.contains("Permission denied") {
+        } else if message.contains("unable to open")
+            || message.contains("readonly")
+            || message.contains("Permission denied")
+        {
             " (check that the directory and the file exist and are writable by the daemon's user)"
         } else {
             ""
@@ -223,7 +226,11 @@ impl Settings {
             channels,
             telegram,
             email,
-            camera_names: config.cameras.iter().map(|c| (c.id, c.name.clone())).collect(),
+            camera_names: config
+                .cameras
+                .iter()
+                .map(|c| (c.id, c.name.clone()))
+                .collect(),
         }
     }
 
@@ -427,7 +434,8 @@ impl AlertsHandle {
         offset: usize,
     ) -> Result<(Vec<AlertRow>, u64), AlertsError> {
         let s = self.settings();
-        self.call(move |st| st.list(&filter, limit, offset, &s)).await
+        self.call(move |st| st.list(&filter, limit, offset, &s))
+            .await
     }
 
     /// Open alerts by severity (`vms_active_alerts{severity}`).

@@ -177,8 +177,16 @@ async fn record(
     let attempt = row.attempts + 1;
     let (result, pause, stored) = match outcome {
         Outcome::Delivered => {
-            tracing::info!(channel, outbox_id = id, attempt, kind = row.kind.as_str(), "alert delivered");
-            let r = handle.call(move |st| st.mark_delivered(id, Utc::now())).await;
+            tracing::info!(
+                channel,
+                outbox_id = id,
+                attempt,
+                kind = row.kind.as_str(),
+                "alert delivered"
+            );
+            let r = handle
+                .call(move |st| st.mark_delivered(id, Utc::now()))
+                .await;
             ("delivered", None, r)
         }
         Outcome::Retry(error) => {
@@ -196,7 +204,9 @@ async fn record(
         }
         Outcome::Permanent(error) => {
             tracing::error!(channel, outbox_id = id, attempt, error = %error, "alert delivery failed permanently; not retrying");
-            let r = handle.call(move |st| st.mark_failed(id, Utc::now(), &error)).await;
+            let r = handle
+                .call(move |st| st.mark_failed(id, Utc::now(), &error))
+                .await;
             ("failed", None, r)
         }
     };
@@ -285,7 +295,12 @@ pub async fn send_telegram(
 }
 
 /// One message to every recipient through SMTP.
-pub async fn send_email(e: &EmailSettings, subject: &str, body: &str, timeout: Duration) -> Outcome {
+pub async fn send_email(
+    e: &EmailSettings,
+    subject: &str,
+    body: &str,
+    timeout: Duration,
+) -> Outcome {
     use lettre::message::header::ContentType;
     use lettre::transport::smtp::authentication::Credentials;
     use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -356,6 +371,9 @@ mod tests {
     #[test]
     fn default_cap_is_five_minutes() {
         assert_eq!(RetryPolicy::default().max, Duration::from_secs(300));
-        assert_eq!(RetryPolicy::default().backoff(100), Duration::from_secs(300));
+        assert_eq!(
+            RetryPolicy::default().backoff(100),
+            Duration::from_secs(300)
+        );
     }
 }

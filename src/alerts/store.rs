@@ -295,9 +295,7 @@ impl Store {
                 .create_new(true)
                 .mode(0o640)
                 .open(path)
-                .map_err(|e| {
-                    AlertsError::database(path, format!("cannot create the file: {e}"))
-                })?;
+                .map_err(|e| AlertsError::database(path, format!("cannot create the file: {e}")))?;
         }
         // An existing file from an older install keeps no wider mode either.
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o640));
@@ -402,7 +400,11 @@ impl Store {
     }
 
     /// Is this camera silenced at `now`?
-    fn silenced(conn: &Connection, camera_id: Option<u32>, now: DateTime<Utc>) -> rusqlite::Result<bool> {
+    fn silenced(
+        conn: &Connection,
+        camera_id: Option<u32>,
+        now: DateTime<Utc>,
+    ) -> rusqlite::Result<bool> {
         let Some(id) = camera_id else {
             return Ok(false);
         };
@@ -633,7 +635,11 @@ impl Store {
     /// Queues reminders for open Critical alerts not pushed for
     /// `reminder_after` (whose camera is not silenced). Returns how many
     /// alerts were reminded.
-    pub fn remind(&mut self, now: DateTime<Utc>, settings: &Settings) -> Result<usize, AlertsError> {
+    pub fn remind(
+        &mut self,
+        now: DateTime<Utc>,
+        settings: &Settings,
+    ) -> Result<usize, AlertsError> {
         let Some(after) = settings.reminder_after else {
             return Ok(0);
         };
@@ -669,8 +675,16 @@ impl Store {
                 &settings.style(),
             );
             for &channel in &settings.channels {
-                Self::enqueue(&tx, *alert_id, Some(*incident_id), channel, Kind::Reminder, &message, now)
-                    .map_err(e)?;
+                Self::enqueue(
+                    &tx,
+                    *alert_id,
+                    Some(*incident_id),
+                    channel,
+                    Kind::Reminder,
+                    &message,
+                    now,
+                )
+                .map_err(e)?;
             }
             tx.execute(
                 "UPDATE incidents SET pushed = 1, notified_at = ?2, reminders = reminders + 1 WHERE id = ?1",
@@ -683,7 +697,12 @@ impl Store {
     }
 
     /// Rows of `channel` due at `now`, oldest first.
-    pub fn due(&self, channel: Channel, now: DateTime<Utc>, limit: usize) -> Result<Vec<Pending>, AlertsError> {
+    pub fn due(
+        &self,
+        channel: Channel,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Pending>, AlertsError> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -898,7 +917,11 @@ impl Store {
     }
 
     /// The audit ledger: incidents of one camera (or all), newest first.
-    pub fn incidents(&self, camera_id: Option<u32>, limit: usize) -> Result<Vec<Incident>, AlertsError> {
+    pub fn incidents(
+        &self,
+        camera_id: Option<u32>,
+        limit: usize,
+    ) -> Result<Vec<Incident>, AlertsError> {
         let mut stmt = self
             .conn
             .prepare(
@@ -949,7 +972,10 @@ impl Store {
     /// Ends a silence. Returns whether there was one.
     pub fn unsilence(&self, camera_id: u32) -> Result<bool, AlertsError> {
         self.conn
-            .execute("DELETE FROM silences WHERE camera_id = ?1", params![camera_id])
+            .execute(
+                "DELETE FROM silences WHERE camera_id = ?1",
+                params![camera_id],
+            )
             .map(|n| n > 0)
             .map_err(|e| self.err(e))
     }

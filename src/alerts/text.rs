@@ -61,7 +61,10 @@ pub fn problem_and_action(event: &AlertEvent, lang: Language) -> (String, String
     let n = event.recovery_attempts;
     let pt = lang == Language::PtBr;
     let pick = |p: &str, e: &str| if pt { p.to_string() } else { e.to_string() };
-    let check_camera = pick("Verificar câmera fisicamente", "Check the camera physically");
+    let check_camera = pick(
+        "Verificar câmera fisicamente",
+        "Check the camera physically",
+    );
     let check_server = pick(
         "Verificar o servidor (journalctl -u vms-supervisor)",
         "Check the server (journalctl -u vms-supervisor)",
@@ -104,7 +107,9 @@ pub fn problem_and_action(event: &AlertEvent, lang: Language) -> (String, String
                         "Câmera offline após {n} falhas consecutivas; recuperação automática suspensa"
                     )
                 } else {
-                    format!("Camera offline after {n} consecutive failures; automatic recovery stopped")
+                    format!(
+                        "Camera offline after {n} consecutive failures; automatic recovery stopped"
+                    )
                 },
                 if pt {
                     format!(
@@ -136,7 +141,10 @@ pub fn problem_and_action(event: &AlertEvent, lang: Language) -> (String, String
                 "MediaMTX reiniciado por excesso de memória",
                 "MediaMTX restarted for using too much memory",
             ),
-            pick("Acompanhar; nenhuma ação imediata", "Keep watching; no immediate action"),
+            pick(
+                "Acompanhar; nenhuma ação imediata",
+                "Keep watching; no immediate action",
+            ),
         ),
         Issue::ConfigInvalid => (
             pick(
@@ -304,7 +312,11 @@ pub fn render(
     let head = header(kind, event.severity, lang);
     let source_line = match &event.camera {
         Some(c) => format!("{}: {}", if pt { "Câmera" } else { "Camera" }, c.name),
-        None => format!("{}: {}", if pt { "Servidor" } else { "Server" }, style.box_name),
+        None => format!(
+            "{}: {}",
+            if pt { "Servidor" } else { "Server" },
+            style.box_name
+        ),
     };
     let time_label = if pt { "Horário" } else { "Time" };
     let action_label = if pt { "Ação" } else { "Action" };
@@ -346,14 +358,13 @@ pub fn render(
         problem
     );
     let mut body = vec![head.to_string()];
-    match &event.camera {
-        Some(c) => body.push(format!(
+    if let Some(c) = &event.camera {
+        body.push(format!(
             "{}: {} (ID {})",
             if pt { "Câmera" } else { "Camera" },
             c.name,
             c.id
-        )),
-        None => {}
+        ));
     }
     body.push(format!("{problem_label}: {problem}"));
     body.push(format!(
@@ -382,7 +393,11 @@ pub fn render(
     if event.camera.is_some() {
         body.push(format!(
             "{}: {}",
-            if pt { "Última gravação" } else { "Last recording" },
+            if pt {
+                "Última gravação"
+            } else {
+                "Last recording"
+            },
             match event.last_recording {
                 Some(t) => local_datetime(t, style.tz, lang),
                 None => (if pt { "desconhecida" } else { "unknown" }).to_string(),
@@ -410,7 +425,11 @@ pub fn render(
         if pt { "Servidor" } else { "Server" },
         style.box_name
     ));
-    body.push(format!("{}: {}", if pt { "Chave" } else { "Key" }, event.key));
+    body.push(format!(
+        "{}: {}",
+        if pt { "Chave" } else { "Key" },
+        event.key
+    ));
     let email_body = body.join("\n") + "\n";
 
     Message {
@@ -486,12 +505,18 @@ mod tests {
             m.email_subject,
             "[VMS nvr-centro] ALERTA CRÍTICO: Portaria Principal - Gravação não recuperada após 3 tentativas"
         );
-        assert!(m.email_body.starts_with("ALERTA CRÍTICO\nCâmera: Portaria Principal (ID 5)\n"));
+        assert!(m
+            .email_body
+            .starts_with("ALERTA CRÍTICO\nCâmera: Portaria Principal (ID 5)\n"));
         assert!(m
             .email_body
             .contains("Horário: 05/01/2026 14:35:22 (America/Sao_Paulo)\n"));
-        assert!(m.email_body.contains("Ação: Verificar câmera fisicamente\n"));
-        assert!(m.email_body.contains("Última gravação: 05/01/2026 14:20:15\n"));
+        assert!(m
+            .email_body
+            .contains("Ação: Verificar câmera fisicamente\n"));
+        assert!(m
+            .email_body
+            .contains("Última gravação: 05/01/2026 14:20:15\n"));
         assert!(m.email_body.contains("Tentativas de recuperação: 3\n"));
         assert!(m
             .email_body
@@ -515,8 +540,16 @@ mod tests {
              Problema: Gravação não recuperada após 3 tentativas\nHorário: 14:47:27\n\
              Duração: 12 min 05 s"
         );
-        assert!(m.email_subject.starts_with("[VMS nvr-centro] RESOLVIDO: Portaria Principal"));
-        let en = render(Kind::Resolved, &ev, resolved_at, Some(ev.at), &style(Language::En));
+        assert!(m
+            .email_subject
+            .starts_with("[VMS nvr-centro] RESOLVIDO: Portaria Principal"));
+        let en = render(
+            Kind::Resolved,
+            &ev,
+            resolved_at,
+            Some(ev.at),
+            &style(Language::En),
+        );
         assert!(en.telegram.starts_with("RESOLVED\n"));
         assert!(en.email_subject.contains("] RESOLVED: "));
     }
@@ -525,9 +558,19 @@ mod tests {
     fn reminder_says_since_when() {
         let ev = seed_event();
         let later = ev.at + chrono::Duration::hours(1);
-        let m = render(Kind::Reminder, &ev, later, Some(ev.at), &style(Language::PtBr));
-        assert!(m.telegram.starts_with("LEMBRETE: ALERTA CRÍTICO AINDA ABERTO\n"));
-        assert!(m.telegram.contains("\nHorário: 15:35:22\nAberto desde: 14:35:22\n"));
+        let m = render(
+            Kind::Reminder,
+            &ev,
+            later,
+            Some(ev.at),
+            &style(Language::PtBr),
+        );
+        assert!(m
+            .telegram
+            .starts_with("LEMBRETE: ALERTA CRÍTICO AINDA ABERTO\n"));
+        assert!(m
+            .telegram
+            .contains("\nHorário: 15:35:22\nAberto desde: 14:35:22\n"));
         assert!(m.email_subject.contains("] LEMBRETE: Portaria Principal"));
     }
 
@@ -538,8 +581,14 @@ mod tests {
         ev.issue = Issue::MediamtxDown;
         ev.key = "mediamtx:mediamtx_down".into();
         let m = render(Kind::Alert, &ev, ev.at, None, &style(Language::PtBr));
-        assert!(m.telegram.contains("\nServidor: nvr-centro\n"), "{}", m.telegram);
-        assert!(m.email_subject.contains("ALERTA CRÍTICO: nvr-centro - Servidor de streaming"));
+        assert!(
+            m.telegram.contains("\nServidor: nvr-centro\n"),
+            "{}",
+            m.telegram
+        );
+        assert!(m
+            .email_subject
+            .contains("ALERTA CRÍTICO: nvr-centro - Servidor de streaming"));
         assert!(!m.email_body.contains("Última gravação"));
     }
 

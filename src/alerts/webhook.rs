@@ -51,12 +51,14 @@ pub fn parse(body: &[u8]) -> Result<Vec<AlertEvent>, WebhookError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return err("empty body: expected Alertmanager's webhook JSON".into());
     }
-    let payload: Payload = serde_json::from_slice(body)
-        .map_err(|e| WebhookError(format!("invalid JSON: {e}")))?;
+    let payload: Payload =
+        serde_json::from_slice(body).map_err(|e| WebhookError(format!("invalid JSON: {e}")))?;
     match payload.version.as_deref() {
         Some("4") => {}
         Some(v) => return err(format!("unsupported payload version {v:?}; expected \"4\"")),
-        None => return err("missing \"version\"; expected Alertmanager's payload version \"4\"".into()),
+        None => {
+            return err("missing \"version\"; expected Alertmanager's payload version \"4\"".into())
+        }
     }
     let Some(alerts) = payload.alerts else {
         return err("missing \"alerts\"".into());
@@ -79,8 +81,16 @@ pub fn parse(body: &[u8]) -> Result<Vec<AlertEvent>, WebhookError> {
         let Some(alertname) = a.labels.get("alertname").filter(|n| !n.trim().is_empty()) else {
             return err(format!("{} is missing", at_key("labels.alertname")));
         };
-        let time_field = if phase == Phase::Firing { "startsAt" } else { "endsAt" };
-        let raw_time = if phase == Phase::Firing { &a.starts_at } else { &a.ends_at };
+        let time_field = if phase == Phase::Firing {
+            "startsAt"
+        } else {
+            "endsAt"
+        };
+        let raw_time = if phase == Phase::Firing {
+            &a.starts_at
+        } else {
+            &a.ends_at
+        };
         let at = match raw_time.as_deref() {
             None | Some("") => now,
             Some(t) => match DateTime::parse_from_rfc3339(t) {
@@ -88,11 +98,19 @@ pub fn parse(body: &[u8]) -> Result<Vec<AlertEvent>, WebhookError> {
                 Ok(t) if t.timestamp() <= 0 => now,
                 Ok(t) => t.with_timezone(&Utc),
                 Err(e) => {
-                    return err(format!("{}: {t:?} is not an RFC 3339 time: {e}", at_key(time_field)))
+                    return err(format!(
+                        "{}: {t:?} is not an RFC 3339 time: {e}",
+                        at_key(time_field)
+                    ))
                 }
             },
         };
-        let severity = match a.labels.get("severity").map(|s| s.to_ascii_lowercase()).as_deref() {
+        let severity = match a
+            .labels
+            .get("severity")
+            .map(|s| s.to_ascii_lowercase())
+            .as_deref()
+        {
             Some("critical" | "error" | "page") => Severity::Critical,
             Some("info" | "none") => Severity::Info,
             _ => Severity::Warning,
@@ -118,7 +136,11 @@ pub fn parse(body: &[u8]) -> Result<Vec<AlertEvent>, WebhookError> {
             .filter(|s| !s.trim().is_empty())
             .cloned()
             .unwrap_or_else(|| alertname.clone());
-        let details = match a.annotations.get("description").filter(|d| !d.trim().is_empty()) {
+        let details = match a
+            .annotations
+            .get("description")
+            .filter(|d| !d.trim().is_empty())
+        {
             Some(d) => format!("{summary} ({d})"),
             None => summary,
         };
@@ -202,7 +224,10 @@ mod tests {
         assert_eq!(e.issue, Issue::External);
         assert_eq!(
             e.camera,
-            Some(CameraRef { id: 5, name: "Portaria Principal".into() })
+            Some(CameraRef {
+                id: 5,
+                name: "Portaria Principal".into()
+            })
         );
         assert_eq!(e.at.to_rfc3339(), "2026-01-05T17:35:22.123+00:00");
         assert_eq!(
@@ -244,7 +269,10 @@ mod tests {
             assert_eq!(parse(body.as_bytes()).unwrap()[0].severity, sev, "{label}");
         }
         let body = r#"{"version":"4","alerts":[{"status":"firing","labels":{"alertname":"A"}}]}"#;
-        assert_eq!(parse(body.as_bytes()).unwrap()[0].severity, Severity::Warning);
+        assert_eq!(
+            parse(body.as_bytes()).unwrap()[0].severity,
+            Severity::Warning
+        );
     }
 
     #[test]
@@ -261,7 +289,10 @@ mod tests {
             ("", "empty body"),
             ("not json", "invalid JSON"),
             (r#"{"alerts":[]}"#, "missing \"version\""),
-            (r#"{"version":"3","alerts":[]}"#, "unsupported payload version \"3\""),
+            (
+                r#"{"version":"3","alerts":[]}"#,
+                "unsupported payload version \"3\"",
+            ),
             (r#"{"version":"4"}"#, "missing \"alerts\""),
             (r#"{"version":"4","alerts":{}}"#, "invalid JSON"),
             (
