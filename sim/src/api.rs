@@ -68,7 +68,8 @@ async fn handle(
             .into_response();
     }
     let q = query_map(uri.query());
-    let mut r = match route(&sim, &method, uri.path(), &q, &body).await {
+    let path = crate::servers::path_decode(uri.path());
+    let mut r = match route(&sim, &method, &path, &q, &body).await {
         Ok(r) | Err(r) => r,
     };
     r.headers_mut()
@@ -126,7 +127,10 @@ async fn route(
         return Ok(json(&path_conf_json(&conf, name)));
     }
     if let Some(name) = name_after!("/v3/config/paths/add/").filter(|_| method == Method::POST) {
-        check_name(name)?;
+        if name.is_empty() {
+            return Err(bad("invalid name"));
+        }
+        check_path_name(name).map_err(bad)?;
         let b = parse_body(body)?;
         let name = name.to_string();
         return mutate(sim, |c| {
@@ -155,7 +159,10 @@ async fn route(
     }
     if let Some(name) = name_after!("/v3/config/paths/replace/").filter(|_| method == Method::POST)
     {
-        check_name(name)?;
+        if name.is_empty() {
+            return Err(bad("invalid name"));
+        }
+        check_path_name(name).map_err(bad)?;
         let b = parse_body(body)?;
         let name = name.to_string();
         return mutate(sim, |c| {

@@ -200,6 +200,11 @@ pub fn query_map(q: Option<&str>) -> BTreeMap<String, String> {
     m
 }
 
+/// Decodes a URL path segment (`%XX` only; `+` stays a plus).
+pub fn path_decode(s: &str) -> String {
+    pct_decode(&s.replace('+', "%2B"))
+}
+
 pub fn pct_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());

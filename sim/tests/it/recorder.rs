@@ -1,0 +1,202 @@
+//! The recorder's naming, rotation and finalization, and the playback server.
+
+use crate::harness::*;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+const S: Duration = Duration::from_secs(1);
+
+fn rec_conf(extra: &str) -> String {
+    rec_conf_paths(extra, "")
+}
+
+fn rec_conf_paths(extra: &str, paths: &str) -> String {
+    format!(
+        "{LISTENERS}readTimeout: 2s\npathDefaults:\n  record: yes\n  recordSegmentDuration: 2s\n{extra}paths:\n  cam1:\n    source: rtsp://10.0.0.1/s\n{paths}"
+    )
+}
+
+#[test]
+fn rotation_naming_and_finalization() {
+    let sim = Sim::start_opts(
+        &rec_conf("  recordPath: ./rec/%path/%Y/%m/%d/%H-%M-%S-%f\n"),
+        Opts {
+            env: vec![("TZ", "Asia/Kolkata")],
+            ..Default::default()
+        },
+    );
+    wait_until(8 * S, "two finalized segments", || {
+        sim.path_state("cam1")["segments_completed"].as_u64() >= Some(2)
+    });
+    let files = files_under(&sim.path().join("rec/cam1"));
+    assert!(files.len() >= 2, "{files:?}");
+    // Local time of the process's TZ (UTC+5:30) in the name.
+    let now = chrono::Utc::now() + chrono::Duration::minutes(330);
+    let rel = files[0]
+        .strip_prefix(sim.path().join("rec/cam1"))
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        rel.starts_with(&now.format("%Y/%m/%d/").to_string()),
+        "{rel} vs {now}"
+    );
+    assert!(rel.ends_with(".mp4"));
+    let dir_mode = std::fs::metadata(files[0].parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(dir_mode & 0o777, 0o755);
+    for f in &files[..2] {
+        let (frags, dur) = check_fmp4(f);
+        assert!(frags >= 2, "{frags} parts in {}", f.display());
+        assert!(
+            (dur - 2.0).abs() < 0.15,
+            "finalized duration {dur} of {}",
+            f.display()
+        );
+    }
+    // Consecutive segments start where the previous one ended (1 s keyframes).
+    let api = sim.api("GET", "/v3/recordings/get/cam1", None).json();
+    let starts: Vec<chrono::DateTime<chrono::FixedOffset>> = api["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| chrono::DateTime::parse_from_rfc3339(s["start"].as_str().unwrap()).unwrap())
+        .collect();
+    assert!(starts.len() >= 2);
+    assert_eq!(starts[0].offset().local_minus_utc(), 330 * 60);
+    let gap = (starts[1] - starts[0]).num_milliseconds();
+    assert!((1990..=2010).contains(&gap), "{gap}");
+}
+
+#[test]
+fn graceful_stop_finalizes_and_exits_0() {
+    for sig in [SIGTERM, SIGINT] {
+        let mut sim = Sim::start(&rec_conf("  recordSegmentDuration: 1h\n"));
+        wait_until(5 * S, "two parts", || {
+            sim.path_state("cam1")["parts_written"].as_u64() >= Some(2)
+        });
+        let seg = sim.path_state("cam1")["segment"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let t = std::time::Instant::now();
+        sim.signal(sig);
+        let st = sim.wait_exit(2 * S);
+        assert!(t.elapsed() < S, "{:?}", t.elapsed());
+        assert_eq!(st.code(), Some(0));
+        wait_until(S, "shutdown log", || {
+            sim.log().contains("INF shutting down gracefully")
+        });
+        let (_, dur) = check_fmp4(&sim.path().join(seg));
+        assert!(dur >= 2.0, "finalized duration {dur}");
+    }
+}
+
+#[test]
+fn sigkill_leaves_duration_zero() {
+    let mut sim = Sim::start(&rec_conf("  recordSegmentDuration: 1h\n"));
+    wait_until(5 * S, "a part", || {
+        sim.path_state("cam1")["parts_written"].as_u64() >= Some(1)
+    });
+    let seg = sim.path_state("cam1")["segment"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sim.signal(SIGKILL);
+    sim.wait_exit(2 * S);
+    let (frags, dur) = check_fmp4(&sim.path().join(seg));
+    assert!(frags >= 1);
+    assert_eq!(dur, 0.0);
+}
+
+#[test]
+fn disconnect_finalizes_and_reconnect_starts_a_new_segment() {
+    let sim = Sim::start(&rec_conf("  recordSegmentDuration: 1h\n"));
+    wait_until(5 * S, "two parts", || {
+        sim.path_state("cam1")["parts_written"].as_u64() >= Some(2)
+    });
+    let seg1 = sim.path_state("cam1")["segment"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sim.ctl("POST", "/cameras/cam1/down?mode=closed");
+    sim.wait_ready("cam1", false, 2 * S);
+    let (_, dur) = check_fmp4(&sim.path().join(&seg1));
+    assert!(dur >= 2.0);
+    assert!(sim
+        .log()
+        .contains("[path cam1] [recorder] recording stopped"));
+    sim.ctl("POST", "/cameras/cam1/up");
+    wait_until(9 * S, "a new segment", || {
+        sim.path_state("cam1")["segment"]
+            .as_str()
+            .is_some_and(|s| s != seg1)
+    });
+}
+
+#[test]
+fn playback_list_and_get() {
+    let sim = Sim::start(&rec_conf_paths("", "  all_others:\n"));
+    wait_until(8 * S, "two finalized segments", || {
+        sim.path_state("cam1")["segments_completed"].as_u64() >= Some(2)
+    });
+    let pb = sim.addr("playback");
+    let r = http(&pb, "GET", "/list?path=cam1", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let list = r.json();
+    let items = list.as_array().unwrap();
+    assert_eq!(items.len(), 1, "segments of one run are merged: {list}");
+    let dur = items[0]["duration"].as_f64().unwrap();
+    assert!(dur >= 4.0, "{dur}");
+    let url = items[0]["url"].as_str().unwrap();
+    assert!(
+        url.starts_with(&format!("http://{pb}/get?duration=")),
+        "{url}"
+    );
+    let start = items[0]["start"].as_str().unwrap().to_string();
+
+    let get = url
+        .split_once(&pb)
+        .unwrap()
+        .1
+        .replace(&format!("duration={dur}"), "duration=3");
+    let r = http(&pb, "GET", &get, None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["content-type"], "video/mp4");
+    assert_eq!(r.headers["accept-ranges"], "none");
+    let kinds: Vec<String> = boxes(&r.body).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(&kinds[..2], ["ftyp", "moov"]);
+    assert!(kinds.len() >= 2 + 6, "3 s of 1 s parts: {kinds:?}");
+
+    // Errors
+    let r = http(&pb, "GET", "/list?path=zzz", None);
+    assert_eq!(r.status, 404, "all_others matches; nothing recorded");
+    assert_eq!(r.json()["error"], "no recording segments found");
+    let r = http(&pb, "GET", "/list?path=cam1&start=bad", None);
+    assert_eq!(r.status, 400);
+    let enc = start.replace('+', "%2B");
+    let r = http(
+        &pb,
+        "GET",
+        &format!("/get?path=cam1&start={enc}&duration=1&format=avi"),
+        None,
+    );
+    assert_eq!(r.status, 400);
+    let r = http(
+        &pb,
+        "GET",
+        "/get?path=cam1&start=2000-01-01T00:00:00Z&duration=1",
+        None,
+    );
+    assert_eq!(r.status, 404);
+
+    let sim2 = Sim::start(&rec_conf(""));
+    let r = http(&sim2.addr("playback"), "GET", "/list?path=zzz", None);
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (400, "path 'zzz' is not configured".into())
+    );
+}
