@@ -1,17 +1,21 @@
-//! The `vms-supervisor` command: parse the CLI, load the config, run.
-//! Exit codes are decided here and nowhere else.
+//! The `vms-supervisor` command: parse the CLI, load the config, set up
+//! logging, run. Exit codes are decided here and nowhere else.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
 
 use vms_supervisor::config::{self, Config, ConfigError};
-use vms_supervisor::mediamtx;
+use vms_supervisor::{alerts, daemon, logging, mediamtx};
 
 /// sysexits EX_CONFIG: the unit's `RestartPreventExitStatus=78` keeps systemd
 /// from restarting in a loop on a bad config.
 const EXIT_CONFIG: u8 = 78;
+/// `status`: a camera is offline or not recording.
+const EXIT_PROBLEM: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -25,6 +29,7 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_CONFIG)
         }
         Err(Failure::Other(e)) => {
+            tracing::error!(error = format!("{e:#}"), "fatal");
             eprintln!("vms-supervisor: {e:#}");
             ExitCode::FAILURE
         }
@@ -36,8 +41,22 @@ enum Failure {
     Other(anyhow::Error),
 }
 
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Other(e)
+    }
+}
+
 fn load(path: &Path) -> Result<Config, Failure> {
     Config::load(path).map_err(|e| Failure::Config(path.to_path_buf(), e))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Failure> {
@@ -45,11 +64,11 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::CheckConfig { path } => {
             let path = path.unwrap_or(cli.config);
             let config = load(&path)?;
+            let n = config.cameras.len();
             println!(
-                "{}: ok ({} camera{})",
+                "{}: ok ({n} camera{})",
                 path.display(),
-                config.cameras.len(),
-                if config.cameras.len() == 1 { "" } else { "s" }
+                if n == 1 { "" } else { "s" }
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -59,36 +78,192 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { demo } => {
-            let (path, config) = if demo {
+            let (config, watch) = if demo {
                 let path = PathBuf::from("<embedded demo config>");
-                let config = Config::from_toml(config::DEMO_TOML)
-                    .map_err(|e| Failure::Config(path.clone(), e))?;
-                (path, config)
+                let config =
+                    Config::from_toml(config::DEMO_TOML).map_err(|e| Failure::Config(path, e))?;
+                (config, None)
             } else {
-                (cli.config.clone(), load(&cli.config)?)
+                (load(&cli.config)?, Some(cli.config.clone()))
             };
-            let _ = path;
-            let Some(_binary) = mediamtx::resolve_binary(&config.mediamtx.binary) else {
-                return Err(Failure::Other(anyhow::anyhow!(
-                    mediamtx::missing_binary_help(&config.mediamtx.binary)
-                )));
-            };
-            std::fs::create_dir_all(&config.state.dir).map_err(|e| {
-                Failure::Other(anyhow::anyhow!(
-                    "creating {}: {e}",
-                    config.state.dir.display()
-                ))
-            })?;
-            let out = config.mediamtx_config_path();
-            mediamtx::render::write_atomic(&out, mediamtx::render::render(&config).as_bytes())
-                .map_err(|e| Failure::Other(anyhow::anyhow!("writing {}: {e}", out.display())))?;
-            eprintln!(
-                "wrote {}; the supervisor loop is not implemented yet",
-                out.display()
+            logging::init();
+            tracing::info!(
+                version = vms_supervisor::VERSION,
+                cameras = config.cameras.len(),
+                "starting"
             );
+            runtime()?.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(config.api.listen)
+                    .await
+                    .with_context(|| format!("listening on {} (api.listen)", config.api.listen))?;
+                let shutdown = CancellationToken::new();
+                tokio::spawn(signals(shutdown.clone()));
+                daemon::run(
+                    config,
+                    listener,
+                    daemon::Options { config_path: watch },
+                    shutdown,
+                )
+                .await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status => {
+            let config = load(&cli.config)?;
+            let (text, problem) = runtime()?.block_on(status_text(&config))?;
+            print!("{text}");
+            Ok(if problem {
+                ExitCode::from(EXIT_PROBLEM)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Alerts { limit } => {
+            let config = load(&cli.config)?;
+            print!("{}", alerts::cli::recent_text(&config, limit)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Camera {
+            action: CameraAction::Reset { id },
+        } => {
+            let config = load(&cli.config)?;
+            runtime()?.block_on(reset_camera(&config, id))?;
+            println!("camera {id}: reset; it is supervised again");
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// SIGTERM (systemd) or SIGINT (Ctrl-C): a graceful stop.
+async fn signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    shutdown.cancel();
+}
+
+fn api_base(config: &Config) -> String {
+    let addr = config.api.listen;
+    let host = if addr.ip().is_unspecified() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    format!("http://{host}")
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .expect("a plain HTTP client")
+}
+
+fn read_token(config: &Config) -> Option<String> {
+    std::fs::read_to_string(&config.api.token_file)
+        .ok()
+        .map(|t| t.trim().to_string())
+}
+
+/// The seed's dashboard text, from the running daemon.
+async fn status_text(config: &Config) -> anyhow::Result<(String, bool)> {
+    let base = api_base(config);
+    let mut req = http().get(format!("{base}/api/cameras/health"));
+    if let Some(token) = read_token(config) {
+        req = req.bearer_auth(token);
+    }
+    let health: serde_json::Value = req
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .with_context(|| {
+            format!("the daemon does not answer at {base} (is vms-supervisor running?)")
+        })?
+        .json()
+        .await
+        .context("reading the health document")?;
+    let n = |k: &str| health[k].as_u64().unwrap_or(0);
+    let plural = |n: u64| if n == 1 { "câmera" } else { "câmeras" };
+    let mut text = format!(
+        "🟢 Online: {} {}\n🟡 Recuperando: {} {}\n🔴 Offline: {} {}\n",
+        n("online"),
+        plural(n("online")),
+        n("recovering"),
+        plural(n("recovering")),
+        n("offline"),
+        plural(n("offline"))
+    );
+    let rec = &health["recording_health"];
+    let failed = rec["failed"].as_u64().unwrap_or(0);
+    text.push_str(&format!(
+        "Gravação: {} ativas, {} paradas; disco {}\n",
+        rec["active"].as_u64().unwrap_or(0),
+        failed,
+        rec["disk_usage"].as_str().unwrap_or("?")
+    ));
+    text.push_str("\nAlertas Recentes:\n");
+    let tz = config.timezone();
+    let alerts = health["recent_alerts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if alerts.is_empty() {
+        text.push_str("(nenhum)\n");
+    }
+    for a in alerts {
+        let time = a["timestamp"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&tz).format("%H:%M").to_string())
+            .unwrap_or_default();
+        text.push_str(&format!(
+            "• {time} - Câmera {}: {}{}\n",
+            a["camera"].as_str().unwrap_or("?"),
+            a["message"].as_str().unwrap_or(""),
+            if a["resolved"].as_bool() == Some(true) {
+                ""
+            } else {
+                " (aberto)"
+            }
+        ));
+    }
+    Ok((text, n("offline") > 0 || failed > 0))
+}
+
+async fn reset_camera(config: &Config, id: u32) -> anyhow::Result<()> {
+    let base = api_base(config);
+    let token = read_token(config).with_context(|| {
+        format!(
+            "cannot read the API token {} (run as root or as the vms user)",
+            config.api.token_file.display()
+        )
+    })?;
+    let resp = http()
+        .post(format!("{base}/api/cameras/{id}/reset"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .with_context(|| {
+            format!("the daemon does not answer at {base} (is vms-supervisor running?)")
+        })?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        anyhow::bail!(
+            "{status}: {}",
+            body["error"].as_str().unwrap_or("request failed")
+        );
+    }
+    Ok(())
 }
 
 /// Keeps 24/7 camera recording alive: supervises MediaMTX, watches
@@ -119,4 +294,23 @@ enum Command {
     },
     /// Print the MediaMTX configuration generated from --config.
     RenderMediamtx,
+    /// Camera counts and recent alerts from the running daemon; exits 2 when
+    /// a camera is offline or not recording.
+    Status,
+    /// Recent alerts (from the running daemon, or the database when it is down).
+    Alerts {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Camera commands.
+    Camera {
+        #[command(subcommand)]
+        action: CameraAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum CameraAction {
+    /// Bring a camera marked offline (level 3) back under supervision.
+    Reset { id: u32 },
 }

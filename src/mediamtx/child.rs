@@ -25,6 +25,10 @@ pub fn spawn(
     cmd.arg(config_path)
         .current_dir(workdir)
         .env("TZ", tz)
+        // systemd's sockets are the daemon's, not MediaMTX's.
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -35,6 +35,8 @@ pub enum Reason {
     Memory,
     /// A configuration change that MediaMTX cannot apply by itself.
     Reconfigure,
+    /// Every camera failed at once (the camera monitor's systemic guard).
+    Systemic,
     /// The daemon is shutting down.
     Shutdown,
 }
@@ -46,6 +48,7 @@ impl Reason {
             Reason::Hung => "hung",
             Reason::Memory => "memory",
             Reason::Reconfigure => "reconfigure",
+            Reason::Systemic => "systemic",
             Reason::Shutdown => "shutdown",
         }
     }

@@ -1,0 +1,186 @@
+//! Hot reload of `vms.toml`: what a valid edit changes.
+//!
+//! [`diff`] is pure and table-tested. Adding or removing a camera touches
+//! only that camera's path (MediaMTX applies path-only changes without
+//! touching other paths, NOTES.md §f, so other cameras keep their segment
+//! file). A few settings need MediaMTX restarted (a new binary, a new time
+//! zone for its file names); a few need the daemon itself restarted (its
+//! listener, its state and recordings directories) and are reported so.
+
+use crate::config::Config;
+use crate::mediamtx::render;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigDiff {
+    pub added: Vec<u32>,
+    pub removed: Vec<u32>,
+    /// Same id, different URL, name or transport.
+    pub changed: Vec<u32>,
+    /// The generated mediamtx.yml differs (it must be rewritten).
+    pub mediamtx_file: bool,
+    /// MediaMTX must be restarted for the change to apply.
+    pub mediamtx_restart: Vec<&'static str>,
+    /// Keys that take effect only when the daemon restarts.
+    pub daemon_restart: Vec<&'static str>,
+}
+
+impl ConfigDiff {
+    pub fn is_empty(&self) -> bool {
+        self == &ConfigDiff::default()
+    }
+}
+
+pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
+    let mut d = ConfigDiff::default();
+    for cam in &new.cameras {
+        match old.camera(cam.id) {
+            None => d.added.push(cam.id),
+            Some(prev) if prev != cam => d.changed.push(cam.id),
+            Some(_) => {}
+        }
+    }
+    for cam in &old.cameras {
+        if new.camera(cam.id).is_none() {
+            d.removed.push(cam.id);
+        }
+    }
+    d.mediamtx_file = render::render(old) != render::render(new);
+    if old.mediamtx.binary != new.mediamtx.binary {
+        d.mediamtx_restart.push("mediamtx.binary");
+    }
+    if old.general.timezone != new.general.timezone {
+        d.mediamtx_restart.push("general.timezone");
+    }
+    if old.api.listen != new.api.listen {
+        d.daemon_restart.push("api.listen");
+    }
+    if old.api.token_file != new.api.token_file {
+        d.daemon_restart.push("api.token_file");
+    }
+    if old.state.dir != new.state.dir {
+        d.daemon_restart.push("state.dir");
+    }
+    if old.recording.path != new.recording.path {
+        d.daemon_restart.push("recording.path");
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str, cams: &[(u32, &str)]) -> Config {
+        let mut s = format!(
+            "[state]\ndir = \"/tmp/vms-reload-test\"\n[recording]\npath = \"/tmp/vms-reload-test/rec\"\n{extra}\n"
+        );
+        for (id, url) in cams {
+            s.push_str(&format!(
+                "[[cameras]]\nid = {id}\nname = \"Cam {id}\"\nurl = \"{url}\"\n"
+            ));
+        }
+        Config::from_toml(&s).unwrap()
+    }
+
+    #[test]
+    fn table() {
+        let base = config("", &[(1, "rtsp://a/1"), (2, "rtsp://a/2")]);
+        struct Case {
+            name: &'static str,
+            new: Config,
+            want: ConfigDiff,
+        }
+        let cases = [
+            Case {
+                name: "identical",
+                new: config("", &[(1, "rtsp://a/1"), (2, "rtsp://a/2")]),
+                want: ConfigDiff::default(),
+            },
+            Case {
+                name: "camera added",
+                new: config(
+                    "",
+                    &[(1, "rtsp://a/1"), (2, "rtsp://a/2"), (3, "rtsp://a/3")],
+                ),
+                want: ConfigDiff {
+                    added: vec![3],
+                    mediamtx_file: true,
+                    ..Default::default()
+                },
+            },
+            Case {
+                name: "camera removed",
+                new: config("", &[(2, "rtsp://a/2")]),
+                want: ConfigDiff {
+                    removed: vec![1],
+                    mediamtx_file: true,
+                    ..Default::default()
+                },
+            },
+            Case {
+                name: "url changed",
+                new: config("", &[(1, "rtsp://b/1"), (2, "rtsp://a/2")]),
+                want: ConfigDiff {
+                    changed: vec![1],
+                    mediamtx_file: true,
+                    ..Default::default()
+                },
+            },
+            Case {
+                name: "monitor timing only: nothing for MediaMTX",
+                new: config(
+                    "[monitor]\nstall_after = \"8s\"",
+                    &[(1, "rtsp://a/1"), (2, "rtsp://a/2")],
+                ),
+                want: ConfigDiff::default(),
+            },
+            Case {
+                name: "segment length: file rewritten, MediaMTX hot-reloads record keys",
+                new: config(
+                    "[recording]\nsegment_duration = \"120s\"",
+                    &[(1, "rtsp://a/1"), (2, "rtsp://a/2")],
+                ),
+                want: ConfigDiff {
+                    mediamtx_file: true,
+                    ..Default::default()
+                },
+            },
+            Case {
+                name: "new binary needs a MediaMTX restart",
+                new: config(
+                    "[mediamtx]\nbinary = \"/opt/mediamtx\"",
+                    &[(1, "rtsp://a/1"), (2, "rtsp://a/2")],
+                ),
+                want: ConfigDiff {
+                    mediamtx_restart: vec!["mediamtx.binary"],
+                    ..Default::default()
+                },
+            },
+            Case {
+                name: "time zone: MediaMTX names files in it",
+                new: config(
+                    "[general]\ntimezone = \"America/Manaus\"",
+                    &[(1, "rtsp://a/1"), (2, "rtsp://a/2")],
+                ),
+                want: ConfigDiff {
+                    mediamtx_restart: vec!["general.timezone"],
+                    ..Default::default()
+                },
+            },
+            Case {
+                name: "listener needs a daemon restart",
+                new: config(
+                    "[api]\nlisten = \"127.0.0.1:8001\"",
+                    &[(1, "rtsp://a/1"), (2, "rtsp://a/2")],
+                ),
+                want: ConfigDiff {
+                    daemon_restart: vec!["api.listen"],
+                    ..Default::default()
+                },
+            },
+        ];
+        for case in cases {
+            assert_eq!(diff(&base, &case.new), case.want, "{}", case.name);
+        }
+    }
+}
