@@ -26,6 +26,8 @@ const FIRST_SEGMENTS: u64 = 2;
 
 struct Muxer {
     path: String,
+    /// Created by `hlsAlwaysRemux`: never closed for inactivity.
+    always: bool,
     created: DateTime<Local>,
     created_at: Instant,
     last_request: DateTime<Local>,
@@ -57,7 +59,24 @@ impl HlsState {
         self.sessions
             .retain(|s| now.duration_since(s.last_at) < SESSION_TTL);
         if let Some(ca) = self.close_after {
-            self.muxers.retain(|m| now.duration_since(m.last_at) < ca);
+            self.muxers
+                .retain(|m| m.always || now.duration_since(m.last_at) < ca);
+        }
+    }
+
+    /// `hlsAlwaysRemux: yes`: a muxer exists as soon as the path is ready.
+    pub fn always_remux(&mut self, name: &str) {
+        if !self.muxers.iter().any(|m| m.path == name) {
+            let now = Local::now();
+            self.muxers.push(Muxer {
+                path: name.to_string(),
+                always: true,
+                created: now,
+                created_at: Instant::now(),
+                last_request: now,
+                last_at: Instant::now(),
+                outbound: 0,
+            });
         }
     }
 
@@ -304,6 +323,7 @@ async fn multivariant(
         if !hls.muxers.iter().any(|m| m.path == name) {
             hls.muxers.push(Muxer {
                 path: name.to_string(),
+                always: false,
                 created: now,
                 created_at: Instant::now(),
                 last_request: now,

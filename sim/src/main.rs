@@ -85,6 +85,10 @@ fn load(arg: Option<String>) -> Result<(Conf, Option<PathBuf>), String> {
 use config::Conf;
 
 async fn run(arg: Option<String>) -> i32 {
+    // Installed first, so that a SIGTERM during startup is still a graceful stop.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigint = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let mut sigterm = signal(SignalKind::terminate()).expect("SIGTERM handler");
     info!("MediaMTX v1.20.1, linux, amd64 (mediamtx-sim)");
     let (conf, conf_path) = match load(arg) {
         Ok(c) => c,
@@ -158,9 +162,6 @@ async fn run(arg: Option<String>) -> i32 {
     tokio::spawn(cleaner::run(sim.clone()));
     tokio::spawn(grow_memory(memory_rx));
 
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut sigint = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    let mut sigterm = signal(SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
         _ = sigint.recv() => info!("shutting down gracefully"),
         _ = sigterm.recv() => info!("shutting down gracefully"),

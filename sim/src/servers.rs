@@ -55,9 +55,15 @@ async fn start_one(
     name: &'static str,
     addr_key: &str,
     label: &str,
+    prev: Option<SocketAddr>,
 ) -> Result<(String, JoinHandle<()>), String> {
     let addr = conf.str(addr_key).to_string();
-    let std_l = bind(&addr)?;
+    // A restarted listener configured on port 0 keeps the port it had, as a fixed
+    // address would.
+    let std_l = match prev.filter(|_| addr.ends_with(":0")) {
+        Some(p) => bind(&p.to_string()).or_else(|_| bind(&addr))?,
+        None => bind(&addr)?,
+    };
     let local = std_l.local_addr().map_err(|e| e.to_string())?;
     let l = tokio::net::TcpListener::from_std(std_l).map_err(|e| e.to_string())?;
     sim.state.lock().unwrap().bound.insert(name, local);
@@ -102,7 +108,7 @@ pub async fn start_all(sim: &Arc<Sim>) -> Result<(), String> {
     let mut ls = sim.listeners.lock().await;
     for (name, en, addr_key, label) in SERVERS {
         if conf.bool(en) {
-            let r = start_one(sim, &conf, name, addr_key, label).await?;
+            let r = start_one(sim, &conf, name, addr_key, label, None).await?;
             ls.running.insert(name, r);
         }
     }
@@ -123,14 +129,18 @@ pub async fn reconcile(
         if !(changed || restart_all && new.bool(en)) {
             continue;
         }
+        let mut prev = None;
         if let Some((_, task)) = ls.running.remove(name) {
             task.abort();
             let _ = task.await;
-            sim.state.lock().unwrap().bound.remove(name);
+            let was = sim.state.lock().unwrap().bound.remove(name);
+            if old.str(addr_key) == new.str(addr_key) {
+                prev = was;
+            }
             info!("[{label}] listener is closing");
         }
         if new.bool(en) {
-            match start_one(sim, new, name, addr_key, label).await {
+            match start_one(sim, new, name, addr_key, label, prev).await {
                 Ok(r) => {
                     ls.running.insert(name, r);
                 }

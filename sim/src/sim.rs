@@ -358,8 +358,13 @@ async fn run_ready(
         config::path_bool(pc, "record")
             .then(|| Recorder::new(fx.clone(), name, pc, wall0, sh.rec.clone()))
     };
+    sh.record_changed.store(false, Ordering::SeqCst);
     let pc = sh.conf.lock().unwrap().clone();
     let mut rec = make_rec(&pc);
+    let conf = sim.conf();
+    if conf.bool("hls") && conf.bool("hlsAlwaysRemux") {
+        sim.state.lock().unwrap().hls.always_remux(name);
+    }
     let period = |pc: &Map<String, Value>| {
         let p = config::path_duration(pc, "recordPartDuration");
         if config::path_bool(pc, "record") && p < Duration::from_secs(1) {

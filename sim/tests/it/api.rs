@@ -364,3 +364,19 @@ fn path_changes_follow_reload_rules() {
     let (_, dur) = check_fmp4(&sim.path().join(seg));
     assert!(dur > 1.0, "{dur}");
 }
+
+/// With `hlsAlwaysRemux: yes` a muxer exists as soon as the path is ready, so
+/// `/v3/hlsmuxers/get/NAME` works as a health check without any HLS request.
+#[test]
+fn hls_always_remux_creates_muxers() {
+    let sim = Sim::start(&format!(
+        "{LISTENERS}hlsAlwaysRemux: yes\npaths:\n  cam1:\n    source: rtsp://10.0.0.1/s\n"
+    ));
+    sim.wait_ready("cam1", true, Duration::from_secs(3));
+    wait_until(Duration::from_secs(2), "muxer", || {
+        sim.api("GET", "/v3/hlsmuxers/get/cam1", None).status == 200
+    });
+    sim.ctl("POST", "/cameras/cam1/down?mode=closed");
+    sim.wait_ready("cam1", false, Duration::from_secs(2));
+    assert_eq!(sim.api("GET", "/v3/hlsmuxers/get/cam1", None).status, 404);
+}

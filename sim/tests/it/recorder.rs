@@ -200,3 +200,26 @@ fn playback_list_and_get() {
         (400, "path 'zzz' is not configured".into())
     );
 }
+
+/// §f: a file reload that only adds a path leaves the other paths alone: same source,
+/// same segment file.
+#[test]
+fn path_only_reload_keeps_other_paths_recording() {
+    let yaml = rec_conf("  recordSegmentDuration: 1h\n");
+    let sim = Sim::start(&yaml);
+    wait_until(5 * S, "a part", || {
+        sim.path_state("cam1")["parts_written"].as_u64() >= Some(1)
+    });
+    let seg = sim.path_state("cam1")["segment"].clone();
+    sim.write_conf(&format!("{yaml}  cam2:\n    source: rtsp://10.0.0.2/s\n"));
+    sim.wait_ready("cam2", true, 3 * S);
+    let st = sim.path_state("cam1");
+    assert_eq!(st["segment"], seg);
+    assert_eq!(st["segments_completed"], 0);
+    assert_eq!(
+        sim.log()
+            .matches("[path cam1] [RTSP source] started")
+            .count(),
+        1
+    );
+}
