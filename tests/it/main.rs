@@ -1,6 +1,11 @@
 //! The integration tests: one binary, one module per area. They run the real
 //! `vms-supervisor` binary (and, for the daemon, the `mediamtx-sim` stand-in).
 
+mod alerts;
 mod config_cli;
+mod daemon;
+mod harness;
+mod monitor;
+mod monitoring;
 mod render;
 mod util;

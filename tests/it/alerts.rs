@@ -1,0 +1,1097 @@
+//! The alert pipeline against real servers: a Telegram Bot API stand-in
+//! written here with axum, a real SMTP server (Debian's python3-aiosmtpd),
+//! the real SQLite file, a real SIGKILL.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io::BufRead;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use chrono::Utc;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use vms_supervisor::alerts::{self, AlertsHandle, Options, RetryPolicy};
+use vms_supervisor::config::Config;
+use vms_supervisor::events::{AlertEvent, AlertSink, CameraRef, Issue, Phase, Severity};
+
+const TOKEN: &str = "123456:TEST-SECRET-TOKEN";
+const SEED_TEXT: &str = "ALERTA CRÍTICO\n\
+Câmera: Portaria Principal\n\
+Problema: Gravação não recuperada após 3 tentativas\n\
+Horário: 14:35:22\n\
+Ação: Verificar câmera fisicamente";
+
+// ---------------------------------------------------------------- helpers
+
+fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        initial: Duration::from_millis(50),
+        max: Duration::from_millis(200),
+        request_timeout: Duration::from_millis(400),
+    }
+}
+
+fn options() -> Options {
+    Options {
+        retry: fast_retry(),
+        tick: Duration::from_millis(200),
+    }
+}
+
+/// A port that was free a moment ago (for servers started later).
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[derive(Default)]
+struct Setup {
+    telegram: Option<String>,
+    smtp_port: Option<u16>,
+    api_listen: Option<SocketAddr>,
+    language: Option<&'static str>,
+}
+
+fn config(dir: &Path, s: Setup) -> Config {
+    let token_file = dir.join("telegram-token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    std::fs::write(dir.join("api-token"), "api-secret\n").unwrap();
+    let mut t = format!(
+        "[general]\nbox_name = \"nvr-teste\"\n{}\
+         [state]\ndir = {:?}\n[recording]\npath = {:?}\n\
+         [api]\ntoken_file = {:?}\n{}\
+         [alerts]\nreminder_after = \"0s\"\n",
+        s.language
+            .map(|l| format!("language = \"{l}\"\n"))
+            .unwrap_or_default(),
+        dir.join("state"),
+        dir.join("rec"),
+        dir.join("api-token"),
+        s.api_listen
+            .map(|a| format!("listen = \"{a}\"\n"))
+            .unwrap_or_default(),
+    );
+    if let Some(base) = &s.telegram {
+        t += &format!(
+            "[alerts.telegram]\nenabled = true\nchat_id = \"-100777\"\napi_base = {base:?}\nbot_token_file = {token_file:?}\n"
+        );
+    }
+    if let Some(port) = s.smtp_port {
+        t += &format!(
+            "[alerts.email]\nenabled = true\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\nsecurity = \"none\"\n\
+             from = \"VMS <vms@prefeitura.example.gov.br>\"\n\
+             to = [\"ti@prefeitura.example.gov.br\", \"seguranca@prefeitura.example.gov.br\"]\n"
+        );
+    }
+    t += "[[cameras]]\nid = 5\nname = \"Portaria Principal\"\nurl = \"rtsp://10.0.0.5:554/stream\"\n";
+    Config::from_toml(&t).unwrap_or_else(|e| panic!("test config: {e}\n{t}"))
+}
+
+/// The seed's example: camera 5 stopped recording, 3 attempts, 14:35:22 in
+/// São Paulo.
+fn seed_event() -> AlertEvent {
+    use chrono::TimeZone;
+    AlertEvent {
+        at: Utc.with_ymd_and_hms(2026, 1, 5, 17, 35, 22).unwrap(),
+        severity: Severity::Critical,
+        phase: Phase::Firing,
+        key: AlertEvent::camera_key(5, Issue::RecordingStopped),
+        issue: Issue::RecordingStopped,
+        camera: Some(CameraRef {
+            id: 5,
+            name: "Portaria Principal".into(),
+        }),
+        recovery_attempts: 3,
+        last_recording: Some(Utc.with_ymd_and_hms(2026, 1, 5, 17, 20, 15).unwrap()),
+        details: "no segment data for 902 s after level 2".into(),
+    }
+}
+
+fn other_event(id: u32) -> AlertEvent {
+    AlertEvent {
+        key: AlertEvent::camera_key(id, Issue::CameraOffline),
+        issue: Issue::CameraOffline,
+        camera: Some(CameraRef {
+            id,
+            name: format!("Câmera {id}"),
+        }),
+        ..seed_event()
+    }
+}
+
+/// Polls `cond` until it holds, or fails naming `what`.
+async fn eventually<F, Fut>(what: &str, timeout: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+struct Running {
+    handle: AlertsHandle,
+    sink: AlertSink,
+    shutdown: CancellationToken,
+}
+
+impl Running {
+    fn start(config: &Config) -> Running {
+        let (sink, rx) = AlertSink::channel(64);
+        let shutdown = CancellationToken::new();
+        let handle = alerts::open(config)
+            .expect("opening the alert database")
+            .with_options(options())
+            .start(rx, shutdown.clone());
+        Running {
+            handle,
+            sink,
+            shutdown,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.handle.stopped().await;
+    }
+}
+
+// ------------------------------------------------- Telegram Bot API stand-in
+
+#[derive(Clone, Debug)]
+enum Reply {
+    Ok,
+    Status(u16, Value),
+    /// Answer only after this long (the client times out first).
+    Hang(Duration),
+}
+
+#[derive(Clone, Debug)]
+struct TgRequest {
+    path: String,
+    body: Value,
+    at: Instant,
+}
+
+#[derive(Default)]
+struct TgState {
+    requests: Mutex<Vec<TgRequest>>,
+    script: Mutex<VecDeque<Reply>>,
+}
+
+#[derive(Clone)]
+struct FakeTelegram {
+    state: Arc<TgState>,
+    base: String,
+}
+
+impl FakeTelegram {
+    async fn start(script: Vec<Reply>) -> FakeTelegram {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        FakeTelegram::serve(listener, script)
+    }
+
+    fn serve(listener: tokio::net::TcpListener, script: Vec<Reply>) -> FakeTelegram {
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(TgState {
+            requests: Mutex::new(Vec::new()),
+            script: Mutex::new(script.into()),
+        });
+        let app = Router::new()
+            .fallback(telegram_handler)
+            .with_state(state.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FakeTelegram {
+            state,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    fn requests(&self) -> Vec<TgRequest> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    fn texts(&self) -> Vec<String> {
+        self.requests()
+            .iter()
+            .map(|r| r.body["text"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+
+    async fn wait_requests(&self, n: usize, timeout: Duration) -> Vec<TgRequest> {
+        eventually(&format!("{n} Telegram requests"), timeout, || async {
+            self.state.requests.lock().unwrap().len() >= n
+        })
+        .await;
+        self.requests()
+    }
+}
+
+async fn telegram_handler(State(state): State<Arc<TgState>>, uri: Uri, body: Bytes) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    state.requests.lock().unwrap().push(TgRequest {
+        path: uri.path().to_string(),
+        body,
+        at: Instant::now(),
+    });
+    let reply = state.script.lock().unwrap().pop_front().unwrap_or(Reply::Ok);
+    match reply {
+        Reply::Ok => ok_reply(),
+        Reply::Status(code, body) => {
+            (StatusCode::from_u16(code).unwrap(), axum::Json(body)).into_response()
+        }
+        Reply::Hang(d) => {
+            tokio::time::sleep(d).await;
+            ok_reply()
+        }
+    }
+}
+
+fn ok_reply() -> Response {
+    axum::Json(json!({"ok": true, "result": {"message_id": 1, "chat": {"id": -100777}}}))
+        .into_response()
+}
+
+// ------------------------------------------------------ SMTP (aiosmtpd)
+
+const SMTP_HANDLER: &str = r#"
+import json
+from email import message_from_bytes, policy
+
+class Sink:
+    async def handle_DATA(self, server, session, envelope):
+        msg = message_from_bytes(envelope.content, policy=policy.default)
+        # SMTP carries CRLF line ends; compare texts with LF.
+        body = msg.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
+        print(json.dumps({
+            "mail_from": envelope.mail_from,
+            "rcpt_tos": envelope.rcpt_tos,
+            "subject": str(msg["subject"]),
+            "from": str(msg["from"]),
+            "to": str(msg["to"]),
+            "body": body,
+        }), flush=True)
+        return "250 OK"
+"#;
+
+/// Debian's python3 (the one with python3-aiosmtpd), not a pyenv shim.
+fn python_with_aiosmtpd() -> PathBuf {
+    for python in ["/usr/bin/python3", "python3"] {
+        let ok = Command::new(python)
+            .args(["-c", "import aiosmtpd"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return PathBuf::from(python);
+        }
+    }
+    panic!("the SMTP tests need aiosmtpd: install the Debian package python3-aiosmtpd (scripts/setup does)");
+}
+
+struct Smtp {
+    child: Child,
+    messages: Arc<Mutex<Vec<Value>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Smtp {
+    /// Starts aiosmtpd on `port` and waits until it accepts connections.
+    fn start(port: u16) -> Smtp {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("vms_test_smtp.py"), SMTP_HANDLER).unwrap();
+        let mut child = Command::new(python_with_aiosmtpd())
+            .args(["-u", "-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "vms_test_smtp.Sink"])
+            .env("PYTHONPATH", dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting aiosmtpd");
+        let stdout = child.stdout.take().unwrap();
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let sink = messages.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    sink.lock().unwrap().push(v);
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("aiosmtpd exited at start: {status}");
+            }
+            assert!(Instant::now() < deadline, "aiosmtpd did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Smtp {
+            child,
+            messages,
+            _dir: dir,
+        }
+    }
+
+    async fn wait_messages(&self, n: usize, timeout: Duration) -> Vec<Value> {
+        eventually(&format!("{n} e-mails at the SMTP server"), timeout, || async {
+            self.messages.lock().unwrap().len() >= n
+        })
+        .await;
+        self.messages.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ----------------------------------------------------------------- tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telegram_gets_the_seeds_message_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let tg = FakeTelegram::start(vec![]).await;
+    let cfg = config(
+        dir.path(),
+        Setup {
+            telegram: Some(tg.base.clone()),
+            ..Default::default()
+        },
+    );
+    let p = Running::start(&cfg);
+    let sent = Instant::now();
+    p.sink.send(seed_event()).await;
+    let reqs = tg.wait_requests(1, Duration::from_secs(5)).await;
+    let latency = reqs[0].at - sent;
+    eprintln!("alert latency, event sent -> Telegram request: {latency:?}");
+    assert!(latency < Duration::from_secs(1), "took {latency:?}");
+    assert_eq!(reqs[0].path, format!("/bot{TOKEN}/sendMessage"));
+    assert_eq!(reqs[0].body, json!({"chat_id": "-100777", "text": SEED_TEXT}));
+
+    // Acknowledged once.
+    let h = p.handle.clone();
+    eventually("the ack", Duration::from_secs(5), || async {
+        h.outbox().await.unwrap().first().is_some_and(|r| r.delivered_at.is_some())
+    })
+    .await;
+    let row = &p.handle.outbox().await.unwrap()[0];
+    assert_eq!(row.attempts, 1);
+
+    // A repeat of the same alert is deduplicated; a new alert goes through.
+    // The worker delivers in order, so once the new one arrived, the first
+    // would have been re-sent already if it ever were.
+    p.sink.send(seed_event()).await;
+    p.sink.send(other_event(6)).await;
+    let reqs = tg.wait_requests(2, Duration::from_secs(5)).await;
+    assert!(reqs[1].body["text"].as_str().unwrap().contains("Câmera 6"));
+    assert_eq!(tg.texts().iter().filter(|t| *t == SEED_TEXT).count(), 1);
+    assert_eq!(tg.requests().len(), 2);
+
+    // The stored history has both events for camera 5, newest first.
+    let (rows, total) = p
+        .handle
+        .list(
+            alerts::Filter {
+                camera_id: Some(5),
+                ..Default::default()
+            },
+            10,
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(total, 2);
+    assert_eq!(rows[0].action, "repeated");
+    assert_eq!(rows[1].action, "opened");
+    assert_eq!(rows[1].message, "Gravação não recuperada após 3 tentativas");
+    assert_eq!(p.handle.open_counts().await.unwrap().critical, 2);
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telegram_500_429_and_timeouts_are_retried_and_sent_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let tg = FakeTelegram::start(vec![
+        Reply::Status(500, json!({"ok": false, "error_code": 500, "description": "Internal Server Error"})),
+        Reply::Status(
+            429,
+            json!({"ok": false, "error_code": 429, "description": "Too Many Requests: retry after 1",
+                   "parameters": {"retry_after": 1}}),
+        ),
+        Reply::Hang(Duration::from_secs(3)),
+        Reply::Ok,
+    ])
+    .await;
+    let cfg = config(
+        dir.path(),
+        Setup {
+            telegram: Some(tg.base.clone()),
+            ..Default::default()
+        },
+    );
+    let p = Running::start(&cfg);
+    p.sink.send(seed_event()).await;
+    let reqs = tg.wait_requests(4, Duration::from_secs(10)).await;
+    assert!(reqs.iter().all(|r| r.body["text"] == SEED_TEXT));
+    // 429 retry_after = 1 s is honoured (the backoff alone is 100 ms).
+    let after_429 = reqs[2].at - reqs[1].at;
+    assert!(after_429 >= Duration::from_secs(1), "retried {after_429:?} after the 429");
+    // The timeout (400 ms) was retried without waiting for the hung reply.
+    let after_hang = reqs[3].at - reqs[2].at;
+    assert!(after_hang < Duration::from_secs(2), "{after_hang:?}");
+
+    let h = p.handle.clone();
+    eventually("the ack", Duration::from_secs(5), || async {
+        h.outbox().await.unwrap().first().is_some_and(|r| r.delivered_at.is_some())
+    })
+    .await;
+    let row = &p.handle.outbox().await.unwrap()[0];
+    assert_eq!(row.attempts, 4);
+    assert_eq!(row.last_error, None);
+    let stats = p.handle.outbox_stats().await.unwrap();
+    assert_eq!((stats[0].depth, stats[0].delivered), (0, 1));
+
+    // Nothing more for that alert: the next alert is the fifth request.
+    p.sink.send(other_event(6)).await;
+    let reqs = tg.wait_requests(5, Duration::from_secs(5)).await;
+    assert!(reqs[4].body["text"].as_str().unwrap().contains("Câmera 6"));
+    assert_eq!(tg.texts().iter().filter(|t| *t == SEED_TEXT).count(), 4);
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telegram_client_error_is_permanent_and_kept_with_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let tg = FakeTelegram::start(vec![Reply::Status(
+        400,
+        json!({"ok": false, "error_code": 400, "description": "Bad Request: chat not found"}),
+    )])
+    .await;
+    let cfg = config(
+        dir.path(),
+        Setup {
+            telegram: Some(tg.base.clone()),
+            ..Default::default()
+        },
+    );
+    let p = Running::start(&cfg);
+    p.sink.send(seed_event()).await;
+    let h = p.handle.clone();
+    eventually("the permanent failure", Duration::from_secs(5), || async {
+        h.outbox().await.unwrap().first().is_some_and(|r| r.failed_at.is_some())
+    })
+    .await;
+    let row = &p.handle.outbox().await.unwrap()[0];
+    let err = row.last_error.as_deref().unwrap();
+    assert!(err.contains("400") && err.contains("chat not found"), "{err}");
+    assert!(!err.contains(TOKEN), "the token leaked into the error: {err}");
+    assert_eq!(row.delivered_at, None);
+    // Not retried: the next alert is the second request.
+    p.sink.send(other_event(6)).await;
+    let reqs = tg.wait_requests(2, Duration::from_secs(5)).await;
+    assert!(reqs[1].body["text"].as_str().unwrap().contains("Câmera 6"));
+    assert_eq!(tg.requests().len(), 2);
+    let stats = p.handle.outbox_stats().await.unwrap();
+    assert_eq!(stats[0].failed, 1);
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_arrives_with_subject_body_and_recipients() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let smtp = Smtp::start(port);
+    let cfg = config(
+        dir.path(),
+        Setup {
+            smtp_port: Some(port),
+            ..Default::default()
+        },
+    );
+    let p = Running::start(&cfg);
+    p.sink.send(seed_event()).await;
+    let msgs = smtp.wait_messages(1, Duration::from_secs(10)).await;
+    let m = &msgs[0];
+    assert_eq!(m["mail_from"], "vms@prefeitura.example.gov.br");
+    assert_eq!(
+        m["rcpt_tos"],
+        json!(["ti@prefeitura.example.gov.br", "seguranca@prefeitura.example.gov.br"])
+    );
+    assert_eq!(
+        m["subject"],
+        "[VMS nvr-teste] ALERTA CRÍTICO: Portaria Principal - Gravação não recuperada após 3 tentativas"
+    );
+    let body = m["body"].as_str().unwrap();
+    assert!(body.starts_with("ALERTA CRÍTICO\nCâmera: Portaria Principal (ID 5)\n"), "{body}");
+    assert!(body.contains("Problema: Gravação não recuperada após 3 tentativas\n"), "{body}");
+    assert!(body.contains("Horário: 05/01/2026 14:35:22 (America/Sao_Paulo)\n"), "{body}");
+    assert!(body.contains("Ação: Verificar câmera fisicamente\n"), "{body}");
+    assert!(body.contains("Última gravação: 05/01/2026 14:20:15\n"), "{body}");
+    assert!(body.contains("Detalhes: no segment data for 902 s after level 2\n"), "{body}");
+
+    // The resolved message follows.
+    let mut resolved = seed_event();
+    resolved.phase = Phase::Resolved;
+    resolved.severity = Severity::Info;
+    resolved.at += chrono::Duration::minutes(10);
+    p.sink.send(resolved).await;
+    let msgs = smtp.wait_messages(2, Duration::from_secs(10)).await;
+    assert!(
+        msgs[1]["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("[VMS nvr-teste] RESOLVIDO: Portaria Principal - "),
+        "{}",
+        msgs[1]["subject"]
+    );
+    assert!(msgs[1]["body"].as_str().unwrap().contains("Duração: 10 min 00 s"));
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_down_then_up_delivers_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = config(
+        dir.path(),
+        Setup {
+            smtp_port: Some(port),
+            ..Default::default()
+        },
+    );
+    let p = Running::start(&cfg);
+    p.sink.send(seed_event()).await;
+    let h = p.handle.clone();
+    eventually("two failed SMTP attempts", Duration::from_secs(10), || async {
+        let rows = h.outbox().await.unwrap();
+        rows.first().is_some_and(|r| r.attempts >= 2 && r.last_error.is_some())
+    })
+    .await;
+    let row = &p.handle.outbox().await.unwrap()[0];
+    assert!(row.delivered_at.is_none() && row.failed_at.is_none());
+    eprintln!("while SMTP is down: {}", row.last_error.as_deref().unwrap());
+    let stats = p.handle.outbox_stats().await.unwrap();
+    assert_eq!(stats[1].depth, 1);
+
+    let smtp = Smtp::start(port);
+    let msgs = smtp.wait_messages(1, Duration::from_secs(10)).await;
+    assert!(msgs[0]["subject"].as_str().unwrap().contains("ALERTA CRÍTICO"));
+    eventually("the ack", Duration::from_secs(5), || async {
+        h.outbox().await.unwrap().first().is_some_and(|r| r.delivered_at.is_some())
+    })
+    .await;
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_pipeline_delivers_what_the_old_one_left() {
+    let dir = tempfile::tempdir().unwrap();
+    // First run: Telegram is unreachable.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let cfg = config(
+        dir.path(),
+        Setup {
+            telegram: Some(dead),
+            ..Default::default()
+        },
+    );
+    let p = Running::start(&cfg);
+    p.sink.send(seed_event()).await;
+    let h = p.handle.clone();
+    eventually("a failed attempt", Duration::from_secs(5), || async {
+        h.outbox().await.unwrap().first().is_some_and(|r| r.attempts >= 1)
+    })
+    .await;
+    p.stop().await;
+    drop(h);
+
+    // Second run on the same database, Telegram is back.
+    let tg = FakeTelegram::start(vec![]).await;
+    let cfg = config(
+        dir.path(),
+        Setup {
+            telegram: Some(tg.base.clone()),
+            ..Default::default()
+        },
+    );
+    let p = Running::start(&cfg);
+    let reqs = tg.wait_requests(1, Duration::from_secs(5)).await;
+    assert_eq!(reqs[0].body["text"], SEED_TEXT);
+    p.sink.send(other_event(6)).await;
+    tg.wait_requests(2, Duration::from_secs(5)).await;
+    assert_eq!(tg.texts().iter().filter(|t| *t == SEED_TEXT).count(), 1);
+    p.stop().await;
+}
+
+/// Helper process of `sigkill_then_restart_delivers`: stores an alert that
+/// cannot be delivered, says so, and waits to be killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "helper process, run by sigkill_then_restart_delivers"]
+async fn sigkill_child() {
+    let dir = PathBuf::from(
+        std::env::var("VMS_ALERTS_CHILD_DIR").expect("helper: VMS_ALERTS_CHILD_DIR is not set"),
+    );
+    let tg = std::env::var("VMS_ALERTS_CHILD_TELEGRAM").unwrap();
+    let cfg = config(
+        &dir,
+        Setup {
+            telegram: Some(tg),
+            ..Default::default()
+        },
+    );
+    let p = Running::start(&cfg);
+    p.sink.send(seed_event()).await;
+    let h = p.handle.clone();
+    eventually("a failed attempt", Duration::from_secs(10), || async {
+        h.outbox().await.unwrap().first().is_some_and(|r| r.attempts >= 1)
+    })
+    .await;
+    println!("CHILD-READY");
+    std::future::pending::<()>().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_then_restart_delivers() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    // Telegram refuses connections while the child runs; it comes up on
+    // the same address after the kill.
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["alerts::sigkill_child", "--exact", "--ignored", "--nocapture"])
+        .env("VMS_ALERTS_CHILD_DIR", dir.path())
+        .env("VMS_ALERTS_CHILD_TELEGRAM", &base)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("CHILD-READY") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("the helper process never stored its alert");
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+
+    // The row is in the database, undelivered.
+    let db = dir.path().join("state/vms.db");
+    let store = alerts::Store::open(&db).unwrap();
+    let rows = store.outbox().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].delivered_at.is_none());
+    drop(store);
+
+    // Restart with Telegram back on the same address.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let tg = FakeTelegram::serve(listener, vec![]);
+    let cfg = config(
+        dir.path(),
+        Setup {
+            telegram: Some(base),
+            ..Default::default()
+        },
+    );
+    let p = Running::start(&cfg);
+    let reqs = tg.wait_requests(1, Duration::from_secs(5)).await;
+    assert_eq!(reqs[0].body["text"], SEED_TEXT);
+    let h = p.handle.clone();
+    eventually("the ack", Duration::from_secs(5), || async {
+        h.outbox().await.unwrap().first().is_some_and(|r| r.delivered_at.is_some())
+    })
+    .await;
+    p.stop().await;
+}
+
+async fn serve_api(handle: AlertsHandle, token: Option<&str>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = alerts::api::router(handle, token.map(|t| Arc::new(t.to_string())));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+const AM_FIRING: &str = r#"{
+  "receiver": "vms", "status": "firing", "version": "4", "truncatedAlerts": 0,
+  "groupKey": "{}:{alertname=\"RecordingStopped\"}", "externalURL": "http://alertmanager:9093",
+  "groupLabels": {"alertname": "RecordingStopped"}, "commonLabels": {"severity": "critical"},
+  "commonAnnotations": {},
+  "alerts": [{
+    "status": "firing",
+    "labels": {"alertname": "RecordingStopped", "camera_id": "5", "job": "vms", "severity": "critical"},
+    "annotations": {"summary": "Gravação parou na câmera 5",
+                    "description": "CRÍTICO: Gravação não está ativa há mais de 2 minutos"},
+    "startsAt": "2026-01-05T17:35:22Z", "endsAt": "0001-01-01T00:00:00Z",
+    "generatorURL": "http://prometheus:9090/graph", "fingerprint": "0123456789abcdef"
+  }]
+}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alertmanager_webhook_goes_through_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let tg = FakeTelegram::start(vec![]).await;
+    let cfg = config(
+        dir.path(),
+        Setup {
+            telegram: Some(tg.base.clone()),
+            ..Default::default()
+        },
+    );
+    let p = Running::start(&cfg);
+    let addr = serve_api(p.handle.clone(), Some("api-secret")).await;
+    let url = format!("http://{addr}/api/alerts/webhook");
+    let http = reqwest::Client::new();
+
+    // No token, wrong token: 401 with a JSON error.
+    let r = http.post(&url).body(AM_FIRING).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"].as_str().unwrap().contains("Authorization"), "{v}");
+    let r = http.post(&url).bearer_auth("nope").body(AM_FIRING).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    // Malformed: 400 with a JSON error, nothing stored.
+    let r = http
+        .post(&url)
+        .bearer_auth("api-secret")
+        .body(r#"{"version":"4","alerts":[{"status":"firing","labels":{}}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "alerts[0].labels.alertname is missing");
+    let r = http.post(&url).bearer_auth("api-secret").body("{").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(p.handle.recent(10).await.unwrap().is_empty());
+
+    // A real firing group: stored, pushed with the camera's configured name.
+    let r = http
+        .post(&url)
+        .bearer_auth("api-secret")
+        .body(AM_FIRING)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["stored"], 1);
+    assert_eq!(v["alerts"][0]["action"], "opened");
+    let reqs = tg.wait_requests(1, Duration::from_secs(5)).await;
+    let text = reqs[0].body["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(
+            "ALERTA CRÍTICO\nCâmera: Portaria Principal\nProblema: Gravação parou na câmera 5 (CRÍTICO"
+        ),
+        "{text}"
+    );
+    assert!(text.ends_with("\nAção: Ver o Alertmanager / Prometheus"), "{text}");
+
+    // Alertmanager repeats the group: deduplicated.
+    let r = http
+        .post(&url)
+        .bearer_auth("api-secret")
+        .body(AM_FIRING)
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["alerts"][0]["action"], "repeated");
+
+    // Resolved: the RESOLVIDO message.
+    let resolved = AM_FIRING
+        .replace("\"status\": \"firing\"", "\"status\": \"resolved\"")
+        .replace("0001-01-01T00:00:00Z", "2026-01-05T17:45:22Z");
+    let r = http
+        .post(&url)
+        .bearer_auth("api-secret")
+        .body(resolved)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let reqs = tg.wait_requests(2, Duration::from_secs(5)).await;
+    let text = reqs[1].body["text"].as_str().unwrap();
+    assert!(text.starts_with("RESOLVIDO\nCâmera: Portaria Principal\n"), "{text}");
+    assert!(text.ends_with("Duração: 10 min 00 s"), "{text}");
+
+    // GET /api/alerts: newest first, filters, paging.
+    let list: Value = http
+        .get(format!("http://{addr}/api/alerts?limit=2"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["total"], 3);
+    assert_eq!(list["alerts"].as_array().unwrap().len(), 2);
+    assert_eq!(list["alerts"][0]["phase"], "resolved");
+    assert_eq!(list["alerts"][0]["camera"], "Portaria Principal");
+    assert_eq!(list["alerts"][0]["resolved"], true);
+    let list: Value = http
+        .get(format!("http://{addr}/api/alerts?offset=2&severity=critical&camera_id=5"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // Alertmanager's resolved alert keeps its severity label.
+    assert_eq!(list["total"], 3);
+    assert_eq!(list["alerts"][0]["action"], "opened");
+    assert_eq!(list["alerts"][0]["issue"], "external");
+    let open: Value = http
+        .get(format!("http://{addr}/api/alerts?open=true"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(open["total"], 0);
+    let r = http
+        .get(format!("http://{addr}/api/alerts?severity=loud"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"].as_str().unwrap().contains("severity"), "{v}");
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_without_a_configured_token_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), Setup::default());
+    let p = Running::start(&cfg);
+    let addr = serve_api(p.handle.clone(), None).await;
+    let r = reqwest::Client::new()
+        .post(format!("http://{addr}/api/alerts/webhook"))
+        .bearer_auth("anything")
+        .body(AM_FIRING)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"].as_str().unwrap().contains("no API token"), "{v}");
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_silence_through_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let tg = FakeTelegram::start(vec![]).await;
+    let cfg = config(
+        dir.path(),
+        Setup {
+            telegram: Some(tg.base.clone()),
+            ..Default::default()
+        },
+    );
+    let p = Running::start(&cfg);
+    let addr = serve_api(p.handle.clone(), Some("api-secret")).await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("http://{addr}/api/alerts/silences"))
+        .json(&json!({"camera_id": 5, "minutes": 60, "reason": "troca de lente"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http
+        .post(format!("http://{addr}/api/alerts/silences"))
+        .bearer_auth("api-secret")
+        .json(&json!({"camera_id": 5, "minutes": 60, "reason": "troca de lente"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let s: Value = http
+        .get(format!("http://{addr}/api/alerts/silences"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(s["silences"][0]["camera_id"], 5);
+    assert_eq!(s["silences"][0]["reason"], "troca de lente");
+
+    // Camera 5 is silenced: stored, not pushed. Camera 6 pages.
+    p.sink.send(seed_event()).await;
+    p.sink.send(other_event(6)).await;
+    let reqs = tg.wait_requests(1, Duration::from_secs(5)).await;
+    assert!(reqs[0].body["text"].as_str().unwrap().contains("Câmera 6"));
+    let rows = p.handle.recent(10).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    let cam5 = rows.iter().find(|r| r.camera_id == Some(5)).unwrap();
+    assert!(cam5.silenced);
+
+    // Unsilence; the next repeat pages.
+    let r = http
+        .delete(format!("http://{addr}/api/alerts/silences/5"))
+        .bearer_auth("api-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    p.sink.send(seed_event()).await;
+    let reqs = tg.wait_requests(2, Duration::from_secs(5)).await;
+    assert_eq!(reqs[1].body["text"], SEED_TEXT);
+    assert_eq!(tg.requests().len(), 2);
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_lists_from_the_daemon_and_falls_back_to_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = listener.local_addr().unwrap();
+    let cfg = config(
+        dir.path(),
+        Setup {
+            api_listen: Some(api),
+            ..Default::default()
+        },
+    );
+    let p = Running::start(&cfg);
+    p.sink.send(seed_event()).await;
+    let h = p.handle.clone();
+    eventually("the stored alert", Duration::from_secs(5), || async {
+        !h.recent(1).await.unwrap().is_empty()
+    })
+    .await;
+    let app = alerts::api::router(p.handle.clone(), None);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let c = cfg.clone();
+    let text = tokio::task::spawn_blocking(move || alerts::cli::recent_text(&c, 10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(text.starts_with(&format!("source: running daemon (http://{api}/api/alerts")), "{text}");
+    assert!(
+        text.contains("2026-01-05 14:35:22  CRITICAL  Portaria Principal        Gravação não recuperada após 3 tentativas  [open]"),
+        "{text}"
+    );
+
+    // The daemon is gone: the database, read-only.
+    server.abort();
+    let _ = server.await;
+    p.stop().await;
+    drop(h);
+    let c = cfg.clone();
+    let text = tokio::task::spawn_blocking(move || alerts::cli::recent_text(&c, 10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(text.starts_with("source: database "), "{text}");
+    assert!(text.contains("vms.db"), "{text}");
+    assert!(text.contains("Gravação não recuperada após 3 tentativas  [open]"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn english_texts_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let tg = FakeTelegram::start(vec![]).await;
+    let cfg = config(
+        dir.path(),
+        Setup {
+            telegram: Some(tg.base.clone()),
+            language: Some("en"),
+            ..Default::default()
+        },
+    );
+    let p = Running::start(&cfg);
+    p.sink.send(seed_event()).await;
+    let reqs = tg.wait_requests(1, Duration::from_secs(5)).await;
+    assert_eq!(
+        reqs[0].body["text"],
+        "CRITICAL ALERT\nCamera: Portaria Principal\nProblem: Recording not recovered after 3 attempts\n\
+         Time: 14:35:22\nAction: Check the camera physically"
+    );
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn corrupt_database_is_a_clear_error_and_alerts_still_reach_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), Setup::default());
+    std::fs::create_dir_all(&cfg.state.dir).unwrap();
+    let db = cfg.state.dir.join("vms.db");
+    std::fs::write(&db, vec![0x5a; 8192]).unwrap();
+    let err = match alerts::open(&cfg) {
+        Ok(_) => panic!("a corrupt database must not open"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.starts_with(&format!("alert database {}: ", db.display())), "{err}");
+    assert!(err.contains("file is not a database"), "{err}");
+    assert!(err.contains("move the file aside"), "{err}");
+
+    // The daemon keeps alerts in the log meanwhile.
+    let buf = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let writer = LogBuf(buf.clone());
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let (sink, rx) = AlertSink::channel(4);
+    sink.send(seed_event()).await;
+    drop(sink);
+    alerts::log_only(rx, CancellationToken::new()).await;
+    let out = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
+    let line: Value = serde_json::from_str(out.lines().next().expect("a log line")).unwrap();
+    assert_eq!(line["alert_level"], "CRITICAL");
+    assert_eq!(line["camera_id"], 5);
+    assert_eq!(line["issue"], "recording_stopped");
+    assert_eq!(line["action"], "not_stored");
+}
+
+#[derive(Clone)]
+struct LogBuf(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
