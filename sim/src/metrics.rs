@@ -46,6 +46,8 @@ fn labels(pairs: &[(&str, &str)]) -> String {
 /// Renders the metrics text; `kind` is the optional `type=` filter.
 pub fn render(sim: &Sim, kind: Option<&str>, path_filter: Option<&str>) -> String {
     let conf = sim.conf();
+    // A per-kind id filter (`path=`) alone selects its kind.
+    let kind = kind.or(path_filter.map(|_| "paths"));
     let show = |k: &str| kind.is_none() || kind == Some(k);
     let mut o = String::new();
     if show("paths") {
