@@ -527,21 +527,31 @@ impl AlertsHandle {
 
     async fn publish_open_counts(&self) {
         if let Ok(c) = self.open_counts().await {
-            metrics::gauge!("vms_active_alerts", "severity" => "info").set(c.info as f64);
-            metrics::gauge!("vms_active_alerts", "severity" => "warning").set(c.warning as f64);
-            metrics::gauge!("vms_active_alerts", "severity" => "critical").set(c.critical as f64);
+            record_open_counts(c);
         }
     }
 
     async fn publish_outbox_stats(&self) {
         if let Ok(stats) = self.outbox_stats().await {
-            for s in stats {
-                let ch = s.channel.as_str();
-                metrics::gauge!("vms_alert_outbox_depth", "channel" => ch).set(s.depth as f64);
-                metrics::gauge!("vms_alert_outbox_oldest_seconds", "channel" => ch)
-                    .set(s.oldest_seconds);
-            }
+            record_outbox_stats(&stats);
         }
+    }
+}
+
+/// Sets `vms_active_alerts{severity}`.
+pub fn record_open_counts(c: OpenCounts) {
+    metrics::gauge!("vms_active_alerts", "severity" => "info").set(c.info as f64);
+    metrics::gauge!("vms_active_alerts", "severity" => "warning").set(c.warning as f64);
+    metrics::gauge!("vms_active_alerts", "severity" => "critical").set(c.critical as f64);
+}
+
+/// Sets `vms_alert_outbox_depth{channel}` and
+/// `vms_alert_outbox_oldest_seconds{channel}`.
+pub fn record_outbox_stats(stats: &[ChannelStats]) {
+    for s in stats {
+        let ch = s.channel.as_str();
+        metrics::gauge!("vms_alert_outbox_depth", "channel" => ch).set(s.depth as f64);
+        metrics::gauge!("vms_alert_outbox_oldest_seconds", "channel" => ch).set(s.oldest_seconds);
     }
 }
 

@@ -98,6 +98,7 @@ pub(crate) async fn worker(
         let settings = handle.settings();
         let enabled = settings.channels.contains(&channel);
         let mut more = false;
+        let mut worked = false;
         if enabled && paused_until.is_none_or(|p| Instant::now() >= p) {
             paused_until = None;
             disabled_logged = false;
@@ -115,6 +116,7 @@ pub(crate) async fn worker(
                 }
             };
             more = due.len() == BATCH;
+            worked = !due.is_empty();
             for row in due {
                 if shutdown.is_cancelled() {
                     return;
@@ -150,6 +152,13 @@ pub(crate) async fn worker(
         });
         if let Some(p) = paused_until {
             deadline = Some(deadline.map_or(p, |d| d.max(p)));
+        }
+        // A row that is due but was not returned (clock step, database
+        // trouble) must not turn this loop into a busy loop.
+        if let Some(d) = deadline {
+            if !worked && d <= Instant::now() {
+                deadline = Some(Instant::now() + Duration::from_millis(100));
+            }
         }
         let sleep = async {
             match deadline {
@@ -210,12 +219,22 @@ async fn record(
             ("failed", None, r)
         }
     };
-    if let Err(e) = stored {
+    if let Err(e) = &stored {
         tracing::error!(channel, outbox_id = id, error = %e, "cannot record the delivery outcome");
     }
-    metrics::counter!("vms_alert_deliveries_total", "channel" => channel, "result" => result)
-        .increment(1);
+    record_delivery(row.channel, result);
+    if stored.is_err() {
+        // The database refused the bookkeeping: do not spin on the row.
+        return Some(policy.initial);
+    }
     pause
+}
+
+/// Counts one attempt in `vms_alert_deliveries_total{channel,result}`
+/// (`result`: delivered, retry, failed).
+pub fn record_delivery(channel: Channel, result: &'static str) {
+    metrics::counter!("vms_alert_deliveries_total", "channel" => channel.as_str(), "result" => result)
+        .increment(1);
 }
 
 async fn deliver(

@@ -661,3 +661,35 @@ fn log_line_carries_the_fields_as_tracing_fields() {
     assert_eq!(line["action"], "opened");
     assert!(line["timestamp"].is_string());
 }
+
+#[test]
+fn metrics_have_the_fixed_names_and_labels() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::with_local_recorder(&recorder, || {
+        record_open_counts(OpenCounts {
+            info: 0,
+            warning: 2,
+            critical: 1,
+        });
+        record_outbox_stats(&[ChannelStats {
+            channel: Channel::Telegram,
+            depth: 3,
+            oldest_seconds: 42.5,
+            delivered: 0,
+            failed: 0,
+        }]);
+        outbox::record_delivery(Channel::Email, "retry");
+        outbox::record_delivery(Channel::Email, "retry");
+    });
+    let text = handle.render();
+    for line in [
+        "vms_active_alerts{severity=\"critical\"} 1",
+        "vms_active_alerts{severity=\"warning\"} 2",
+        "vms_alert_outbox_depth{channel=\"telegram\"} 3",
+        "vms_alert_outbox_oldest_seconds{channel=\"telegram\"} 42.5",
+        "vms_alert_deliveries_total{channel=\"email\",result=\"retry\"} 2",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+}

@@ -267,6 +267,17 @@ fn short_header(kind: Kind, severity: Severity, lang: Language) -> &'static str 
     }
 }
 
+/// Telegram refuses messages longer than 4096 characters (400, which would
+/// be a permanent failure); long external descriptions are cut.
+pub const TELEGRAM_MAX_CHARS: usize = 4000;
+
+fn truncate(text: String, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
 pub fn local_time(at: DateTime<Utc>, tz: Tz) -> String {
     at.with_timezone(&tz).format("%H:%M:%S").to_string()
 }
@@ -342,7 +353,7 @@ pub fn render(
             duration_text((at - o).num_seconds())
         )),
     }
-    let telegram = tg.join("\n");
+    let telegram = truncate(tg.join("\n"), TELEGRAM_MAX_CHARS);
 
     // E-mail: the same lines with full dates, then the details.
     let camera_name = event
@@ -626,6 +637,17 @@ mod tests {
             dashboard_message(&ev, Language::En),
             "Resolved: Recording stopped"
         );
+    }
+
+    #[test]
+    fn long_telegram_texts_are_cut() {
+        let mut ev = seed_event();
+        ev.issue = Issue::External;
+        ev.details = "é".repeat(10_000);
+        let m = render(Kind::Alert, &ev, ev.at, None, &style(Language::PtBr));
+        assert_eq!(m.telegram.chars().count(), TELEGRAM_MAX_CHARS + 1);
+        assert!(m.telegram.ends_with('…'));
+        assert!(m.email_body.len() > 20_000, "e-mail keeps everything");
     }
 
     #[test]

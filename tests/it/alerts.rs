@@ -140,7 +140,10 @@ where
 {
     let deadline = Instant::now() + timeout;
     while !cond().await {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -250,7 +253,12 @@ async fn telegram_handler(State(state): State<Arc<TgState>>, uri: Uri, body: Byt
         body,
         at: Instant::now(),
     });
-    let reply = state.script.lock().unwrap().pop_front().unwrap_or(Reply::Ok);
+    let reply = state
+        .script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or(Reply::Ok);
     match reply {
         Reply::Ok => ok_reply(),
         Reply::Status(code, body) => {
@@ -341,7 +349,10 @@ impl Smtp {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("aiosmtpd exited at start: {status}");
             }
-            assert!(Instant::now() < deadline, "aiosmtpd did not listen on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "aiosmtpd did not listen on {port}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Smtp {
@@ -352,9 +363,11 @@ impl Smtp {
     }
 
     async fn wait_messages(&self, n: usize, timeout: Duration) -> Vec<Value> {
-        eventually(&format!("{n} e-mails at the SMTP server"), timeout, || async {
-            self.messages.lock().unwrap().len() >= n
-        })
+        eventually(
+            &format!("{n} e-mails at the SMTP server"),
+            timeout,
+            || async { self.messages.lock().unwrap().len() >= n },
+        )
         .await;
         self.messages.lock().unwrap().clone()
     }
@@ -388,12 +401,19 @@ async fn telegram_gets_the_seeds_message_within_a_second() {
     eprintln!("alert latency, event sent -> Telegram request: {latency:?}");
     assert!(latency < Duration::from_secs(1), "took {latency:?}");
     assert_eq!(reqs[0].path, format!("/bot{TOKEN}/sendMessage"));
-    assert_eq!(reqs[0].body, json!({"chat_id": "-100777", "text": SEED_TEXT}));
+    assert_eq!(
+        reqs[0].body,
+        json!({"chat_id": "-100777", "text": SEED_TEXT})
+    );
 
     // Acknowledged once.
     let h = p.handle.clone();
     eventually("the ack", Duration::from_secs(5), || async {
-        h.outbox().await.unwrap().first().is_some_and(|r| r.delivered_at.is_some())
+        h.outbox()
+            .await
+            .unwrap()
+            .first()
+            .is_some_and(|r| r.delivered_at.is_some())
     })
     .await;
     let row = &p.handle.outbox().await.unwrap()[0];
@@ -457,14 +477,21 @@ async fn telegram_500_429_and_timeouts_are_retried_and_sent_once() {
     assert!(reqs.iter().all(|r| r.body["text"] == SEED_TEXT));
     // 429 retry_after = 1 s is honoured (the backoff alone is 100 ms).
     let after_429 = reqs[2].at - reqs[1].at;
-    assert!(after_429 >= Duration::from_secs(1), "retried {after_429:?} after the 429");
+    assert!(
+        after_429 >= Duration::from_secs(1),
+        "retried {after_429:?} after the 429"
+    );
     // The timeout (400 ms) was retried without waiting for the hung reply.
     let after_hang = reqs[3].at - reqs[2].at;
     assert!(after_hang < Duration::from_secs(2), "{after_hang:?}");
 
     let h = p.handle.clone();
     eventually("the ack", Duration::from_secs(5), || async {
-        h.outbox().await.unwrap().first().is_some_and(|r| r.delivered_at.is_some())
+        h.outbox()
+            .await
+            .unwrap()
+            .first()
+            .is_some_and(|r| r.delivered_at.is_some())
     })
     .await;
     let row = &p.handle.outbox().await.unwrap()[0];
@@ -500,13 +527,23 @@ async fn telegram_client_error_is_permanent_and_kept_with_its_error() {
     p.sink.send(seed_event()).await;
     let h = p.handle.clone();
     eventually("the permanent failure", Duration::from_secs(5), || async {
-        h.outbox().await.unwrap().first().is_some_and(|r| r.failed_at.is_some())
+        h.outbox()
+            .await
+            .unwrap()
+            .first()
+            .is_some_and(|r| r.failed_at.is_some())
     })
     .await;
     let row = &p.handle.outbox().await.unwrap()[0];
     let err = row.last_error.as_deref().unwrap();
-    assert!(err.contains("400") && err.contains("chat not found"), "{err}");
-    assert!(!err.contains(TOKEN), "the token leaked into the error: {err}");
+    assert!(
+        err.contains("400") && err.contains("chat not found"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(TOKEN),
+        "the token leaked into the error: {err}"
+    );
     assert_eq!(row.delivered_at, None);
     // Not retried: the next alert is the second request.
     p.sink.send(other_event(6)).await;
@@ -537,19 +574,40 @@ async fn email_arrives_with_subject_body_and_recipients() {
     assert_eq!(m["mail_from"], "vms@prefeitura.example.gov.br");
     assert_eq!(
         m["rcpt_tos"],
-        json!(["ti@prefeitura.example.gov.br", "seguranca@prefeitura.example.gov.br"])
+        json!([
+            "ti@prefeitura.example.gov.br",
+            "seguranca@prefeitura.example.gov.br"
+        ])
     );
     assert_eq!(
         m["subject"],
         "[VMS nvr-teste] ALERTA CRÍTICO: Portaria Principal - Gravação não recuperada após 3 tentativas"
     );
     let body = m["body"].as_str().unwrap();
-    assert!(body.starts_with("ALERTA CRÍTICO\nCâmera: Portaria Principal (ID 5)\n"), "{body}");
-    assert!(body.contains("Problema: Gravação não recuperada após 3 tentativas\n"), "{body}");
-    assert!(body.contains("Horário: 05/01/2026 14:35:22 (America/Sao_Paulo)\n"), "{body}");
-    assert!(body.contains("Ação: Verificar câmera fisicamente\n"), "{body}");
-    assert!(body.contains("Última gravação: 05/01/2026 14:20:15\n"), "{body}");
-    assert!(body.contains("Detalhes: no segment data for 902 s after level 2\n"), "{body}");
+    assert!(
+        body.starts_with("ALERTA CRÍTICO\nCâmera: Portaria Principal (ID 5)\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("Problema: Gravação não recuperada após 3 tentativas\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("Horário: 05/01/2026 14:35:22 (America/Sao_Paulo)\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("Ação: Verificar câmera fisicamente\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("Última gravação: 05/01/2026 14:20:15\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("Detalhes: no segment data for 902 s after level 2\n"),
+        "{body}"
+    );
 
     // The resolved message follows.
     let mut resolved = seed_event();
@@ -566,7 +624,10 @@ async fn email_arrives_with_subject_body_and_recipients() {
         "{}",
         msgs[1]["subject"]
     );
-    assert!(msgs[1]["body"].as_str().unwrap().contains("Duração: 10 min 00 s"));
+    assert!(msgs[1]["body"]
+        .as_str()
+        .unwrap()
+        .contains("Duração: 10 min 00 s"));
     p.stop().await;
 }
 
@@ -584,10 +645,15 @@ async fn smtp_down_then_up_delivers_when_it_returns() {
     let p = Running::start(&cfg);
     p.sink.send(seed_event()).await;
     let h = p.handle.clone();
-    eventually("two failed SMTP attempts", Duration::from_secs(10), || async {
-        let rows = h.outbox().await.unwrap();
-        rows.first().is_some_and(|r| r.attempts >= 2 && r.last_error.is_some())
-    })
+    eventually(
+        "two failed SMTP attempts",
+        Duration::from_secs(10),
+        || async {
+            let rows = h.outbox().await.unwrap();
+            rows.first()
+                .is_some_and(|r| r.attempts >= 2 && r.last_error.is_some())
+        },
+    )
     .await;
     let row = &p.handle.outbox().await.unwrap()[0];
     assert!(row.delivered_at.is_none() && row.failed_at.is_none());
@@ -597,9 +663,16 @@ async fn smtp_down_then_up_delivers_when_it_returns() {
 
     let smtp = Smtp::start(port);
     let msgs = smtp.wait_messages(1, Duration::from_secs(10)).await;
-    assert!(msgs[0]["subject"].as_str().unwrap().contains("ALERTA CRÍTICO"));
+    assert!(msgs[0]["subject"]
+        .as_str()
+        .unwrap()
+        .contains("ALERTA CRÍTICO"));
     eventually("the ack", Duration::from_secs(5), || async {
-        h.outbox().await.unwrap().first().is_some_and(|r| r.delivered_at.is_some())
+        h.outbox()
+            .await
+            .unwrap()
+            .first()
+            .is_some_and(|r| r.delivered_at.is_some())
     })
     .await;
     p.stop().await;
@@ -621,7 +694,11 @@ async fn a_new_pipeline_delivers_what_the_old_one_left() {
     p.sink.send(seed_event()).await;
     let h = p.handle.clone();
     eventually("a failed attempt", Duration::from_secs(5), || async {
-        h.outbox().await.unwrap().first().is_some_and(|r| r.attempts >= 1)
+        h.outbox()
+            .await
+            .unwrap()
+            .first()
+            .is_some_and(|r| r.attempts >= 1)
     })
     .await;
     p.stop().await;
@@ -665,7 +742,11 @@ async fn sigkill_child() {
     p.sink.send(seed_event()).await;
     let h = p.handle.clone();
     eventually("a failed attempt", Duration::from_secs(10), || async {
-        h.outbox().await.unwrap().first().is_some_and(|r| r.attempts >= 1)
+        h.outbox()
+            .await
+            .unwrap()
+            .first()
+            .is_some_and(|r| r.attempts >= 1)
     })
     .await;
     println!("CHILD-READY");
@@ -682,7 +763,12 @@ async fn sigkill_then_restart_delivers() {
     let base = format!("http://127.0.0.1:{port}");
 
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["alerts::sigkill_child", "--exact", "--ignored", "--nocapture"])
+        .args([
+            "alerts::sigkill_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
         .env("VMS_ALERTS_CHILD_DIR", dir.path())
         .env("VMS_ALERTS_CHILD_TELEGRAM", &base)
         .stdout(Stdio::piped())
@@ -714,7 +800,9 @@ async fn sigkill_then_restart_delivers() {
     drop(store);
 
     // Restart with Telegram back on the same address.
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
     let tg = FakeTelegram::serve(listener, vec![]);
     let cfg = config(
         dir.path(),
@@ -728,7 +816,11 @@ async fn sigkill_then_restart_delivers() {
     assert_eq!(reqs[0].body["text"], SEED_TEXT);
     let h = p.handle.clone();
     eventually("the ack", Duration::from_secs(5), || async {
-        h.outbox().await.unwrap().first().is_some_and(|r| r.delivered_at.is_some())
+        h.outbox()
+            .await
+            .unwrap()
+            .first()
+            .is_some_and(|r| r.delivered_at.is_some())
     })
     .await;
     p.stop().await;
@@ -777,8 +869,17 @@ async fn alertmanager_webhook_goes_through_the_outbox() {
     let r = http.post(&url).body(AM_FIRING).send().await.unwrap();
     assert_eq!(r.status(), 401);
     let v: Value = r.json().await.unwrap();
-    assert!(v["error"].as_str().unwrap().contains("Authorization"), "{v}");
-    let r = http.post(&url).bearer_auth("nope").body(AM_FIRING).send().await.unwrap();
+    assert!(
+        v["error"].as_str().unwrap().contains("Authorization"),
+        "{v}"
+    );
+    let r = http
+        .post(&url)
+        .bearer_auth("nope")
+        .body(AM_FIRING)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 
     // Malformed: 400 with a JSON error, nothing stored.
@@ -792,7 +893,13 @@ async fn alertmanager_webhook_goes_through_the_outbox() {
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"], "alerts[0].labels.alertname is missing");
-    let r = http.post(&url).bearer_auth("api-secret").body("{").send().await.unwrap();
+    let r = http
+        .post(&url)
+        .bearer_auth("api-secret")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert!(p.handle.recent(10).await.unwrap().is_empty());
 
@@ -816,7 +923,10 @@ async fn alertmanager_webhook_goes_through_the_outbox() {
         ),
         "{text}"
     );
-    assert!(text.ends_with("\nAção: Ver o Alertmanager / Prometheus"), "{text}");
+    assert!(
+        text.ends_with("\nAção: Ver o Alertmanager / Prometheus"),
+        "{text}"
+    );
 
     // Alertmanager repeats the group: deduplicated.
     let r = http
@@ -843,7 +953,10 @@ async fn alertmanager_webhook_goes_through_the_outbox() {
     assert_eq!(r.status(), 200);
     let reqs = tg.wait_requests(2, Duration::from_secs(5)).await;
     let text = reqs[1].body["text"].as_str().unwrap();
-    assert!(text.starts_with("RESOLVIDO\nCâmera: Portaria Principal\n"), "{text}");
+    assert!(
+        text.starts_with("RESOLVIDO\nCâmera: Portaria Principal\n"),
+        "{text}"
+    );
     assert!(text.ends_with("Duração: 10 min 00 s"), "{text}");
 
     // GET /api/alerts: newest first, filters, paging.
@@ -861,7 +974,9 @@ async fn alertmanager_webhook_goes_through_the_outbox() {
     assert_eq!(list["alerts"][0]["camera"], "Portaria Principal");
     assert_eq!(list["alerts"][0]["resolved"], true);
     let list: Value = http
-        .get(format!("http://{addr}/api/alerts?offset=2&severity=critical&camera_id=5"))
+        .get(format!(
+            "http://{addr}/api/alerts?offset=2&severity=critical&camera_id=5"
+        ))
         .send()
         .await
         .unwrap()
@@ -1003,7 +1118,10 @@ async fn cli_lists_from_the_daemon_and_falls_back_to_the_database() {
         .await
         .unwrap()
         .unwrap();
-    assert!(text.starts_with(&format!("source: running daemon (http://{api}/api/alerts")), "{text}");
+    assert!(
+        text.starts_with(&format!("source: running daemon (http://{api}/api/alerts")),
+        "{text}"
+    );
     assert!(
         text.contains("2026-01-05 14:35:22  CRITICAL  Portaria Principal        Gravação não recuperada após 3 tentativas  [open]"),
         "{text}"
@@ -1021,7 +1139,10 @@ async fn cli_lists_from_the_daemon_and_falls_back_to_the_database() {
         .unwrap();
     assert!(text.starts_with("source: database "), "{text}");
     assert!(text.contains("vms.db"), "{text}");
-    assert!(text.contains("Gravação não recuperada após 3 tentativas  [open]"), "{text}");
+    assert!(
+        text.contains("Gravação não recuperada após 3 tentativas  [open]"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1058,7 +1179,10 @@ async fn corrupt_database_is_a_clear_error_and_alerts_still_reach_the_log() {
         Ok(_) => panic!("a corrupt database must not open"),
         Err(e) => e.to_string(),
     };
-    assert!(err.starts_with(&format!("alert database {}: ", db.display())), "{err}");
+    assert!(
+        err.starts_with(&format!("alert database {}: ", db.display())),
+        "{err}"
+    );
     assert!(err.contains("file is not a database"), "{err}");
     assert!(err.contains("move the file aside"), "{err}");
 
