@@ -1,6 +1,7 @@
 //! `recordDeleteAfter` (NOTES.md §d): at startup, then every min(30 min, deleteAfter/2),
 //! delete the segments of every configured path whose start time (from the file name) is
 //! older than now − deleteAfter, then remove empty directories under the fixed prefix.
+//! A config change re-creates the cleaner in MediaMTX; here it runs a pass at once.
 
 use crate::config::{self, is_regexp_name};
 use crate::log::info;
@@ -15,7 +16,10 @@ const MAX_PERIOD: Duration = Duration::from_secs(30 * 60);
 pub async fn run(sim: Arc<Sim>) {
     loop {
         let period = clean_once(&sim);
-        tokio::time::sleep(period).await;
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = sim.conf_changed.notified() => {}
+        }
     }
 }
 

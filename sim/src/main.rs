@@ -124,6 +124,7 @@ async fn run(arg: Option<String>) -> i32 {
         listeners: Default::default(),
         stop: Default::default(),
         exit_code: Mutex::new(0),
+        conf_changed: Default::default(),
         memory_rate,
     });
 

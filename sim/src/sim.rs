@@ -40,6 +40,8 @@ pub struct Sim {
     /// Cancelled to stop the process; `exit_code` says with which code.
     pub stop: CancellationToken,
     pub exit_code: Mutex<i32>,
+    /// Notified after every applied config change (the cleaner re-plans).
+    pub conf_changed: Notify,
     /// The memory-growth fault's rate (MiB/s), watched by the grower task.
     pub memory_rate: tokio::sync::watch::Sender<u64>,
 }
@@ -252,6 +254,7 @@ impl Sim {
                 }
             }
         }
+        self.conf_changed.notify_one();
         crate::servers::reconcile(self, &old, &new, restart_all).await
     }
 

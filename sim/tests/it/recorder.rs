@@ -69,6 +69,36 @@ fn rotation_naming_and_finalization() {
     assert_eq!(starts[0].offset().local_minus_utc(), 330 * 60);
     let gap = (starts[1] - starts[0]).num_milliseconds();
     assert!((1990..=2010).contains(&gap), "{gap}");
+
+    // deletesegment with the exact start string from recordings/get removes the file.
+    let start = api["segments"][0]["start"]
+        .as_str()
+        .unwrap()
+        .replace('+', "%2B");
+    let r = sim.api(
+        "DELETE",
+        &format!("/v3/recordings/deletesegment?path=cam1&start={start}"),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(!files[0].exists());
+}
+
+/// The cleaner runs again after a config change, and then every deleteAfter/2.
+#[test]
+fn cleaner_runs_periodically() {
+    let sim = Sim::start(&rec_conf("  recordSegmentDuration: 1s\n"));
+    wait_until(5 * S, "segments", || {
+        sim.path_state("cam1")["segments_completed"].as_u64() >= Some(2)
+    });
+    let first = files_under(&sim.path().join("recordings/cam1"))[0].clone();
+    let r = sim.api(
+        "PATCH",
+        "/v3/config/pathdefaults/patch",
+        Some(r#"{"recordDeleteAfter":"2s"}"#),
+    );
+    assert_eq!(r.status, 200);
+    wait_until(5 * S, "old segment deleted", || !first.exists());
 }
 
 #[test]
