@@ -458,6 +458,10 @@ impl Conf {
                 return Err(format!("'{name}"));
             }
         }
+        let level = self.str("logLevel");
+        if !["error", "warn", "info", "debug"].contains(&level) {
+            return Err(format!("invalid log level: {level}"));
+        }
         for name in self.paths.keys() {
             check_path_name(name)?;
         }

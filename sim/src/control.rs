@@ -150,7 +150,7 @@ fn state(sim: &Sim) -> Value {
     for p in paths {
         let st = p.status.lock().unwrap().clone();
         let rec = p.rec.lock().unwrap().clone();
-        let camera = match faults.cameras.get(&p.name) {
+        let camera = match faults.camera(&p.name) {
             Some(CameraMode::Silent) => "silent",
             Some(CameraMode::Closed) => "closed",
             None => "up",

@@ -35,7 +35,7 @@ pub enum WhepMode {
 pub struct Faults {
     /// Abort (SIGABRT) right after startup.
     pub crash_at_start: bool,
-    /// Cameras that are down, by path name. Absent = up.
+    /// Cameras that are down, by path name (`*`: every other path). Absent = up.
     pub cameras: BTreeMap<String, CameraMode>,
     /// Paths whose recorder writes nothing while the path stays ready.
     pub recorder_stalled: BTreeSet<String>,
@@ -48,6 +48,16 @@ pub struct Faults {
     pub whep: WhepMode,
     /// Memory growth rate; the memory really allocated is not persisted.
     pub memory_grow_mib_per_sec: u64,
+}
+
+impl Faults {
+    /// The camera fault of a path; the key `*` applies to every path without its own.
+    pub fn camera(&self, path: &str) -> Option<CameraMode> {
+        self.cameras
+            .get(path)
+            .or_else(|| self.cameras.get("*"))
+            .copied()
+    }
 }
 
 pub struct FaultStore {
@@ -94,14 +104,14 @@ impl FaultStore {
     }
 
     pub fn camera(&self, path: &str) -> Option<CameraMode> {
-        self.faults.lock().unwrap().cameras.get(path).copied()
+        self.faults.lock().unwrap().camera(path)
     }
 
     /// (camera, recorder stalled, bytes frozen) for one path.
     pub fn for_path(&self, path: &str) -> (Option<CameraMode>, bool, bool) {
         let g = self.faults.lock().unwrap();
         (
-            g.cameras.get(path).copied(),
+            g.camera(path),
             g.recorder_stalled.contains(path),
             g.bytes_frozen.contains(path),
         )

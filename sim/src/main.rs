@@ -89,7 +89,6 @@ async fn run(arg: Option<String>) -> i32 {
     use tokio::signal::unix::{signal, SignalKind};
     let mut sigint = signal(SignalKind::interrupt()).expect("SIGINT handler");
     let mut sigterm = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    info!("MediaMTX v1.20.1, linux, amd64 (mediamtx-sim)");
     let (conf, conf_path) = match load(arg) {
         Ok(c) => c,
         Err(e) => {
@@ -97,6 +96,8 @@ async fn run(arg: Option<String>) -> i32 {
             return 1;
         }
     };
+    log::set_level(conf.str("logLevel"));
+    info!("MediaMTX v1.20.1, linux, amd64 (mediamtx-sim)");
     if let Some(p) = &conf_path {
         info!("configuration loaded from {}", p.display());
     }
@@ -133,7 +134,10 @@ async fn run(arg: Option<String>) -> i32 {
             Ok(l) => {
                 let local: SocketAddr = l.local_addr().unwrap();
                 let l = tokio::net::TcpListener::from_std(l).unwrap();
-                info!("[mtxsim] control listener on {local}");
+                log::write_line(
+                    log::Level::Info,
+                    &format!("[mtxsim] control listener on {local}"),
+                );
                 let router = control::router(sim.clone());
                 tokio::spawn(async move {
                     let _ = axum::serve(l, router).await;

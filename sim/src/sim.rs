@@ -9,7 +9,7 @@
 use crate::config::{self, is_regexp_name, Conf, RECORD_KEYS};
 use crate::faults::{CameraMode, FaultStore};
 use crate::hls::HlsState;
-use crate::log::{error, info};
+use crate::log::{debug, error, info};
 use crate::mp4::Fixture;
 use crate::recorder::{RecStatus, Recorder};
 use crate::servers::Listeners;
@@ -205,6 +205,7 @@ impl Sim {
             return Ok(());
         }
         let restart_all = old.path_manager_changed(&new);
+        crate::log::set_level(new.str("logLevel"));
         self.state.lock().unwrap().conf = new.clone();
         let mut names: Vec<String> = old.static_names();
         for n in new.static_names() {
@@ -308,6 +309,7 @@ async fn run_path(
     let label = source_label(kind);
     info!("[path {name}] [{label}] started");
     loop {
+        debug!("[path {name}] [{label}] connecting");
         let outcome = match sim.faults.camera(&name) {
             Some(mode) => Outcome::Failed(dial_error(&sh.source(), mode)),
             None => {

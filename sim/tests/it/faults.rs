@@ -233,3 +233,25 @@ fn memory_grows() {
     });
     sim.ctl("POST", "/memory/grow?mib_per_sec=0");
 }
+
+/// `"*"` in `cameras` applies to every path without its own entry.
+#[test]
+fn wildcard_camera_fault() {
+    let sim = Sim::start_opts(
+        &conf(false),
+        Opts {
+            faults: Some(r#"{"cameras": {"*": "closed", "cam3": "silent"}}"#),
+            ..Default::default()
+        },
+    );
+    sim.wait_log(
+        "[path cam1] [RTSP source] dial tcp 10.0.0.1:554: connect: connection refused",
+        3 * S,
+    );
+    sim.wait_log(
+        "[path cam3] [RTSP source] dial tcp 10.0.0.3:554: i/o timeout",
+        3 * S,
+    );
+    assert_eq!(sim.path_state("cam1")["camera"], "closed");
+    assert_eq!(sim.path_state("cam1")["ready"], false);
+}

@@ -100,3 +100,27 @@ fn sighup_kills_at_once() {
     assert_eq!(st.signal(), Some(SIGHUP));
     assert!(!sim.log().contains("shutting down"));
 }
+
+/// `logLevel: warn` hides INF lines, `debug` adds DEB lines; an unknown level is an error.
+#[test]
+fn log_level() {
+    let sim = Sim::start(&format!(
+        "{LISTENERS}logLevel: warn\npaths:\n  cam1:\n    source: rtsp://10.0.0.1/s\n"
+    ));
+    sim.ctl("POST", "/cameras/cam1/down?mode=closed");
+    sim.wait_log("ERR [path cam1] [RTSP source]", 8 * S);
+    assert!(
+        !sim.log()
+            .lines()
+            .any(|l| l.contains(" INF ") && !l.contains("[mtxsim]")),
+        "{}",
+        sim.log()
+    );
+    let dbg = Sim::start(&format!(
+        "{LISTENERS}logLevel: debug\npaths:\n  cam1:\n    source: rtsp://10.0.0.1/s\n"
+    ));
+    dbg.wait_log("DEB [path cam1] [RTSP source] connecting", 3 * S);
+    let (code, log) = failing("logLevel: loud\n");
+    assert_eq!(code, Some(1));
+    assert!(log.contains("ERR: invalid log level: loud"), "{log}");
+}
