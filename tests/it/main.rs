@@ -3,5 +3,6 @@
 
 mod alerts;
 mod config_cli;
+mod monitoring;
 mod render;
 mod util;
