@@ -9,6 +9,9 @@
 //!   daemon's own alerts.
 //! * `GET /api/alerts?limit=&offset=&severity=&camera_id=&open=`: stored
 //!   alerts, newest first, `{"alerts": [...], "total", "limit", "offset"}`.
+//! * `GET /api/alerts/incidents?camera_id=&limit=`: the audit ledger,
+//!   newest first: each incident with when it opened and closed, why, and
+//!   the camera's recording gap (`recording_gap_start` .. `recording_gap_end`).
 //! * `GET /api/alerts/silences`, `POST /api/alerts/silences`
 //!   (`{"camera_id": 5, "minutes": 120, "reason": "..."}` or `"until"`),
 //!   `DELETE /api/alerts/silences/{camera_id}`: maintenance silences; the
@@ -43,6 +46,7 @@ pub fn router(handle: AlertsHandle, token: Option<Arc<String>>) -> Router {
     Router::new()
         .route("/api/alerts", get(list))
         .route("/api/alerts/webhook", post(webhook))
+        .route("/api/alerts/incidents", get(incidents))
         .route("/api/alerts/silences", get(silences).post(add_silence))
         .route("/api/alerts/silences/{camera_id}", delete(remove_silence))
         .with_state(ApiState { handle, token })
@@ -135,6 +139,27 @@ async fn list(
             "offset": offset,
         }))
         .into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct IncidentQuery {
+    camera_id: Option<u32>,
+    limit: Option<usize>,
+}
+
+async fn incidents(
+    State(state): State<ApiState>,
+    query: Result<Query<IncidentQuery>, QueryRejection>,
+) -> Response {
+    let Query(q) = match query {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+    match state.handle.incidents(q.camera_id, limit).await {
+        Ok(list) => Json(json!({ "incidents": list })).into_response(),
         Err(e) => store_error(e),
     }
 }

@@ -28,8 +28,8 @@ pub enum Source {
 }
 
 /// The newest `limit` alerts and where they came from. Blocking (runs its
-/// own small runtime on a helper thread), so it can be called from `main`
-/// or from async code alike.
+/// own small runtime on a helper thread), so it can be called from `main`;
+/// from async code, call it inside `spawn_blocking`.
 pub fn recent(config: &Config, limit: usize) -> anyhow::Result<(Vec<AlertRow>, Source)> {
     let url = format!(
         "http://{}/api/alerts?limit={limit}",
@@ -121,33 +121,156 @@ fn connect_addr(listen: SocketAddr) -> SocketAddr {
     }
 }
 
-fn fetch(url: &str, token: Option<&str>) -> Result<Vec<AlertRow>, String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(async {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(3))
+/// The daemon did not answer at all (not running, wrong address): the
+/// caller may fall back to the database.
+struct Unreachable(String);
+
+/// One JSON request to the daemon, on a helper thread with its own small
+/// runtime (so this works from `main` and from async code alike).
+fn request(
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> Result<(u16, serde_json::Value), Unreachable> {
+    let url = url.to_string();
+    let token = token.map(str::to_string);
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
-            .map_err(|e| e.to_string())?;
-        let mut req = client.get(url);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await.map_err(|e| {
-            if e.is_connect() {
-                "not running (connection refused)".to_string()
-            } else {
-                e.without_url().to_string()
+            .map_err(|e| Unreachable(e.to_string()))?;
+        rt.block_on(async {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(3))
+                .build()
+                .map_err(|e| Unreachable(e.to_string()))?;
+            let mut req = client.request(method, &url);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
             }
-        })?;
-        if !resp.status().is_success() {
-            return Err(format!("HTTP {}", resp.status()));
-        }
-        resp.json::<ListReply>()
-            .await
-            .map(|r| r.alerts)
-            .map_err(|e| format!("unexpected reply: {}", e.without_url()))
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            let resp = req.send().await.map_err(|e| {
+                Unreachable(if e.is_connect() {
+                    "not running (connection refused)".to_string()
+                } else {
+                    e.without_url().to_string()
+                })
+            })?;
+            let status = resp.status().as_u16();
+            let value = resp
+                .json::<serde_json::Value>()
+                .await
+                .unwrap_or(serde_json::Value::Null);
+            Ok((status, value))
+        })
     })
+    .join()
+    .unwrap_or_else(|_| Err(Unreachable("the HTTP helper thread panicked".into())))
+}
+
+fn api_token(config: &Config) -> Option<String> {
+    std::fs::read_to_string(&config.api.token_file)
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+fn api_url(config: &Config, path: &str) -> String {
+    format!("http://{}{path}", connect_addr(config.api.listen))
+}
+
+fn fetch(url: &str, token: Option<&str>) -> Result<Vec<AlertRow>, String> {
+    match request(reqwest::Method::GET, url, token, None) {
+        Err(Unreachable(why)) => Err(why),
+        Ok((200, v)) => serde_json::from_value::<ListReply>(v)
+            .map(|r| r.alerts)
+            .map_err(|e| format!("unexpected reply: {e}")),
+        Ok((status, v)) => Err(format!(
+            "HTTP {status}: {}",
+            v["error"].as_str().unwrap_or("")
+        )),
+    }
+}
+
+/// Opens the existing database read-write for a CLI mutation while the
+/// daemon is down. Never creates it (a file created by root would lock the
+/// daemon's user out).
+fn open_existing(config: &Config, why: &str) -> anyhow::Result<Store> {
+    let path = db_path(config);
+    anyhow::ensure!(
+        path.exists(),
+        "the daemon is not answering ({why}) and there is no database at {} yet",
+        path.display()
+    );
+    Store::open(&path).with_context(|| {
+        format!("the daemon is not answering ({why}) and the database cannot be opened")
+    })
+}
+
+/// `vms-supervisor alerts silence ID --for DURATION`: the camera's alerts
+/// are stored and logged but not pushed until then. Through the running
+/// daemon's API (with the token of `api.token_file`), or directly in the
+/// database when the daemon is down.
+pub fn silence(
+    config: &Config,
+    camera_id: u32,
+    duration: Duration,
+    reason: &str,
+) -> anyhow::Result<String> {
+    anyhow::ensure!(!duration.is_zero(), "the silence must last more than 0 s");
+    let until = chrono::Utc::now()
+        + chrono::Duration::from_std(duration).context("the silence is too long")?;
+    let local = until
+        .with_timezone(&config.timezone())
+        .format("%Y-%m-%d %H:%M:%S %Z");
+    let body = serde_json::json!({ "camera_id": camera_id, "until": until, "reason": reason });
+    match request(
+        reqwest::Method::POST,
+        &api_url(config, "/api/alerts/silences"),
+        api_token(config).as_deref(),
+        Some(body),
+    ) {
+        Ok((200, _)) => Ok(format!(
+            "camera {camera_id} silenced until {local} (through the running daemon)\n"
+        )),
+        Ok((status, v)) => anyhow::bail!(
+            "the daemon refused the silence: HTTP {status}: {}",
+            v["error"].as_str().unwrap_or("")
+        ),
+        Err(Unreachable(why)) => {
+            let store = open_existing(config, &why)?;
+            store.silence(camera_id, until, reason, chrono::Utc::now())?;
+            Ok(format!(
+                "camera {camera_id} silenced until {local} (written to the database; the daemon is down: {why})\n"
+            ))
+        }
+    }
+}
+
+/// `vms-supervisor alerts unsilence ID`.
+pub fn unsilence(config: &Config, camera_id: u32) -> anyhow::Result<String> {
+    match request(
+        reqwest::Method::DELETE,
+        &api_url(config, &format!("/api/alerts/silences/{camera_id}")),
+        api_token(config).as_deref(),
+        None,
+    ) {
+        Ok((200, _)) => Ok(format!("camera {camera_id} is no longer silenced\n")),
+        Ok((404, _)) => Ok(format!("camera {camera_id} was not silenced\n")),
+        Ok((status, v)) => anyhow::bail!(
+            "the daemon refused: HTTP {status}: {}",
+            v["error"].as_str().unwrap_or("")
+        ),
+        Err(Unreachable(why)) => {
+            let store = open_existing(config, &why)?;
+            Ok(if store.unsilence(camera_id)? {
+                format!("camera {camera_id} is no longer silenced (database; the daemon is down)\n")
+            } else {
+                format!("camera {camera_id} was not silenced\n")
+            })
+        }
+    }
 }

@@ -1219,3 +1219,276 @@ impl std::io::Write for LogBuf {
         Ok(())
     }
 }
+
+/// Debian's Alertmanager (package prometheus-alertmanager), with its config.
+struct Alertmanager {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Alertmanager {
+    fn binary() -> &'static str {
+        let bin = "/usr/bin/prometheus-alertmanager";
+        assert!(
+            Path::new(bin).exists(),
+            "{bin} is missing: install the Debian package prometheus-alertmanager (scripts/setup does)"
+        );
+        bin
+    }
+
+    async fn start(webhook: &str, token: &str) -> Alertmanager {
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            "route:\n  receiver: vms\n  group_by: ['alertname', 'camera_id']\n  group_wait: 0s\n  \
+             group_interval: 1s\n  repeat_interval: 1h\n\
+             receivers:\n  - name: vms\n    webhook_configs:\n      - url: '{webhook}'\n        \
+             send_resolved: true\n        http_config:\n          authorization:\n            \
+             credentials: '{token}'\n"
+        );
+        let config_file = dir.path().join("alertmanager.yml");
+        std::fs::write(&config_file, config).unwrap();
+        let port = free_port();
+        let child = Command::new(Self::binary())
+            .arg(format!("--config.file={}", config_file.display()))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting prometheus-alertmanager");
+        let mut am = Alertmanager {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        let http = reqwest::Client::new();
+        let ready = format!("{}/-/ready", am.url);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = http.get(&ready).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            if let Ok(Some(status)) = am.child.try_wait() {
+                panic!("prometheus-alertmanager exited at start: {status}");
+            }
+            assert!(Instant::now() < deadline, "Alertmanager never became ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        am
+    }
+
+    /// Posts one alert through Alertmanager's own API, as Prometheus does.
+    async fn post(&self, alert: Value) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/api/v2/alerts", self.url))
+            .json(&json!([alert]))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "Alertmanager refused the alert: {}",
+            r.status()
+        );
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_alertmanager_firing_and_resolved_reach_telegram() {
+    let dir = tempfile::tempdir().unwrap();
+    let tg = FakeTelegram::start(vec![]).await;
+    let cfg = config(
+        dir.path(),
+        Setup {
+            telegram: Some(tg.base.clone()),
+            ..Default::default()
+        },
+    );
+    let p = Running::start(&cfg);
+    let api = serve_api(p.handle.clone(), Some("api-secret")).await;
+    let am = Alertmanager::start(&format!("http://{api}/api/alerts/webhook"), "api-secret").await;
+
+    let starts = Utc::now();
+    let alert = json!({
+        "labels": {"alertname": "RecordingStopped", "camera_id": "5", "severity": "critical", "job": "vms"},
+        "annotations": {"summary": "Gravação parou na câmera 5",
+                        "description": "CRÍTICO: Gravação não está ativa há mais de 2 minutos"},
+        "startsAt": starts.to_rfc3339(),
+        "generatorURL": "http://prometheus:9090/graph"
+    });
+    am.post(alert.clone()).await;
+    let reqs = tg.wait_requests(1, Duration::from_secs(15)).await;
+    let text = reqs[0].body["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(
+            "ALERTA CRÍTICO\nCâmera: Portaria Principal\nProblema: Gravação parou na câmera 5"
+        ),
+        "{text}"
+    );
+
+    // Resolve it: Alertmanager sends the resolved group, we send RESOLVIDO.
+    let mut resolved = alert;
+    resolved["endsAt"] = json!(Utc::now().to_rfc3339());
+    am.post(resolved).await;
+    let reqs = tg.wait_requests(2, Duration::from_secs(15)).await;
+    let text = reqs[1].body["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("RESOLVIDO\nCâmera: Portaria Principal\n"),
+        "{text}"
+    );
+
+    let rows = p.handle.recent(10).await.unwrap();
+    assert!(rows
+        .iter()
+        .any(|r| r.action == "opened" && r.issue == Issue::External));
+    assert!(rows.iter().any(|r| r.action == "resolved"));
+    assert_eq!(p.handle.open_counts().await.unwrap().critical, 0);
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_silence_through_the_daemon_and_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = listener.local_addr().unwrap();
+    let cfg = config(
+        dir.path(),
+        Setup {
+            api_listen: Some(api),
+            ..Default::default()
+        },
+    );
+    let p = Running::start(&cfg);
+    let app = alerts::api::router(p.handle.clone(), Some(Arc::new("api-secret".into())));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let c = cfg.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        alerts::cli::silence(&c, 5, Duration::from_secs(3600), "manutenção")
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        out.contains("camera 5 silenced until") && out.contains("through the running daemon"),
+        "{out}"
+    );
+    let s = p.handle.silences().await.unwrap();
+    assert_eq!(
+        (s.len(), s[0].camera_id, s[0].reason.as_str()),
+        (1, 5, "manutenção")
+    );
+    let left = s[0].until - Utc::now();
+    assert!(left > chrono::Duration::minutes(59) && left <= chrono::Duration::minutes(60));
+
+    let c = cfg.clone();
+    let out = tokio::task::spawn_blocking(move || alerts::cli::unsilence(&c, 5))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out, "camera 5 is no longer silenced\n");
+    assert!(p.handle.silences().await.unwrap().is_empty());
+
+    // Daemon down: straight into the database, seen by the next start.
+    server.abort();
+    let _ = server.await;
+    p.stop().await;
+    let c = cfg.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        alerts::cli::silence(&c, 6, Duration::from_secs(600), "")
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(out.contains("written to the database"), "{out}");
+    let p = Running::start(&cfg);
+    let s = p.handle.silences().await.unwrap();
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].camera_id, 6);
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incidents_ledger_through_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), Setup::default());
+    let p = Running::start(&cfg);
+    let addr = serve_api(p.handle.clone(), None).await;
+    let ev = seed_event();
+    p.sink.send(ev.clone()).await;
+    let mut back = ev.clone();
+    back.phase = Phase::Resolved;
+    back.severity = Severity::Info;
+    back.at = ev.at + chrono::Duration::minutes(15);
+    back.details = "segment data flows again".into();
+    p.sink.send(back.clone()).await;
+    let h = p.handle.clone();
+    eventually("the closed incident", Duration::from_secs(5), || async {
+        h.incidents(Some(5), 10)
+            .await
+            .unwrap()
+            .first()
+            .is_some_and(|i| i.resolved_at.is_some())
+    })
+    .await;
+    let v: Value = reqwest::get(format!("http://{addr}/api/alerts/incidents?camera_id=5"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let i = &v["incidents"][0];
+    assert_eq!(i["issue"], "recording_stopped");
+    assert_eq!(i["recording_gap_start"], "2026-01-05T17:20:15Z");
+    assert_eq!(i["recording_gap_end"], "2026-01-05T17:50:22Z");
+    assert_eq!(i["reason"], "no segment data for 902 s after level 2");
+    assert_eq!(i["resolution"], "segment data flows again");
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_channel_does_not_hold_back_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let smtp = Smtp::start(port);
+    let cfg = config(
+        dir.path(),
+        Setup {
+            telegram: Some(format!("http://127.0.0.1:{}", free_port())),
+            smtp_port: Some(port),
+            ..Default::default()
+        },
+    );
+    let p = Running::start(&cfg);
+    p.sink.send(seed_event()).await;
+    smtp.wait_messages(1, Duration::from_secs(10)).await;
+    let h = p.handle.clone();
+    eventually(
+        "e-mail delivered, Telegram still pending",
+        Duration::from_secs(5),
+        || async {
+            let rows = h.outbox().await.unwrap();
+            let tg = rows.iter().find(|r| r.channel == alerts::Channel::Telegram);
+            let mail = rows.iter().find(|r| r.channel == alerts::Channel::Email);
+            mail.is_some_and(|m| m.delivered_at.is_some())
+                && tg.is_some_and(|t| t.delivered_at.is_none() && t.attempts >= 1)
+        },
+    )
+    .await;
+    p.stop().await;
+}
