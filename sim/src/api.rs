@@ -440,15 +440,38 @@ pub struct PathJson {
     available_time: Option<String>,
     online: bool,
     online_time: Option<String>,
-    source: Option<Value>,
+    source: Option<SourceJson>,
     tracks: Vec<&'static str>,
-    tracks2: Vec<Value>,
+    tracks2: Vec<TrackJson>,
     readers: Vec<Value>,
     inbound_bytes: u64,
     outbound_bytes: u64,
     inbound_frames_in_error: u64,
     bytes_received: u64,
     bytes_sent: u64,
+}
+
+/// `{"type","id"}`, in MediaMTX's field order.
+#[derive(Serialize)]
+struct SourceJson {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TrackJson {
+    codec: &'static str,
+    codec_props: CodecProps,
+}
+
+#[derive(Serialize)]
+struct CodecProps {
+    width: u16,
+    height: u16,
+    profile: &'static str,
+    level: String,
 }
 
 pub fn path_json(sim: &Sim, _conf: &Conf, p: &PathShared) -> PathJson {
@@ -484,12 +507,18 @@ pub fn path_json(sim: &Sim, _conf: &Conf, p: &PathShared) -> PathJson {
         available_time: ready_time,
         online,
         online_time,
-        source: kind.map(|k| json!({"type": k, "id": ""})),
+        source: kind.map(|k| SourceJson { kind: k, id: "" }),
         tracks: if ready { vec!["H264"] } else { vec![] },
         tracks2: if ready {
-            vec![json!({"codec": "H264", "codecProps": {
-                "width": fx.width, "height": fx.height,
-                "profile": fx.profile, "level": fx.level}})]
+            vec![TrackJson {
+                codec: "H264",
+                codec_props: CodecProps {
+                    width: fx.width,
+                    height: fx.height,
+                    profile: fx.profile,
+                    level: fx.level.clone(),
+                },
+            }]
         } else {
             vec![]
         },

@@ -279,6 +279,20 @@ fn s06_online_true_quirk() {
     let online_time = j["onlineTime"].clone();
     assert_ne!(online_time, "0001-01-01T00:00:00Z");
     assert_eq!(j["tracks"], serde_json::json!(["H264"]));
+    // Field order as MediaMTX emits it.
+    let raw = sim.api("GET", "/v3/paths/get/cam1", None).text();
+    assert!(
+        raw.starts_with(r#"{"name":"cam1","confName":"cam1","ready":true,"readyTime":""#),
+        "{raw}"
+    );
+    for part in [
+        r#","available":true,"availableTime":""#,
+        r#","online":true,"onlineTime":""#,
+        r#","source":{"type":"rtspSource","id":""},"tracks":["H264"],"tracks2":[{"codec":"H264","codecProps":{"width":320,"height":180,"profile":"Baseline","level":"3"}}],"readers":[],"inboundBytes":"#,
+        r#","outboundBytes":0,"inboundFramesInError":0,"bytesReceived":"#,
+    ] {
+        assert!(raw.contains(part), "{part} in {raw}");
+    }
     assert_eq!(j["tracks2"][0]["codecProps"]["width"], 320);
 
     sim.ctl("POST", "/cameras/cam1/down?mode=closed");
