@@ -401,10 +401,11 @@ impl Daemon {
                 }
             }
             for (name, _) in &running {
-                if name.starts_with("cam_") && !desired.iter().any(|(n, _)| n == name) {
-                    if client.delete_path(name).await.is_ok() {
-                        fixed.push(format!("-{name}"));
-                    }
+                if name.starts_with("cam_")
+                    && !desired.iter().any(|(n, _)| n == name)
+                    && client.delete_path(name).await.is_ok()
+                {
+                    fixed.push(format!("-{name}"));
                 }
             }
             let _ = tx.send(Report::Converged { fixed }).await;
@@ -425,10 +426,17 @@ impl Daemon {
         let Ok(st) = nix::sys::statvfs::statvfs(&path) else {
             return;
         };
-        let frsize = st.fragment_size() as u64;
-        let total = st.blocks() as u64 * frsize;
-        let free = st.blocks_free() as u64 * frsize;
-        let avail = st.blocks_available() as u64 * frsize;
+        // u64::from: these are 32-bit on some ARM boxes.
+        #[allow(clippy::useless_conversion)]
+        let (frsize, blocks, bfree, bavail) = (
+            u64::from(st.fragment_size()),
+            u64::from(st.blocks()),
+            u64::from(st.blocks_free()),
+            u64::from(st.blocks_available()),
+        );
+        let total = blocks * frsize;
+        let free = bfree * frsize;
+        let avail = bavail * frsize;
         let used = total.saturating_sub(free);
         // As df computes it: used / (used + available to users).
         let percent = if used + avail == 0 {

@@ -23,10 +23,17 @@ pub fn stopping() {
     send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
 }
 
-/// How often to send `WATCHDOG=1`: half of `WatchdogSec`, or never.
+/// How often to send `WATCHDOG=1`: half of `WatchdogSec`, or never. As
+/// sd_watchdog_enabled(3): `WATCHDOG_USEC` enables it, unless `WATCHDOG_PID`
+/// names another process.
 pub fn watchdog_interval() -> Option<Duration> {
-    let mut usec = 0;
-    sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec / 2))
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.parse::<u32>().ok() != Some(std::process::id()) {
+            return None;
+        }
+    }
+    (usec > 0).then(|| Duration::from_micros(usec / 2))
 }
 
 fn send(states: &[NotifyState]) {

@@ -71,8 +71,13 @@ mod tests {
     use super::*;
 
     fn config(extra: &str, cams: &[(u32, &str)]) -> Config {
+        // `[recording]` lines join the section the helper already opens.
+        let (recording, extra) = match extra.strip_prefix("[recording]\n") {
+            Some(lines) => (lines, ""),
+            None => ("", extra),
+        };
         let mut s = format!(
-            "[state]\ndir = \"/tmp/vms-reload-test\"\n[recording]\npath = \"/tmp/vms-reload-test/rec\"\n{extra}\n"
+            "[state]\ndir = \"/tmp/vms-reload-test\"\n[recording]\npath = \"/tmp/vms-reload-test/rec\"\n{recording}\n{extra}\n"
         );
         for (id, url) in cams {
             s.push_str(&format!(

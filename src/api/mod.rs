@@ -177,19 +177,19 @@ async fn cameras(State(handles): State<Handles>) -> Response {
     Json(json!({ "items": snapshot(&handles).cameras })).into_response()
 }
 
-fn parse_id(raw: &str) -> Result<u32, Response> {
+fn parse_id(raw: &str) -> Result<u32, Box<Response>> {
     raw.parse().map_err(|_| {
-        error(
+        Box::new(error(
             StatusCode::BAD_REQUEST,
             format!("camera id {raw:?} is not a number"),
-        )
+        ))
     })
 }
 
 async fn camera(State(handles): State<Handles>, Path(raw): Path<String>) -> Response {
     let id = match parse_id(&raw) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match snapshot(&handles).cameras.iter().find(|c| c.id == id) {
         Some(c) => Json(c).into_response(),
@@ -210,7 +210,7 @@ async fn reset(
     }
     let id = match parse_id(&raw) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     if handles

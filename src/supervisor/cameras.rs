@@ -185,7 +185,8 @@ struct Cam {
     available: Option<bool>,
     available_since: Option<Instant>,
     inbound_bytes: u64,
-    bytes_changed_at: Option<Instant>,
+    /// Two polls in a row saw the same inbound byte count while available.
+    bytes_frozen: bool,
     last_data: Option<Instant>,
     last_data_wall: Option<DateTime<Utc>>,
     current_segment: Option<PathBuf>,
@@ -210,7 +211,7 @@ impl Cam {
             available: None,
             available_since: None,
             inbound_bytes: 0,
-            bytes_changed_at: None,
+            bytes_frozen: false,
             last_data: None,
             last_data_wall: None,
             current_segment: None,
@@ -341,10 +342,8 @@ impl CameraMachine {
                     };
                     let c = self.cams.get_mut(&id).unwrap();
                     set_available(c, available, now.mono);
-                    if bytes != c.inbound_bytes {
-                        c.inbound_bytes = bytes;
-                        c.bytes_changed_at = Some(now.mono);
-                    }
+                    c.bytes_frozen = available && bytes == c.inbound_bytes;
+                    c.inbound_bytes = bytes;
                 }
                 self.tick(now, &mut out);
             }
@@ -511,10 +510,7 @@ impl CameraMachine {
             Some(true) if quiet => {
                 // Frozen inbound bytes: the camera stopped sending, MediaMTX
                 // has not noticed yet (it waits readTimeout). A stream problem.
-                let frozen = c
-                    .bytes_changed_at
-                    .is_none_or(|t| now.saturating_duration_since(t) >= stall);
-                Some(if frozen {
+                Some(if c.bytes_frozen {
                     Issue::StreamDown
                 } else {
                     Issue::RecordingStalled

@@ -3,6 +3,9 @@
 
 mod alerts;
 mod config_cli;
+mod daemon;
+mod harness;
+mod monitor;
 mod monitoring;
 mod render;
 mod util;

@@ -1,0 +1,442 @@
+//! Runs the real `vms-supervisor` binary against the `mediamtx-sim` stand-in,
+//! in a temporary directory, on free ports, and lets tests wait for
+//! observable conditions (the daemon's API, the stand-in's control endpoint,
+//! files) with a deadline instead of sleeping.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The stand-in, built by `cargo build --workspace` (scripts/test does it)
+/// next to the daemon binary.
+pub fn sim_binary() -> PathBuf {
+    let daemon = PathBuf::from(env!("CARGO_BIN_EXE_vms-supervisor"));
+    let sim = daemon.with_file_name("mediamtx-sim");
+    assert!(
+        sim.is_file(),
+        "{} is missing: build the workspace first (cargo build --workspace, as scripts/test does)",
+        sim.display()
+    );
+    sim
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Setup {
+    pub cameras: Vec<(u32, String)>,
+    /// Extra TOML appended to the config (sections not set by the harness).
+    pub extra: String,
+    /// `[monitor]` lines.
+    pub monitor: String,
+    /// `[mediamtx]` lines beyond the addresses.
+    pub mediamtx: String,
+    /// The stand-in's faults document at start.
+    pub faults: Option<Value>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            cameras: vec![(1, "Portaria".into()), (2, "Estacionamento".into())],
+            extra: String::new(),
+            monitor: "grace_period = \"2s\"\n".into(),
+            mediamtx: String::new(),
+            faults: None,
+            env: Vec::new(),
+        }
+    }
+}
+
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub api: SocketAddr,
+    pub control: SocketAddr,
+    pub recordings: PathBuf,
+    child: Mutex<Option<Child>>,
+    pub log: Arc<Mutex<String>>,
+    http: reqwest::Client,
+    setup_mediamtx: String,
+    ports: Ports,
+}
+
+#[derive(Clone)]
+struct Ports {
+    mtx_api: u16,
+    metrics: u16,
+    playback: u16,
+    hls: u16,
+    webrtc: u16,
+    udp: u16,
+    rtsp: u16,
+}
+
+impl Daemon {
+    pub fn start(setup: Setup) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let control: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let ports = Ports {
+            mtx_api: free_port(),
+            metrics: free_port(),
+            playback: free_port(),
+            hls: free_port(),
+            webrtc: free_port(),
+            udp: free_port(),
+            rtsp: free_port(),
+        };
+        let recordings = dir.path().join("recordings");
+        let config_path = dir.path().join("etc/vms.toml");
+        std::fs::create_dir_all(config_path.parent().unwrap()).unwrap();
+        let faults = dir.path().join("faults.json");
+        if let Some(f) = &setup.faults {
+            std::fs::write(&faults, f.to_string()).unwrap();
+        }
+        let d = Daemon {
+            config_path,
+            api,
+            control,
+            recordings,
+            child: Mutex::new(None),
+            log: Arc::new(Mutex::new(String::new())),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap(),
+            setup_mediamtx: setup.mediamtx.clone(),
+            ports,
+            dir,
+        };
+        d.write_config(&setup.cameras, &setup.monitor, &setup.extra);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vms-supervisor"));
+        cmd.arg("--config")
+            .arg(&d.config_path)
+            .arg("run")
+            .env("MTXSIM_CONTROL", control.to_string())
+            .env("MTXSIM_FAULTS", &faults)
+            .env("RUST_LOG", "info")
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("NOTIFY_SOCKET")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &setup.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("starting vms-supervisor");
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let log = d.log.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stream)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    let mut l = log.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        *d.child.lock().unwrap() = Some(child);
+        d
+    }
+
+    /// The config text for these cameras (the harness's addresses and dirs).
+    pub fn config_text(&self, cameras: &[(u32, String)], monitor: &str, extra: &str) -> String {
+        let p = &self.ports;
+        let mut s = format!(
+            "[general]\nbox_name = \"teste\"\n\
+             [mediamtx]\nbinary = {sim:?}\napi_address = \"127.0.0.1:{}\"\nmetrics_address = \"127.0.0.1:{}\"\n\
+             playback_address = \"127.0.0.1:{}\"\nhls_address = \"127.0.0.1:{}\"\nwebrtc_address = \"127.0.0.1:{}\"\n\
+             webrtc_local_udp_address = \"127.0.0.1:{}\"\nrtsp_address = \"127.0.0.1:{}\"\n{}\n\
+             [recording]\npath = {:?}\n\
+             [state]\ndir = {:?}\n\
+             [api]\nlisten = \"{}\"\ntoken_file = {:?}\n\
+             [monitor]\n{monitor}\n{extra}\n",
+            p.mtx_api,
+            p.metrics,
+            p.playback,
+            p.hls,
+            p.webrtc,
+            p.udp,
+            p.rtsp,
+            self.setup_mediamtx,
+            self.recordings,
+            self.dir.path().join("state"),
+            self.api,
+            self.dir.path().join("api-token"),
+            sim = sim_binary(),
+        );
+        for (id, name) in cameras {
+            s.push_str(&format!(
+                "[[cameras]]\nid = {id}\nname = \"{name}\"\nurl = \"rtsp://10.0.0.{id}:554/stream\"\n"
+            ));
+        }
+        s
+    }
+
+    /// Writes the config atomically (as an editor that renames would).
+    pub fn write_config(&self, cameras: &[(u32, String)], monitor: &str, extra: &str) {
+        let text = self.config_text(cameras, monitor, extra);
+        self.write_config_text(&text);
+    }
+
+    pub fn write_config_text(&self, text: &str) {
+        let tmp = self.config_path.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &self.config_path).unwrap();
+    }
+
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("api-token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    pub fn logs(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub async fn get(&self, path: &str) -> Option<Value> {
+        let resp = self
+            .http
+            .get(format!("http://{}{path}", self.api))
+            .send()
+            .await
+            .ok()?;
+        resp.json().await.ok()
+    }
+
+    pub async fn status(&self) -> Option<Value> {
+        self.get("/api/status").await
+    }
+
+    /// Polls the daemon's `/api/status` until `cond` holds.
+    pub async fn wait_status(
+        &self,
+        what: &str,
+        timeout: Duration,
+        cond: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.assert_running(what);
+            if let Some(s) = self.status().await {
+                if cond(&s) {
+                    return s;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for: {what}\nlast status: {}\ndaemon log tail:\n{}",
+                    self.status().await.map(|s| s.to_string()).unwrap_or_default(),
+                    tail(&self.logs(), 40)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Polls `f` until it returns `Some`.
+    pub async fn wait_for<T, F, Fut>(&self, what: &str, timeout: Duration, mut f: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.assert_running(what);
+            if let Some(v) = f().await {
+                return v;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for: {what}\ndaemon log tail:\n{}",
+                    tail(&self.logs(), 40)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn assert_running(&self, what: &str) {
+        let status = self
+            .child
+            .lock()
+            .unwrap()
+            .as_mut()
+            .unwrap()
+            .try_wait()
+            .unwrap();
+        if let Some(st) = status {
+            panic!(
+                "the daemon exited ({st}) while waiting for: {what}\n{}",
+                tail(&self.logs(), 60)
+            );
+        }
+    }
+
+    /// Everything online and recording.
+    pub async fn wait_all_recording(&self, n: usize) -> Value {
+        self.wait_status(
+            &format!("{n} cameras online and recording"),
+            Duration::from_secs(30),
+            |s| {
+                let cams = s["cameras"].as_array().unwrap();
+                s["mediamtx"]["up"] == true
+                    && cams.len() == n
+                    && cams
+                        .iter()
+                        .all(|c| c["state"] == "online" && c["recording"] == true)
+            },
+        )
+        .await
+    }
+
+    /// A call to the stand-in's control endpoint.
+    pub async fn sim(&self, method: &str, path: &str) -> Value {
+        let url = format!("http://{}{path}", self.control);
+        let req = match method {
+            "GET" => self.http.get(url),
+            "PUT" => self.http.put(url),
+            _ => self.http.post(url),
+        };
+        match req.send().await {
+            Ok(r) => r.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        }
+    }
+
+    pub async fn sim_state(&self) -> Option<Value> {
+        let r = self
+            .http
+            .get(format!("http://{}/state", self.control))
+            .send()
+            .await
+            .ok()?;
+        r.json().await.ok()
+    }
+
+    /// Alerts stored by the daemon, newest first.
+    pub async fn alerts(&self) -> Vec<Value> {
+        self.get("/api/alerts?limit=1000")
+            .await
+            .and_then(|v| v["alerts"].as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.lock().unwrap().as_ref().unwrap().id()
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), sig).unwrap();
+    }
+
+    /// SIGTERM and wait (up to `timeout`) for the exit.
+    pub fn stop(&self, timeout: Duration) -> ExitStatus {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self
+                .child
+                .lock()
+                .unwrap()
+                .as_mut()
+                .unwrap()
+                .try_wait()
+                .unwrap();
+            if let Some(st) = status {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.lock().unwrap().as_mut().unwrap().kill();
+                panic!(
+                    "the daemon did not stop within {timeout:?}\n{}",
+                    tail(&self.logs(), 40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.get_mut().unwrap().as_mut() {
+            if child.try_wait().ok().flatten().is_none() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(child.id() as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Is a process alive?
+pub fn alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // A zombie (state Z) is dead for our purposes.
+    !stat.is_empty() && !stat.split(") ").nth(1).is_some_and(|s| s.starts_with('Z'))
+}
+
+/// The `mvhd` duration of an MP4 file (0 while MediaMTX is still writing it).
+pub fn mvhd_duration(file: &Path) -> u64 {
+    let data = std::fs::read(file).unwrap();
+    let pos = data
+        .windows(4)
+        .position(|w| w == b"mvhd")
+        .unwrap_or_else(|| panic!("{}: no mvhd box", file.display()));
+    let version = data[pos + 4];
+    if version == 1 {
+        u64::from_be_bytes(
+            data[pos + 8 + 16 + 4..pos + 8 + 16 + 12]
+                .try_into()
+                .unwrap(),
+        )
+    } else {
+        u64::from(u32::from_be_bytes(
+            data[pos + 8 + 8 + 4..pos + 8 + 8 + 8].try_into().unwrap(),
+        ))
+    }
+}
+
+pub fn camera(status: &Value, id: u32) -> &Value {
+    status["cameras"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("camera {id} not in {status}"))
+}
