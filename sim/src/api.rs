@@ -38,8 +38,12 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if sim.faults.get().api_hung {
+    let faults = sim.faults.get();
+    if faults.api_hung {
         std::future::pending::<()>().await;
+    }
+    if faults.api_delay_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(faults.api_delay_ms)).await;
     }
     if method == Method::OPTIONS && headers.contains_key("access-control-request-method") {
         return (

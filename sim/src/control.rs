@@ -48,6 +48,13 @@ async fn handle(State(sim): State<Arc<Sim>>, method: Method, uri: Uri, body: Byt
             let code = q.get("code").and_then(|c| c.parse().ok()).unwrap_or(1);
             std::process::exit(code)
         }
+        (Method::POST, "/api/delay") => match q.get("ms").map(|v| v.parse::<u64>()) {
+            Some(Ok(ms)) => {
+                sim.faults.update(|f| f.api_delay_ms = ms);
+                ok(&sim)
+            }
+            _ => bad("ms must be a non-negative integer"),
+        },
         (Method::POST, "/reload-fatal") => {
             sim.faults.update(|f| f.reload_fatal = true);
             ok(&sim)

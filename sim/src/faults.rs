@@ -43,6 +43,8 @@ pub struct Faults {
     pub bytes_frozen: BTreeSet<String>,
     /// The control API (apiAddress) accepts connections and never answers.
     pub api_hung: bool,
+    /// Every API answer is delayed by this many milliseconds (0: none).
+    pub api_delay_ms: u64,
     /// The next file-triggered reload makes the process exit 0 (as an invalid reload).
     pub reload_fatal: bool,
     pub whep: WhepMode,

@@ -91,6 +91,12 @@ fn frozen_bytes_and_hung_api() {
     );
     sim.ctl("POST", "/api/unhang");
     assert_eq!(sim.api("GET", "/v3/paths/list", None).status, 200);
+
+    sim.ctl("POST", "/api/delay?ms=700");
+    let t = Instant::now();
+    assert_eq!(sim.api("GET", "/v3/info", None).status, 200);
+    assert!(t.elapsed() >= Duration::from_millis(700));
+    sim.ctl("POST", "/api/delay?ms=0");
 }
 
 #[test]
