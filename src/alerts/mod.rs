@@ -323,6 +323,8 @@ impl Pipeline {
                 wake: [Arc::new(Notify::new()), Arc::new(Notify::new())],
                 tracker: tracker.clone(),
                 shutdown: shutdown.clone(),
+                retry: self.options.retry.clone(),
+                unstored: Default::default(),
             }),
         };
         for channel in Channel::ALL {
@@ -346,6 +348,10 @@ struct Inner {
     wake: [Arc<Notify>; 2],
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    retry: RetryPolicy,
+    /// Critical alerts paged without the outbox because the database failed
+    /// (see [`AlertsHandle::submit`]), by key, for dedup and "resolved".
+    unstored: std::sync::Mutex<HashMap<String, AlertEvent>>,
 }
 
 /// The running pipeline: cheap to clone, for the API, the health document,
@@ -386,6 +392,11 @@ impl AlertsHandle {
     /// Stores, logs and routes one event, as if it came through the
     /// [`crate::events::AlertSink`] (the webhook uses this). Returns what
     /// was done with it.
+    ///
+    /// If the database fails (the disk that fills with footage usually
+    /// holds the database too), the event is still logged, and a Critical
+    /// one is still pushed, directly and without durability: retried in
+    /// memory until delivered or shutdown, deduplicated by key in memory.
     pub async fn submit(&self, mut event: AlertEvent) -> Result<Ingested, AlertsError> {
         let settings = self.settings();
         if let Some(c) = event.camera.as_mut() {
@@ -415,10 +426,78 @@ impl AlertsHandle {
             }
             Err(e) => {
                 log_event(&event, None);
-                tracing::error!(error = %e, key = %event.key, "alert not stored; it was only logged");
+                tracing::error!(error = %e, key = %event.key, "alert not stored in the database");
+                self.push_unstored(&event, &settings);
             }
         }
         result
+    }
+
+    /// The no-database path of [`AlertsHandle::submit`].
+    fn push_unstored(&self, event: &AlertEvent, settings: &Settings) {
+        if settings.channels.is_empty() || self.inner.shutdown.is_cancelled() {
+            return;
+        }
+        let message = {
+            let mut paged = self
+                .inner
+                .unstored
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            match event.phase {
+                Phase::Resolved => match paged.remove(&event.key) {
+                    Some(opening) => Some((
+                        text::Kind::Resolved,
+                        text::render(
+                            text::Kind::Resolved,
+                            &opening,
+                            event.at,
+                            Some(opening.at),
+                            &settings.style(),
+                        ),
+                    )),
+                    None => None,
+                },
+                _ if event.severity != Severity::Critical => None,
+                Phase::Firing if paged.contains_key(&event.key) => None,
+                phase => {
+                    if phase == Phase::Firing {
+                        paged.insert(event.key.clone(), event.clone());
+                    }
+                    Some((
+                        text::Kind::Alert,
+                        text::render(text::Kind::Alert, event, event.at, None, &settings.style()),
+                    ))
+                }
+            }
+        };
+        let Some((kind, message)) = message else {
+            return;
+        };
+        tracing::warn!(key = %event.key, "pushing the alert without the outbox (not durable)");
+        for &channel in &settings.channels {
+            let (subject, body) = match channel {
+                Channel::Telegram => (None, message.telegram.clone()),
+                Channel::Email => (
+                    Some(message.email_subject.clone()),
+                    message.email_body.clone(),
+                ),
+            };
+            let row = store::Pending {
+                id: 0,
+                channel,
+                kind,
+                subject,
+                body,
+                attempts: 0,
+            };
+            self.inner.tracker.spawn(outbox::deliver_unstored(
+                self.clone(),
+                row,
+                self.inner.retry.clone(),
+                self.inner.shutdown.clone(),
+            ));
+        }
     }
 
     /// The newest `limit` alerts (for `/api/cameras/health` `recent_alerts`).

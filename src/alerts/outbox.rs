@@ -237,6 +237,62 @@ pub fn record_delivery(channel: Channel, result: &'static str) {
         .increment(1);
 }
 
+/// Delivers one message that is not in the outbox (the database failed),
+/// retrying in memory until it is delivered, fails permanently, or the
+/// pipeline shuts down.
+pub(crate) async fn deliver_unstored(
+    handle: AlertsHandle,
+    mut row: Pending,
+    policy: RetryPolicy,
+    shutdown: CancellationToken,
+) {
+    let client = match reqwest::Client::builder()
+        .connect_timeout(policy.request_timeout)
+        .build()
+    {
+        Ok(c) => c,
+        Err(_) => return,
+    };
+    let channel = row.channel;
+    loop {
+        let settings = handle.settings();
+        let outcome = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            o = deliver(&client, &settings, &row, &policy) => o,
+        };
+        row.attempts += 1;
+        let wait = match outcome {
+            Outcome::Delivered => {
+                tracing::info!(
+                    channel = channel.as_str(),
+                    attempt = row.attempts,
+                    "unstored alert delivered"
+                );
+                record_delivery(channel, "delivered");
+                return;
+            }
+            Outcome::Permanent(error) => {
+                tracing::error!(channel = channel.as_str(), error = %error, "unstored alert failed permanently");
+                record_delivery(channel, "failed");
+                return;
+            }
+            Outcome::Retry(error) => {
+                tracing::warn!(channel = channel.as_str(), error = %error, "unstored alert delivery failed; will retry");
+                policy.backoff(row.attempts)
+            }
+            Outcome::RetryAfter(d, error) => {
+                tracing::warn!(channel = channel.as_str(), error = %error, "unstored alert delivery rate-limited; will retry");
+                d
+            }
+        };
+        record_delivery(channel, "retry");
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
 async fn deliver(
     client: &reqwest::Client,
     settings: &Settings,

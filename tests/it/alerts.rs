@@ -1492,3 +1492,47 @@ async fn a_dead_channel_does_not_hold_back_the_other() {
     .await;
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn critical_alerts_still_page_when_the_database_fails_at_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let tg = FakeTelegram::start(vec![Reply::Status(500, json!({"ok": false}))]).await;
+    let cfg = config(
+        dir.path(),
+        Setup {
+            telegram: Some(tg.base.clone()),
+            ..Default::default()
+        },
+    );
+    let p = Running::start(&cfg);
+    // Break the database under the running pipeline.
+    let c = rusqlite::Connection::open(cfg.state.dir.join("vms.db")).unwrap();
+    c.execute_batch("DROP TABLE silences").unwrap();
+    drop(c);
+
+    let err = p.handle.submit(seed_event()).await.unwrap_err().to_string();
+    assert!(err.contains("no such table"), "{err}");
+    // Delivered from memory, with retry (the first answer is a 500).
+    let reqs = tg.wait_requests(2, Duration::from_secs(5)).await;
+    assert_eq!(reqs[1].body["text"], SEED_TEXT);
+    // A repeat does not page again; the resolution does.
+    assert!(p.handle.submit(seed_event()).await.is_err());
+    let mut back = seed_event();
+    back.phase = Phase::Resolved;
+    back.severity = Severity::Info;
+    back.at += chrono::Duration::minutes(3);
+    assert!(p.handle.submit(back).await.is_err());
+    let reqs = tg.wait_requests(3, Duration::from_secs(5)).await;
+    assert!(reqs[2].body["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("RESOLVIDO\n"));
+    p.handle.submit(other_event(6)).await.unwrap_err();
+    tg.wait_requests(4, Duration::from_secs(5)).await;
+    assert_eq!(
+        tg.texts().iter().filter(|t| *t == SEED_TEXT).count(),
+        2,
+        "500 + retry"
+    );
+    p.stop().await;
+}
