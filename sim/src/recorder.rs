@@ -15,7 +15,23 @@ use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Pause before recording restarts after an error.
+const RESTART_PAUSE: Duration = Duration::from_secs(2);
+
+fn go_error(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => match e.raw_os_error() {
+            Some(libc::ENOSPC) => "no space left on device".into(),
+            Some(libc::EROFS) => "read-only file system".into(),
+            Some(libc::ENOTDIR) => "not a directory".into(),
+            _ => e.to_string(),
+        },
+    }
+}
 
 /// What the recorder publishes for `/state`.
 #[derive(Clone, Debug, Default)]
@@ -44,6 +60,8 @@ pub struct Recorder {
     seg: Option<Segment>,
     pending: Vec<(Sample, u64)>,
     need_key: bool,
+    /// After an error, recording restarts (new segment) at this time.
+    paused_until: Option<Instant>,
     seq: u32,
     status: Arc<Mutex<RecStatus>>,
 }
@@ -69,6 +87,7 @@ impl Recorder {
             seg: None,
             pending: Vec::new(),
             need_key: true,
+            paused_until: None,
             seq: 0,
             status,
         }
@@ -81,6 +100,13 @@ impl Recorder {
     }
 
     pub fn push(&mut self, s: &Sample, dts: u64) {
+        if let Some(t) = self.paused_until {
+            if Instant::now() < t {
+                return;
+            }
+            self.paused_until = None;
+            self.need_key = true;
+        }
         if self.need_key {
             if !s.key {
                 return;
@@ -131,8 +157,8 @@ impl Recorder {
             }) {
                 Ok(f) => seg.file = Some(f),
                 Err(e) => {
-                    error!("[path {}] [recorder] {e}", self.name);
-                    self.pending.clear();
+                    let msg = format!("open {}: {}", seg.path.display(), go_error(&e));
+                    self.fail(&msg);
                     return;
                 }
             }
@@ -146,10 +172,21 @@ impl Recorder {
         let (last, last_dts) = self.pending.last().unwrap();
         seg.end_dts = last_dts + last.duration as u64;
         if let Err(e) = seg.file.as_mut().unwrap().write_all(&frag) {
-            error!("[path {}] [recorder] {e}", self.name);
+            let msg = format!("write {}: {}", seg.path.display(), go_error(&e));
+            self.fail(&msg);
+            return;
         }
         self.pending.clear();
         self.status.lock().unwrap().parts_written += 1;
+    }
+
+    /// A recorder error, as MediaMTX handles it: the segment is closed, the error logged,
+    /// and recording restarts 2 s later with a new segment.
+    fn fail(&mut self, msg: &str) {
+        self.pending.clear();
+        self.close_segment();
+        error!("[path {}] [recorder] {msg}", self.name);
+        self.paused_until = Some(Instant::now() + RESTART_PAUSE);
     }
 
     /// Finalizes the current segment: last part written, mvhd duration patched, closed.

@@ -253,3 +253,26 @@ fn path_only_reload_keeps_other_paths_recording() {
         1
     );
 }
+
+/// A recorder error (here: the directory cannot be created) is logged, and recording
+/// restarts 2 s later with a new segment, while the path stays ready.
+#[test]
+fn recorder_error_restarts_after_2s() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("blocker"), b"a file, not a directory").unwrap();
+    let sim = Sim::start_in(
+        dir,
+        &rec_conf("  recordPath: ./blocker/%path/%Y-%m-%d_%H-%M-%S-%f\n"),
+        Opts::default(),
+    );
+    let needle = "ERR [path cam1] [recorder] open ./blocker/cam1/";
+    sim.wait_log(needle, 4 * S);
+    let t = std::time::Instant::now();
+    wait_until(5 * S, "a second error", || {
+        sim.log().matches(needle).count() >= 2
+    });
+    let gap = t.elapsed();
+    assert!(gap >= Duration::from_millis(1800), "{gap:?}");
+    assert!(sim.log().contains(": not a directory"));
+    assert_eq!(sim.path_state("cam1")["ready"], true);
+}
