@@ -1238,3 +1238,488 @@ scrape_configs:
         .log()
         .contains("Server is ready to receive web requests"));
 }
+
+// ------------------------------------- the bundle on real Prometheus data
+
+/// A loopback HTTP server answering `GET path` with a fixed body (200, text)
+/// and anything else with 404, for as long as the test process runs.
+fn serve_static(routes: Vec<(&'static str, String)>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let Some((head, _)) = read_request(&mut conn) else {
+                continue;
+            };
+            let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+            let reply = match routes.iter().find(|(p, _)| *p == path) {
+                Some((_, body)) => format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                ),
+                None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_string(),
+            };
+            let _ = conn.write_all(reply.as_bytes());
+        }
+    });
+    addr
+}
+
+/// Reads one HTTP request: `(head, body)`, the body by Content-Length.
+fn read_request(conn: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+    conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = conn.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < len {
+        let n = conn.read(&mut chunk).ok()?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Some((head, body))
+}
+
+/// What the daemon's /metrics looks like (the fixed names and labels, in
+/// metrics-exporter-prometheus's format): camera 1 healthy, camera 2
+/// offline and not recording, one MediaMTX restart, one failed delivery.
+const DAEMON_EXPOSITION: &str = r#"# TYPE vms_camera_status gauge
+vms_camera_status{camera_id="1",camera_name="Portão Norte"} 1
+vms_camera_status{camera_id="2",camera_name="Praça"} 0
+# TYPE vms_camera_state gauge
+vms_camera_state{camera_id="1",state="online"} 1
+vms_camera_state{camera_id="1",state="recovering"} 0
+vms_camera_state{camera_id="1",state="offline"} 0
+vms_camera_state{camera_id="2",state="online"} 0
+vms_camera_state{camera_id="2",state="recovering"} 0
+vms_camera_state{camera_id="2",state="offline"} 1
+# TYPE vms_recording_active gauge
+vms_recording_active{camera_id="1"} 1
+vms_recording_active{camera_id="2"} 0
+# TYPE vms_recording_last_data_age_seconds gauge
+vms_recording_last_data_age_seconds{camera_id="1"} 0.8
+vms_recording_last_data_age_seconds{camera_id="2"} 900
+# TYPE vms_recovery_failures_total counter
+vms_recovery_failures_total{camera_id="2",failure_type="stream"} 3
+# TYPE vms_recoveries_total counter
+vms_recoveries_total{camera_id="1",level="1",result="success"} 1
+vms_recoveries_total{camera_id="2",level="1",result="failure"} 3
+vms_recoveries_total{camera_id="2",level="2",result="failure"} 1
+# TYPE vms_stream_latency_seconds histogram
+vms_stream_latency_seconds_bucket{camera_id="1",protocol="webrtc",le="0.25"} 7
+vms_stream_latency_seconds_bucket{camera_id="1",protocol="webrtc",le="0.5"} 9
+vms_stream_latency_seconds_bucket{camera_id="1",protocol="webrtc",le="+Inf"} 10
+vms_stream_latency_seconds_sum{camera_id="1",protocol="webrtc"} 2.4
+vms_stream_latency_seconds_count{camera_id="1",protocol="webrtc"} 10
+vms_stream_latency_seconds_bucket{camera_id="1",protocol="hls",le="0.25"} 0
+vms_stream_latency_seconds_bucket{camera_id="1",protocol="hls",le="0.5"} 0
+vms_stream_latency_seconds_bucket{camera_id="1",protocol="hls",le="+Inf"} 3
+vms_stream_latency_seconds_sum{camera_id="1",protocol="hls"} 9.1
+vms_stream_latency_seconds_count{camera_id="1",protocol="hls"} 3
+# TYPE vms_recovery_duration_seconds histogram
+vms_recovery_duration_seconds_bucket{le="15"} 1
+vms_recovery_duration_seconds_bucket{le="60"} 4
+vms_recovery_duration_seconds_bucket{le="+Inf"} 4
+vms_recovery_duration_seconds_sum 95
+vms_recovery_duration_seconds_count 4
+# TYPE vms_disk_usage_percent gauge
+vms_disk_usage_percent{mount_point="/var/lib/vms/recordings"} 42.5
+# TYPE vms_disk_usage_bytes gauge
+vms_disk_usage_bytes{mount_point="/var/lib/vms/recordings"} 425000000000
+# TYPE vms_active_alerts gauge
+vms_active_alerts{severity="critical"} 1
+vms_active_alerts{severity="warning"} 0
+# TYPE vms_mediamtx_up gauge
+vms_mediamtx_up 1
+# TYPE vms_mediamtx_restarts_total counter
+vms_mediamtx_restarts_total{reason="crash"} 1
+# TYPE vms_alert_outbox_depth gauge
+vms_alert_outbox_depth{channel="telegram"} 1
+# TYPE vms_alert_outbox_oldest_seconds gauge
+vms_alert_outbox_oldest_seconds{channel="telegram"} 12
+# TYPE vms_alert_deliveries_total counter
+vms_alert_deliveries_total{channel="telegram",result="success"} 4
+vms_alert_deliveries_total{channel="telegram",result="failure"} 1
+# TYPE vms_build_info gauge
+vms_build_info{commit="3c7bbce",version="0.1.0"} 1
+"#;
+
+/// MediaMTX v1.20.1's /metrics for two static paths (NOTES.md §c, the
+/// literal example): no HELP/TYPE lines, labels sorted, unlabelled zero
+/// lines for empty lists.
+const MEDIAMTX_EXPOSITION: &str = r#"# Paths
+paths{name="cam_1",state="ready"} 1
+paths_readers{name="cam_1",readerType="hlsSession",state="ready"} 1
+paths_inbound_bytes{name="cam_1",state="ready"} 8812345
+paths_outbound_bytes{name="cam_1",state="ready"} 120033
+paths_inbound_frames_in_error{name="cam_1",state="ready"} 0
+paths{name="cam_2",state="notReady"} 1
+paths_readers{name="cam_2",readerType="",state="notReady"} 0
+paths_inbound_bytes{name="cam_2",state="notReady"} 0
+paths_outbound_bytes{name="cam_2",state="notReady"} 0
+paths_inbound_frames_in_error{name="cam_2",state="notReady"} 0
+
+# Paths (deprecated)
+paths_bytes_received{name="cam_1",state="ready"} 8812345
+paths_bytes_sent{name="cam_1",state="ready"} 120033
+paths_bytes_received{name="cam_2",state="notReady"} 0
+paths_bytes_sent{name="cam_2",state="notReady"} 0
+
+# HLS sessions
+hls_sessions{id="6f1c2d3e-uuid",path="cam_1",remoteAddr="127.0.0.1:51234"} 1
+hls_sessions_outbound_bytes{id="6f1c2d3e-uuid",path="cam_1",remoteAddr="127.0.0.1:51234"} 120033
+
+# HLS muxers
+hls_muxers{name="cam_1"} 1
+hls_muxers_outbound_bytes{name="cam_1"} 120033
+hls_muxers_outbound_frames_discarded{name="cam_1"} 0
+
+# RTSP sessions
+rtsp_sessions 0
+rtsp_sessions_inbound_bytes 0
+
+# WebRTC sessions
+webrtc_sessions 0
+webrtc_sessions_inbound_bytes 0
+webrtc_sessions_outbound_frames_discarded 0
+
+"#;
+
+/// Every dashboard query runs without error on a real Prometheus that
+/// scrapes daemon- and MediaMTX-shaped targets, and returns data (except the
+/// node exporter's, which is not running here); every alert rule evaluates
+/// without error, and the camera rules attach camera_name on real data.
+#[test]
+fn dashboards_and_rules_work_on_a_real_prometheus() {
+    let target = serve_static(vec![
+        ("/metrics", DAEMON_EXPOSITION.to_string()),
+        ("/mediamtx/metrics", MEDIAMTX_EXPOSITION.to_string()),
+    ]);
+    // The shipped rules, with the 30 s group interval shortened so the test
+    // does not wait for the first evaluation.
+    let rules = read("alerts.yml").replace("interval: 30s", "interval: 1s");
+    assert!(!rules.contains("interval: 30s"));
+    let prom = TestPrometheus::start_with_files(
+        &format!(
+            r#"
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files: [alerts.yml]
+scrape_configs:
+  - job_name: vms-supervisor
+    static_configs: [{{targets: ['{target}']}}]
+  - job_name: mediamtx
+    metrics_path: /mediamtx/metrics
+    static_configs: [{{targets: ['{target}']}}]
+"#
+        ),
+        &[("alerts.yml", &rules)],
+    );
+    // rate() needs two scrapes of the same series.
+    prom.wait_for(
+        r#"count_over_time(vms_build_info[1m]) >= 3 and on() count_over_time(paths{name="cam_1"}[1m]) >= 3"#,
+        Duration::from_secs(30),
+    );
+
+    let mut problems = Vec::new();
+    for file in DASHBOARDS {
+        for (at, expr) in dashboard_queries(file) {
+            let expr = expand_grafana_variables(&expr);
+            match prom.try_query(&expr) {
+                Err(e) => problems.push(format!("{at}: {e}: {expr}")),
+                Ok(result) if result.is_empty() && !expr.contains("node_") => {
+                    problems.push(format!("{at}: no data: {expr}"))
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    // Every rule evaluated, none in error.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, body) = http_get(prom.addr(), "/api/v1/rules").unwrap();
+        let doc: Json = serde_json::from_str(&body).unwrap();
+        let rules: Vec<&Json> = doc["data"]["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|g| g["rules"].as_array().unwrap())
+            .collect();
+        assert_eq!(rules.len(), alert_rules().len(), "{body}");
+        let errors: Vec<String> = rules
+            .iter()
+            .filter(|r| r["health"] == "err")
+            .map(|r| format!("{}: {}", r["name"], r["lastError"]))
+            .collect();
+        assert!(errors.is_empty(), "rules in error: {errors:?}");
+        if rules.iter().all(|r| r["health"] == "ok") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "rules not evaluated: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Camera 2 is offline and not recording: pending (the `for` has not
+    // passed), with its name joined from vms_camera_status.
+    for alert in ["CameraOffline", "RecordingStopped", "RecordingDataStale"] {
+        let got = prom.wait_for(
+            &format!(r#"ALERTS{{alertname="{alert}"}}"#),
+            Duration::from_secs(30),
+        );
+        assert_eq!(got.len(), 1, "{alert}: {got:?}");
+        assert_eq!(got[0]["metric"]["camera_id"], "2", "{alert}");
+        assert_eq!(got[0]["metric"]["camera_name"], "Praça", "{alert}");
+    }
+    // The restart counter appeared at 1: MediaMTXRestarting fires at once.
+    let restarting = prom.wait_for(
+        r#"ALERTS{alertname="MediaMTXRestarting",alertstate="firing"}"#,
+        Duration::from_secs(30),
+    );
+    assert_eq!(restarting[0]["metric"]["severity"], "warning");
+    // Healthy signals give no alert.
+    for quiet in [
+        "DiskAlmostFull",
+        "DiskCritical",
+        "MediaMTXDown",
+        "SupervisorDown",
+        "AlertDeliveryBacklog",
+    ] {
+        assert!(
+            prom.query(&format!(r#"ALERTS{{alertname="{quiet}"}}"#))
+                .is_empty(),
+            "{quiet} is active"
+        );
+    }
+}
+
+// ------------------------------------------------- a real Alertmanager
+
+/// A minimal HTTP/1.0 POST of a JSON body: `(status, body)`.
+fn http_post_json(addr: SocketAddr, path: &str, body: &Json) -> Result<(u16, String), String> {
+    let body = body.to_string();
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| format!("write: {e}"))?;
+    let mut raw = String::new();
+    stream
+        .read_to_string(&mut raw)
+        .map_err(|e| format!("read: {e}"))?;
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("malformed response: {raw}"))?;
+    Ok((status, body.to_string()))
+}
+
+/// A webhook receiver standing in for the daemon's `POST /api/alerts/webhook`:
+/// every request's head and JSON body go to the returned channel.
+fn webhook_receiver() -> (SocketAddr, std::sync::mpsc::Receiver<(String, Json)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let Some((head, body)) = read_request(&mut conn) else {
+                continue;
+            };
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let json = serde_json::from_slice(&body).unwrap_or(Json::Null);
+            if tx.send((head, json)).is_err() {
+                break;
+            }
+        }
+    });
+    (addr, rx)
+}
+
+/// A real Alertmanager with the shipped alertmanager.yml delivers to the
+/// webhook with the token from credentials_file as a Bearer token, applies
+/// the inhibitions, and sends "resolved".
+#[test]
+fn alertmanager_delivers_to_the_webhook_with_the_token_and_inhibits() {
+    let binary = tool("prometheus-alertmanager", "prometheus-alertmanager");
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, deliveries) = webhook_receiver();
+    let token_file = dir.path().join("api-token");
+    std::fs::write(&token_file, "s3cr3t-token\n").unwrap();
+    // The shipped file, with only the daemon's address and the token path
+    // pointed at this test's.
+    let shipped = read("alertmanager.yml");
+    let config = shipped
+        .replace(
+            "http://127.0.0.1:8000/api/alerts/webhook",
+            &format!("http://{hook}/api/alerts/webhook"),
+        )
+        .replace("/etc/vms/api-token", token_file.to_str().unwrap());
+    assert_ne!(config, shipped);
+    std::fs::write(dir.path().join("alertmanager.yml"), config).unwrap();
+
+    let addr = free_port();
+    let log = std::fs::File::create(dir.path().join("alertmanager.log")).unwrap();
+    let child = Command::new(binary)
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("alertmanager.yml").display()
+        ))
+        .arg(format!(
+            "--storage.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address={addr}"))
+        .arg("--cluster.listen-address=")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut am = Kill(child);
+    let am_log =
+        || std::fs::read_to_string(dir.path().join("alertmanager.log")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !matches!(http_get(addr, "/-/ready"), Ok((200, _))) {
+        if let Some(status) = am.0.try_wait().unwrap() {
+            panic!("alertmanager exited with {status}:\n{}", am_log());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alertmanager not ready:\n{}",
+            am_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let alert = |labels: Json| {
+        serde_json::json!({
+            "labels": labels,
+            "annotations": {"summary": "teste", "description": "teste"},
+        })
+    };
+    let post = |alerts: Vec<Json>| {
+        let (status, body) = http_post_json(addr, "/api/v2/alerts", &Json::Array(alerts)).unwrap();
+        assert_eq!(status, 200, "{body}");
+    };
+    post(vec![
+        alert(
+            serde_json::json!({"alertname": "MediaMTXDown", "severity": "critical", "instance": "nvr:8000"}),
+        ),
+        // Inhibited by MediaMTXDown (same box: none).
+        alert(
+            serde_json::json!({"alertname": "CameraOffline", "severity": "critical", "camera_id": "1", "instance": "nvr:8000"}),
+        ),
+        // Another box: not inhibited.
+        alert(
+            serde_json::json!({"alertname": "CameraOffline", "severity": "critical", "camera_id": "1", "box": "b", "instance": "nvr-b:8000"}),
+        ),
+        alert(
+            serde_json::json!({"alertname": "DiskCritical", "severity": "critical", "mount_point": "/rec", "instance": "nvr:8000"}),
+        ),
+        // Inhibited by DiskCritical.
+        alert(
+            serde_json::json!({"alertname": "DiskAlmostFull", "severity": "warning", "mount_point": "/rec", "instance": "nvr:8000"}),
+        ),
+    ]);
+
+    // The seed's group_wait (10 s), then one notification per group.
+    let mut firing: BTreeMap<String, Json> = BTreeMap::new();
+    while firing.len() < 3 {
+        let (head, payload) = deliveries
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("only {firing:?} delivered:\n{}", am_log()));
+        assert!(head.starts_with("POST /api/alerts/webhook "), "{head}");
+        assert!(
+            head.lines()
+                .any(|l| l.eq_ignore_ascii_case("authorization: Bearer s3cr3t-token")),
+            "no Bearer token from credentials_file: {head}"
+        );
+        assert_eq!(payload["receiver"], "vms-supervisor");
+        assert_eq!(payload["status"], "firing");
+        for a in payload["alerts"].as_array().unwrap() {
+            let labels = &a["labels"];
+            let key = format!(
+                "{} {}",
+                labels["alertname"].as_str().unwrap(),
+                labels["box"].as_str().unwrap_or("-")
+            );
+            firing.insert(key, a.clone());
+        }
+    }
+    assert_eq!(
+        firing.keys().collect::<Vec<_>>(),
+        ["CameraOffline b", "DiskCritical -", "MediaMTXDown -"],
+        "inhibited alerts were delivered"
+    );
+    // Alertmanager's own view: the two follow-on alerts are suppressed.
+    let (_, body) = http_get(addr, "/api/v2/alerts").unwrap();
+    let alerts: Json = serde_json::from_str(&body).unwrap();
+    let mut suppressed: Vec<String> = alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["status"]["state"] == "suppressed")
+        .map(|a| a["labels"]["alertname"].as_str().unwrap().to_string())
+        .collect();
+    suppressed.sort();
+    assert_eq!(suppressed, ["CameraOffline", "DiskAlmostFull"], "{body}");
+
+    // send_resolved: MediaMTX is back.
+    let mut resolved = alert(
+        serde_json::json!({"alertname": "MediaMTXDown", "severity": "critical", "instance": "nvr:8000"}),
+    );
+    resolved["endsAt"] = Json::String(chrono::Utc::now().to_rfc3339());
+    post(vec![resolved]);
+    loop {
+        let (_, payload) = deliveries
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no resolved notification:\n{}", am_log()));
+        if payload["status"] == "resolved" {
+            assert_eq!(payload["alerts"][0]["labels"]["alertname"], "MediaMTXDown");
+            assert_eq!(payload["alerts"][0]["status"], "resolved");
+            break;
+        }
+    }
+}
