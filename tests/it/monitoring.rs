@@ -1723,3 +1723,88 @@ fn alertmanager_delivers_to_the_webhook_with_the_token_and_inhibits() {
         }
     }
 }
+
+// ------------------------------------------- the README's many-boxes guide
+
+/// The ```yaml blocks of README.md's "Many boxes" section.
+fn readme_many_boxes_snippets() -> Vec<String> {
+    let readme = read("README.md");
+    let section = readme
+        .split("\n## ")
+        .find(|s| s.starts_with("Many boxes"))
+        .expect("README.md has no \"## Many boxes\" section");
+    section
+        .split("```yaml\n")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap().to_string())
+        .collect()
+}
+
+/// The central-Prometheus configuration of README.md, loaded by a real
+/// Prometheus: per-target `box` labels and the relabeling that derives
+/// `box` from the address give every target the documented label.
+#[test]
+fn readme_many_boxes_config_labels_every_target_with_its_box() {
+    let snippets = readme_many_boxes_snippets();
+    assert!(snippets.len() >= 2, "{snippets:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("vms-api-token");
+    std::fs::write(&token, "t0k3n\n").unwrap();
+    let boxes = dir.path().join("boxes");
+    std::fs::create_dir(&boxes).unwrap();
+    // A file_sd file as the README describes: one site without a `box`.
+    std::fs::write(boxes.join("site-3.yml"), "- targets: ['10.20.3.10:8000']\n").unwrap();
+
+    // Block 1: static targets with `box` labels.
+    let mut config: Yaml = serde_yaml::from_str(&snippets[0]).unwrap();
+    // Block 2: the file_sd + relabeling part of a job.
+    let fragment: String = snippets[1]
+        .lines()
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut sd_job: Yaml = serde_yaml::from_str(&fragment).unwrap();
+    sd_job["job_name"] = Yaml::from("vms-supervisor-sd");
+    sd_job["file_sd_configs"][0]["files"][0] = Yaml::from(format!("{}/*.yml", boxes.display()));
+    let jobs = config["scrape_configs"].as_sequence_mut().unwrap();
+    for job in jobs.iter_mut() {
+        if job["authorization"]["credentials_file"].is_string() {
+            job["authorization"]["credentials_file"] = Yaml::from(token.display().to_string());
+        }
+    }
+    jobs.push(sd_job);
+    let prom = TestPrometheus::start(&serde_yaml::to_string(&config).unwrap());
+
+    // Relabeling happens at discovery: the labels show before any scrape
+    // (the 10.20.x.x addresses are unreachable here).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let labels = loop {
+        let (_, body) = http_get(prom.addr(), "/api/v1/targets").unwrap();
+        let doc: Json = serde_json::from_str(&body).unwrap();
+        let labels: BTreeSet<(String, String, String)> = doc["data"]["activeTargets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                let l = &t["labels"];
+                let s = |k: &str| l[k].as_str().unwrap_or("").to_string();
+                (s("job"), s("instance"), s("box"))
+            })
+            .collect();
+        if labels.len() >= 5 || Instant::now() >= deadline {
+            break labels;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let expected: BTreeSet<(String, String, String)> = [
+        ("vms-supervisor", "10.20.1.10:8000", "escola-centro"),
+        ("vms-supervisor", "10.20.2.10:8000", "praca-matriz"),
+        ("node", "10.20.1.10:9100", "escola-centro"),
+        ("node", "10.20.2.10:9100", "praca-matriz"),
+        ("vms-supervisor-sd", "10.20.3.10:8000", "site-3"),
+    ]
+    .iter()
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+    .collect();
+    assert_eq!(labels, expected);
+}
