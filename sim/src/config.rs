@@ -380,8 +380,57 @@ pub fn check_path_name(name: &str) -> Result<(), String> {
 }
 
 impl Conf {
-    /// Parses and validates a YAML document.
+    /// Parses a YAML document, applies the `RTSP_*`/`MTX_*` environment overrides of the
+    /// process (NOTES.md §k), and validates the result. Used at startup and on reloads.
+    pub fn load(text: &str) -> Result<Conf, String> {
+        let mut c = Conf::parse(text)?;
+        c.apply_env(std::env::vars())?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Parses and validates a YAML document (no environment).
+    #[cfg(test)]
     pub fn from_yaml(text: &str) -> Result<Conf, String> {
+        let c = Conf::parse(text)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Environment overrides: `MTX_<KEY>` for global keys, `MTX_PATHDEFAULTS_<KEY>`,
+    /// and `MTX_PATHS_<NAME>_<KEY>` (the name is lower-cased and cut at the first `_`,
+    /// as MediaMTX does). The legacy `RTSP_` prefix first, then `MTX_` (which wins).
+    /// Unknown variables are ignored; lists are comma-separated.
+    pub fn apply_env(
+        &mut self,
+        vars: impl Iterator<Item = (String, String)>,
+    ) -> Result<(), String> {
+        let vars: Vec<(String, String)> = vars.collect();
+        for prefix in ["RTSP_", "MTX_"] {
+            for (k, v) in vars.iter().filter(|(k, _)| k.starts_with(prefix)) {
+                let rest = &k[prefix.len()..];
+                if let Some(key) = rest.strip_prefix("PATHDEFAULTS_") {
+                    if let Some((name, def)) = find_key(&defaults().path, key) {
+                        let val = env_value(k, v, &name, def)?;
+                        self.path_defaults.insert(name, val);
+                    }
+                } else if let Some(r) = rest.strip_prefix("PATHS_") {
+                    let (name, key) = r.split_once('_').unwrap_or((r, ""));
+                    let entry = self.paths.entry(name.to_lowercase()).or_default();
+                    if let Some((kname, def)) = find_key(&defaults().path, key) {
+                        let val = env_value(k, v, &kname, def)?;
+                        entry.insert(kname, val);
+                    }
+                } else if let Some((name, def)) = find_key(&defaults().global, rest) {
+                    let val = env_value(k, v, &name, def)?;
+                    self.global.insert(name, val);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn parse(text: &str) -> Result<Conf, String> {
         let doc: Value = if text.trim().is_empty() {
             Value::Object(Map::new())
         } else {
@@ -406,7 +455,6 @@ impl Conf {
                 conf.paths.insert(name, m);
             }
         }
-        conf.validate()?;
         Ok(conf)
     }
 
@@ -498,6 +546,46 @@ impl Conf {
                 k.starts_with("auth") && k != "authInternalUsers" && other.global.get(k) != Some(v)
             })
     }
+}
+
+/// The key whose upper-cased name is `upper`, with its default.
+fn find_key<'a>(known: &'a Map<String, Value>, upper: &str) -> Option<(String, &'a Value)> {
+    known
+        .iter()
+        .find(|(k, _)| k.to_uppercase() == upper)
+        .map(|(k, v)| (k.clone(), v))
+}
+
+/// Converts an environment string to the shape of the key's default.
+fn env_value(var: &str, v: &str, key: &str, def: &Value) -> Result<Value, String> {
+    let bad = || format!("invalid value for {var}: '{v}'");
+    let raw = match def {
+        Value::Bool(_) => Value::Bool(match v.to_lowercase().as_str() {
+            "yes" | "true" | "on" => true,
+            "no" | "false" | "off" => false,
+            _ => return Err(bad()),
+        }),
+        Value::Number(_) => {
+            let n: serde_json::Number = v.parse().map_err(|_| bad())?;
+            Value::Number(n)
+        }
+        Value::Array(items) => {
+            if v.is_empty() {
+                Value::Array(vec![])
+            } else if items.first().is_some_and(Value::is_number) {
+                let mut out = Vec::new();
+                for p in v.split(',') {
+                    let n: serde_json::Number = p.trim().parse().map_err(|_| bad())?;
+                    out.push(Value::Number(n));
+                }
+                Value::Array(out)
+            } else {
+                Value::Array(v.split(',').map(|p| Value::String(p.to_string())).collect())
+            }
+        }
+        _ => Value::String(v.to_string()),
+    };
+    normalize(key, raw, def)
 }
 
 fn check_path_entry(pc: &Map<String, Value>, playback: bool) -> Result<(), String> {
@@ -759,6 +847,38 @@ mod tests {
         }
         assert_eq!(c.path_defaults, d.path_defaults);
         assert_eq!(c.paths.keys().collect::<Vec<_>>(), ["all_others"]);
+    }
+
+    #[test]
+    fn env_overrides() {
+        let mut c = Conf::parse("paths:\n  cam:\n").unwrap();
+        let vars = [
+            ("MTX_API", "yes"),
+            ("RTSP_APIADDRESS", "1.2.3.4:1"),
+            ("MTX_APIADDRESS", "127.0.0.1:9"),
+            ("MTX_READTIMEOUT", "3s"),
+            ("MTX_RTSPTRANSPORTS", "tcp,udp"),
+            ("MTX_PATHDEFAULTS_RECORD", "true"),
+            ("MTX_PATHS_CAM_1_SOURCE", "rtsp://x/y"),
+            ("MTX_NOSUCHKEY", "1"),
+            ("MTXSIM_CONTROL", "x"),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()));
+        c.apply_env(vars.into_iter()).unwrap();
+        assert!(c.bool("api"));
+        assert_eq!(c.str("apiAddress"), "127.0.0.1:9");
+        assert_eq!(c.str("readTimeout"), "3s");
+        assert_eq!(
+            c.global["rtspTransports"],
+            serde_json::json!(["tcp", "udp"])
+        );
+        assert_eq!(c.path_defaults["record"], Value::Bool(true));
+        // The name is cut at the first `_`: `cam`, key `1_SOURCE` (unknown, ignored).
+        assert_eq!(c.paths["cam"], Map::new());
+        let err = Conf::default()
+            .apply_env([("MTX_API".to_string(), "maybe".to_string())].into_iter())
+            .unwrap_err();
+        assert_eq!(err, "invalid value for MTX_API: 'maybe'");
     }
 
     #[test]

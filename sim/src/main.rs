@@ -77,7 +77,7 @@ fn load(arg: Option<String>) -> Result<(Conf, Option<PathBuf>), String> {
         };
         format!("open {}: {why}", path.display())
     })?;
-    let conf = Conf::from_yaml(&text)?;
+    let conf = Conf::load(&text)?;
     let abs = std::path::absolute(&path).unwrap_or(path);
     Ok((conf, Some(abs)))
 }

@@ -382,6 +382,7 @@ async fn run_ready(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut next: u64 = 0;
     let mut last_data = t0;
+    let mut silent = false;
     let ts = fx.timescale as f64;
     let outcome = loop {
         tokio::select! {
@@ -403,7 +404,7 @@ async fn run_ready(
         let target = (now.duration_since(t0).as_secs_f64() * ts) as u64;
         match camera {
             Some(CameraMode::Closed) => break Outcome::Failed("EOF".into()),
-            Some(CameraMode::Silent) => {
+            Some(CameraMode::Silent) if silent => {
                 if now.duration_since(last_data) >= read_timeout {
                     break Outcome::Failed("TCP timeout".into());
                 }
@@ -415,7 +416,10 @@ async fn run_ready(
                     r.skip();
                 }
             }
-            None => {
+            _ => {
+                // Data flowed until now; a camera that just went silent (the fault pokes
+                // this task at once) stops sending from this moment.
+                silent = camera.is_some();
                 last_data = now;
                 let mut bytes = 0u64;
                 while fx.sample_at(next).1 <= target {

@@ -66,7 +66,7 @@ async fn reload(sim: &Arc<Sim>, file: &PathBuf) {
     }
     let parsed = std::fs::read_to_string(file)
         .map_err(|e| format!("open {}: {e}", file.display()))
-        .and_then(|t| Conf::from_yaml(&t));
+        .and_then(|t| Conf::load(&t));
     let conf = match parsed {
         Ok(c) => c,
         Err(e) => {
