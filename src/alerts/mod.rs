@@ -89,6 +89,9 @@ pub const ALL_ISSUES: &[Issue] = &[
     Issue::External,
 ];
 
+/// Alert history (not incidents) older than this is pruned.
+pub const HISTORY_KEEP: Duration = Duration::from_secs(400 * 86_400);
+
 /// Where the alert database of `config` lives.
 pub fn db_path(config: &Config) -> PathBuf {
     config.state.dir.join(DB_FILE)
@@ -645,6 +648,7 @@ async fn run(
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut rx_open = true;
+    let mut next_prune = tokio::time::Instant::now();
     loop {
         tokio::select! {
             biased;
@@ -667,6 +671,14 @@ async fn run(
                 }
                 handle.publish_open_counts().await;
                 handle.publish_outbox_stats().await;
+                if tokio::time::Instant::now() >= next_prune {
+                    next_prune += Duration::from_secs(3600);
+                    match handle.call(|st| st.prune(Utc::now(), HISTORY_KEEP)).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(deleted = n, "pruned old alert history"),
+                        Err(e) => tracing::error!(error = %e, "cannot prune alert history"),
+                    }
+                }
             }
         }
     }

@@ -1002,6 +1002,33 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
+    /// Deletes history older than `keep`: delivered or failed outbox rows,
+    /// then alert rows nothing points to any more. Incidents (the audit
+    /// ledger of recording gaps, one row per problem) are kept. Returns the
+    /// number of alert rows deleted.
+    pub fn prune(&mut self, now: DateTime<Utc>, keep: Duration) -> Result<usize, AlertsError> {
+        let cut = ts(now - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX));
+        let path = self.path.clone();
+        let e = |err: rusqlite::Error| sql_err(&path, err);
+        let tx = self.conn.transaction().map_err(e)?;
+        tx.execute(
+            "DELETE FROM outbox WHERE created_at < ?1
+               AND (delivered_at IS NOT NULL OR failed_at IS NOT NULL)",
+            params![cut],
+        )
+        .map_err(e)?;
+        let n = tx
+            .execute(
+                "DELETE FROM alerts WHERE received_at < ?1
+                   AND id NOT IN (SELECT alert_id FROM outbox)
+                   AND id NOT IN (SELECT alert_id FROM incidents WHERE resolved_at IS NULL)",
+                params![cut],
+            )
+            .map_err(e)?;
+        tx.commit().map_err(e)?;
+        Ok(n)
+    }
+
     /// Counts of each table (diagnostics and tests).
     pub fn table_counts(&self) -> Result<BTreeMap<&'static str, u64>, AlertsError> {
         let mut out = BTreeMap::new();

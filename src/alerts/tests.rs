@@ -526,9 +526,67 @@ fn reopening_keeps_data_and_schema_version() {
 #[test]
 fn database_file_mode_is_restrictive() {
     use std::os::unix::fs::PermissionsExt;
-    let d = db();
-    let mode = std::fs::metadata(&d.path).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o640);
+    let mut d = db();
+    d.store.ingest(&stopped(t0()), t0(), &settings()).unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&d.path), 0o640);
+    // SQLite gives the WAL files the database's mode.
+    let wal = d.path.with_file_name("vms.db-wal");
+    assert!(wal.exists(), "WAL mode");
+    assert_eq!(mode(&wal), 0o640);
+    // An existing file with a wider mode is narrowed.
+    std::fs::set_permissions(&d.path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    drop(Store::open(&d.path).unwrap());
+    assert_eq!(mode(&d.path), 0o640);
+}
+
+#[test]
+fn prune_keeps_what_is_still_needed() {
+    let mut d = db();
+    let s = settings();
+    let day = secs(86_400);
+    // Old, closed and delivered.
+    d.store.ingest(&stopped(t0()), t0(), &s).unwrap();
+    d.store
+        .ingest(&resolved(t0() + secs(60)), t0() + secs(60), &s)
+        .unwrap();
+    for r in d.store.outbox().unwrap() {
+        d.store.mark_delivered(r.id, t0() + secs(61)).unwrap();
+    }
+    // Old but still open (camera 6), and old but undelivered (camera 7).
+    let six = event(
+        6,
+        Issue::RecordingStopped,
+        Severity::Warning,
+        Phase::Firing,
+        t0(),
+    );
+    d.store.ingest(&six, t0(), &s).unwrap();
+    let seven = event(
+        7,
+        Issue::RecordingStopped,
+        Severity::Critical,
+        Phase::Notice,
+        t0(),
+    );
+    d.store.ingest(&seven, t0(), &s).unwrap();
+    // Recent.
+    d.store
+        .ingest(&stopped(t0() + day * 30), t0() + day * 30, &s)
+        .unwrap();
+
+    let deleted = d
+        .store
+        .prune(t0() + day * 20, Duration::from_secs(10 * 86_400))
+        .unwrap();
+    assert_eq!(deleted, 2, "the closed alert and its resolution");
+    let counts = d.store.table_counts().unwrap();
+    assert_eq!(counts["alerts"], 3);
+    assert_eq!(counts["incidents"], 3, "the ledger is kept");
+    assert_eq!(
+        counts["outbox"], 4,
+        "undelivered rows and the recent alert's rows"
+    );
 }
 
 #[test]
