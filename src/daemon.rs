@@ -56,6 +56,10 @@ pub struct MediamtxView {
     pub restarts: u64,
     pub last_exit: Option<String>,
     pub restart_storm: bool,
+    /// The HLS server accepts connections (checked every `monitor.interval`
+    /// with a plain TCP connect: an HLS request would create a reader
+    /// session and a muxer per probe, NOTES.md §i).
+    pub hls_listening: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -93,6 +97,7 @@ enum Report {
     Probe { ok: bool },
     Paths(Result<Vec<cameras::PathObs>, String>),
     ChildExited { pid: u32, status: String },
+    Hls { listening: bool },
     Log(logs::PathSignal),
     Converged { fixed: Vec<String> },
 }
@@ -184,6 +189,7 @@ struct Daemon {
     written: String,
     config_error: Option<String>,
     disk: Option<DiskView>,
+    hls_listening: Option<bool>,
     ready_sent: bool,
     last_status: String,
     log_limiter: Arc<Mutex<logs::RateLimiter>>,
@@ -253,6 +259,7 @@ impl Daemon {
             written: rendered,
             config_error: None,
             disk: None,
+            hls_listening: None,
             ready_sent: false,
             last_status: String::new(),
         })
@@ -362,6 +369,7 @@ impl Daemon {
         if self.process.is_running() && now.mono >= self.next_converge {
             self.next_converge = now.mono + self.config.monitor.interval.get();
             self.converge();
+            self.check_hls();
         }
         if now.mono >= self.next_disk {
             self.next_disk = now.mono + self.config.monitor.interval.get();
@@ -409,6 +417,19 @@ impl Daemon {
                 }
             }
             let _ = tx.send(Report::Converged { fixed }).await;
+        });
+    }
+
+    fn check_hls(&self) {
+        let addr = local_address(&self.config.mediamtx.hls_address);
+        let timeout = self.config.monitor.probe_timeout.get();
+        let tx = self.reports_tx.clone();
+        tokio::spawn(async move {
+            let listening = matches!(
+                tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr)).await,
+                Ok(Ok(_))
+            );
+            let _ = tx.send(Report::Hls { listening }).await;
         });
     }
 
@@ -817,6 +838,12 @@ impl Daemon {
                     }
                 }
             }
+            Report::Hls { listening } => {
+                if !listening && self.process.is_running() {
+                    tracing::warn!(address = %self.config.mediamtx.hls_address, "MediaMTX's HLS server does not accept connections");
+                }
+                self.hls_listening = Some(listening);
+            }
             Report::Converged { fixed } => {
                 if !fixed.is_empty() {
                     tracing::warn!(paths = ?fixed, "MediaMTX's running paths differed from the config; converged");
@@ -983,6 +1010,7 @@ impl Daemon {
                 restarts: st.restarts,
                 last_exit: st.last_exit,
                 restart_storm: st.storm,
+                hls_listening: self.hls_listening.filter(|_| st.up),
             },
             cameras: self.cameras.views(now),
             disk: self.disk.clone(),
@@ -1042,6 +1070,16 @@ fn same_duration(a: &str, b: &str) -> bool {
         num.is_empty().then_some(total)
     };
     matches!((secs(a), secs(b)), (Some(x), Some(y)) if (x - y).abs() < 1e-9)
+}
+
+/// Where to reach a MediaMTX listener from this box: `:8888` and
+/// `0.0.0.0:8888` mean every interface, so loopback.
+fn local_address(listen: &str) -> String {
+    match listen.rsplit_once(':') {
+        Some(("" | "0.0.0.0", port)) => format!("127.0.0.1:{port}"),
+        Some(("[::]", port)) => format!("[::1]:{port}"),
+        _ => listen.to_string(),
+    }
 }
 
 /// The mount point holding `path` (longest matching entry of /proc/mounts).
@@ -1114,6 +1152,14 @@ fn watch_config_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listener_addresses_become_local_ones() {
+        assert_eq!(local_address(":8888"), "127.0.0.1:8888");
+        assert_eq!(local_address("0.0.0.0:8888"), "127.0.0.1:8888");
+        assert_eq!(local_address("[::]:8888"), "[::1]:8888");
+        assert_eq!(local_address("10.1.2.3:8888"), "10.1.2.3:8888");
+    }
 
     #[test]
     fn durations_compare_as_mediamtx_reads_them() {

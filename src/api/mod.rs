@@ -173,8 +173,22 @@ async fn status(State(handles): State<Handles>) -> Response {
     Json(snapshot(&handles).as_ref().clone()).into_response()
 }
 
+/// A camera as the API shows it: the monitor's view plus HLS availability
+/// (the stream is available and the HLS server listens).
+fn camera_json(snap: &Snapshot, cam: &crate::supervisor::cameras::CameraView) -> serde_json::Value {
+    let mut v = serde_json::to_value(cam).unwrap_or_default();
+    let hls = match (cam.stream_available, snap.mediamtx.hls_listening) {
+        (Some(stream), Some(server)) => json!(stream && server),
+        _ => serde_json::Value::Null,
+    };
+    v["hls_available"] = hls;
+    v
+}
+
 async fn cameras(State(handles): State<Handles>) -> Response {
-    Json(json!({ "items": snapshot(&handles).cameras })).into_response()
+    let snap = snapshot(&handles);
+    let items: Vec<_> = snap.cameras.iter().map(|c| camera_json(&snap, c)).collect();
+    Json(json!({ "items": items })).into_response()
 }
 
 fn parse_id(raw: &str) -> Result<u32, Box<Response>> {
@@ -191,8 +205,9 @@ async fn camera(State(handles): State<Handles>, Path(raw): Path<String>) -> Resp
         Ok(id) => id,
         Err(r) => return *r,
     };
-    match snapshot(&handles).cameras.iter().find(|c| c.id == id) {
-        Some(c) => Json(c).into_response(),
+    let snap = snapshot(&handles);
+    match snap.cameras.iter().find(|c| c.id == id) {
+        Some(c) => Json(camera_json(&snap, c)).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("no camera with id {id}")),
     }
 }

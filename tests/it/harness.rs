@@ -43,6 +43,8 @@ pub struct Setup {
     /// The stand-in's faults document at start.
     pub faults: Option<Value>,
     pub env: Vec<(String, String)>,
+    /// Listen on every interface instead of loopback (token required).
+    pub api_any: bool,
 }
 
 impl Default for Setup {
@@ -54,6 +56,7 @@ impl Default for Setup {
             mediamtx: String::new(),
             faults: None,
             env: Vec::new(),
+            api_any: false,
         }
     }
 }
@@ -68,6 +71,7 @@ pub struct Daemon {
     pub log: Arc<Mutex<String>>,
     http: reqwest::Client,
     setup_mediamtx: String,
+    listen: String,
     ports: Ports,
 }
 
@@ -86,6 +90,11 @@ impl Daemon {
     pub fn start(setup: Setup) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let listen = if setup.api_any {
+            format!("0.0.0.0:{}", api.port())
+        } else {
+            api.to_string()
+        };
         let control: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let ports = Ports {
             mtx_api: free_port(),
@@ -115,6 +124,7 @@ impl Daemon {
                 .build()
                 .unwrap(),
             setup_mediamtx: setup.mediamtx.clone(),
+            listen,
             ports,
             dir,
         };
@@ -177,7 +187,7 @@ impl Daemon {
             self.setup_mediamtx,
             self.recordings,
             self.dir.path().join("state"),
-            self.api,
+            self.listen,
             self.dir.path().join("api-token"),
             sim = sim_binary(),
         );

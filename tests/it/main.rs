@@ -2,6 +2,7 @@
 //! `vms-supervisor` binary (and, for the daemon, the `mediamtx-sim` stand-in).
 
 mod alerts;
+mod api;
 mod config_cli;
 mod daemon;
 mod harness;

@@ -1,0 +1,190 @@
+//! The daemon's HTTP API against the running daemon: the seed's health
+//! document, errors, access rules, server-sent events, HLS availability.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::{Daemon, Setup};
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// The seed's example health document, read from the seed itself.
+fn seed_health_example() -> Value {
+    let seed = std::fs::read_to_string(
+        crate::util::repo().join("../shared/seed/streaming-failover-architecture.pt-BR.md"),
+    )
+    .expect("the seed beside the repository");
+    let start = seed
+        .find("\"recording_health\"")
+        .expect("the health example");
+    let open = seed[..start].rfind('{').unwrap();
+    let close = open + seed[open..].find("\n}\n").unwrap() + 2;
+    serde_json::from_str(&seed[open..close]).unwrap()
+}
+
+/// Same keys, recursively, and same JSON types.
+fn same_shape(seed: &Value, ours: &Value, at: &str) {
+    match (seed, ours) {
+        (Value::Object(a), Value::Object(b)) => {
+            let ka: Vec<_> = a.keys().collect();
+            let kb: Vec<_> = b.keys().collect();
+            assert_eq!(ka, kb, "keys of {at}");
+            for (k, v) in a {
+                same_shape(v, &b[k], &format!("{at}.{k}"));
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            if let (Some(x), Some(y)) = (a.first(), b.first()) {
+                same_shape(x, y, &format!("{at}[0]"));
+            }
+        }
+        (a, b) => assert_eq!(
+            std::mem::discriminant(a),
+            std::mem::discriminant(b),
+            "type of {at}: seed {a}, ours {b}"
+        ),
+    }
+}
+
+#[tokio::test]
+async fn health_is_the_seeds_document_and_errors_are_json() {
+    let d = Daemon::start(Setup::default());
+    d.wait_all_recording(2).await;
+    // An alert so that recent_alerts has an element to compare.
+    d.sim("POST", "/cameras/cam_2/down?mode=closed").await;
+    d.wait_for("a recent alert", secs(15), || async {
+        let h = d.get("/api/cameras/health").await?;
+        (!h["recent_alerts"].as_array()?.is_empty()).then_some(h)
+    })
+    .await;
+    let ours = d.get("/api/cameras/health").await.unwrap();
+    same_shape(&seed_health_example(), &ours, "health");
+    let alert = &ours["recent_alerts"][0];
+    assert_eq!(alert["camera"], "Estacionamento");
+    assert_eq!(alert["severity"], "warning");
+    assert!(alert["timestamp"].as_str().unwrap().ends_with('Z'));
+
+    let http = reqwest::Client::new();
+    for (path, code) in [
+        ("/api/nothing", 404),
+        ("/api/cameras/abc", 400),
+        ("/api/cameras/42", 404),
+    ] {
+        let r = http
+            .get(format!("http://{}{path}", d.api))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), code, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert!(body["error"].is_string(), "{path}: {body}");
+    }
+    let r = http
+        .post(format!("http://{}/api/cameras/1/reset", d.api))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn hls_availability_is_checked_without_creating_sessions() {
+    let d = Daemon::start(Setup::default());
+    d.wait_all_recording(2).await;
+    let cam = d
+        .wait_for("hls_available known", secs(10), || async {
+            let c = d.get("/api/cameras/1").await?;
+            c["hls_available"].is_boolean().then_some(c)
+        })
+        .await;
+    assert_eq!(cam["hls_available"], true);
+    // MediaMTX saw no HLS reader and made no muxer.
+    let st = d.sim_state().await.unwrap();
+    let api = st["listeners"]["api"].as_str().unwrap();
+    let muxers: Value = reqwest::get(format!("http://{api}/v3/hlsmuxers/list"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(muxers["itemCount"], 0);
+    let path: Value = reqwest::get(format!("http://{api}/v3/paths/get/cam_1"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(path["readers"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn events_push_status_and_alerts() {
+    let d = Daemon::start(Setup::default());
+    d.wait_all_recording(2).await;
+    let resp = reqwest::get(format!("http://{}/api/events", d.api))
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let mut resp = resp;
+    let mut text = String::new();
+    let mut injected = false;
+    let deadline = tokio::time::Instant::now() + secs(20);
+    while !(text.contains("event: status") && text.contains("event: alert")) {
+        let chunk = tokio::time::timeout_at(deadline, resp.chunk())
+            .await
+            .expect("events within 20 s")
+            .unwrap()
+            .expect("stream open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        if text.contains("event: status") && !injected {
+            injected = true;
+            d.sim("POST", "/cameras/cam_1/down?mode=closed").await;
+        }
+    }
+    assert!(
+        text.contains("\"online\":2") || text.contains("\"online\":1"),
+        "{text}"
+    );
+    assert!(text.contains("stream_down"), "{text}");
+}
+
+#[tokio::test]
+async fn beyond_loopback_every_request_needs_the_token() {
+    let d = Daemon::start(Setup {
+        api_any: true,
+        ..Setup::default()
+    });
+    let http = reqwest::Client::new();
+    let token = d
+        .wait_for("the token file", secs(10), || async {
+            std::fs::read_to_string(d.path("api-token"))
+                .ok()
+                .map(|t| t.trim().to_string())
+        })
+        .await;
+    d.wait_for("the API answers with the token", secs(10), || async {
+        let r = http
+            .get(format!("http://{}/api/cameras/health", d.api))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    for path in ["/api/cameras/health", "/metrics", "/api/alerts", "/"] {
+        let r = http
+            .get(format!("http://{}{path}", d.api))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+    }
+}
