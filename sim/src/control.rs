@@ -176,6 +176,7 @@ fn state(sim: &Sim) -> Value {
     }
     json!({
         "pid": std::process::id(),
+        "started": sim.started_flag.load(std::sync::atomic::Ordering::SeqCst),
         "listeners": listeners,
         "paths": pm,
         "faults": faults,

@@ -125,9 +125,17 @@ async fn run(arg: Option<String>) -> i32 {
         listeners: Default::default(),
         stop: Default::default(),
         exit_code: Mutex::new(0),
+        started_flag: Default::default(),
         conf_changed: Default::default(),
         memory_rate,
     });
+
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    if let Some(p) = conf_path {
+        if let Err(e) = watcher::spawn(sim.clone(), p, started_rx) {
+            error!("config watcher: {e}");
+        }
+    }
 
     if let Ok(addr) = std::env::var("MTXSIM_CONTROL") {
         match servers::bind(&addr) {
@@ -159,11 +167,9 @@ async fn run(arg: Option<String>) -> i32 {
         std::process::abort();
     }
     sim.start_paths();
-    if let Some(p) = conf_path {
-        if let Err(e) = watcher::spawn(sim.clone(), p) {
-            error!("config watcher: {e}");
-        }
-    }
+    let _ = started_tx.send(());
+    sim.started_flag
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     tokio::spawn(cleaner::run(sim.clone()));
     tokio::spawn(grow_memory(memory_rx));
 

@@ -40,6 +40,8 @@ pub struct Sim {
     /// Cancelled to stop the process; `exit_code` says with which code.
     pub stop: CancellationToken,
     pub exit_code: Mutex<i32>,
+    /// Set once the listeners are bound and the initial paths exist (`/state.started`).
+    pub started_flag: AtomicBool,
     /// Notified after every applied config change (the cleaner re-plans).
     pub conf_changed: Notify,
     /// The memory-growth fault's rate (MiB/s), watched by the grower task.

@@ -12,7 +12,13 @@ use std::time::{Duration, Instant};
 
 pub const DEBOUNCE: Duration = Duration::from_secs(1);
 
-pub fn spawn(sim: Arc<Sim>, file: PathBuf) -> Result<(), String> {
+/// Starts watching at once (so no event is missed while the sim starts); events are
+/// handled once `started` fires (the paths of the initial config exist).
+pub fn spawn(
+    sim: Arc<Sim>,
+    file: PathBuf,
+    started: tokio::sync::oneshot::Receiver<()>,
+) -> Result<(), String> {
     let dir = file
         .parent()
         .map(PathBuf::from)
@@ -43,6 +49,9 @@ pub fn spawn(sim: Arc<Sim>, file: PathBuf) -> Result<(), String> {
         })
         .map_err(|e| e.to_string())?;
     tokio::spawn(async move {
+        if started.await.is_err() {
+            return;
+        }
         let mut last: Option<Instant> = None;
         while rx.recv().await.is_some() {
             if last.is_some_and(|l| l.elapsed() < DEBOUNCE) {

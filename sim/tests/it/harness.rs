@@ -212,6 +212,14 @@ impl Sim {
                     .to_string();
                 !sim.ctl.is_empty()
             });
+            wait_until(Duration::from_secs(10), "startup complete", || {
+                if let Ok(Some(st)) = sim.child.try_wait() {
+                    std::thread::sleep(Duration::from_millis(100));
+                    panic!("the sim exited at startup ({st}):\n{}", sim.log());
+                }
+                http_try(&sim.ctl, "GET", "/state", &[], None, Duration::from_secs(5))
+                    .is_some_and(|r| r.json()["started"] == true)
+            });
         }
         sim
     }
