@@ -63,6 +63,8 @@ struct Setup {
     smtp_port: Option<u16>,
     api_listen: Option<SocketAddr>,
     language: Option<&'static str>,
+    /// `none` unless set.
+    smtp_security: Option<&'static str>,
 }
 
 fn config(dir: &Path, s: Setup) -> Config {
@@ -91,9 +93,10 @@ fn config(dir: &Path, s: Setup) -> Config {
     }
     if let Some(port) = s.smtp_port {
         t += &format!(
-            "[alerts.email]\nenabled = true\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\nsecurity = \"none\"\n\
+            "[alerts.email]\nenabled = true\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\nsecurity = \"{}\"\n\
              from = \"VMS <vms@prefeitura.example.gov.br>\"\n\
-             to = [\"ti@prefeitura.example.gov.br\", \"seguranca@prefeitura.example.gov.br\"]\n"
+             to = [\"ti@prefeitura.example.gov.br\", \"seguranca@prefeitura.example.gov.br\"]\n",
+            s.smtp_security.unwrap_or("none")
         );
     }
     t += "[[cameras]]\nid = 5\nname = \"Portaria Principal\"\nurl = \"rtsp://10.0.0.5:554/stream\"\n";
@@ -1535,4 +1538,51 @@ async fn critical_alerts_still_page_when_the_database_fails_at_runtime() {
         "500 + retry"
     );
     p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_and_tls_are_never_downgraded_to_plain_text() {
+    // aiosmtpd here offers no TLS at all.
+    let port = free_port();
+    let smtp = Smtp::start(port);
+    for security in ["starttls", "tls"] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(
+            dir.path(),
+            Setup {
+                smtp_port: Some(port),
+                smtp_security: Some(security),
+                ..Default::default()
+            },
+        );
+        let p = Running::start(&cfg);
+        p.sink.send(seed_event()).await;
+        let h = p.handle.clone();
+        eventually(
+            &format!("two failed {security} attempts"),
+            Duration::from_secs(10),
+            || async {
+                h.outbox()
+                    .await
+                    .unwrap()
+                    .first()
+                    .is_some_and(|r| r.attempts >= 2)
+            },
+        )
+        .await;
+        let row = &p.handle.outbox().await.unwrap()[0];
+        assert!(
+            row.delivered_at.is_none() && row.failed_at.is_none(),
+            "{row:?}"
+        );
+        eprintln!(
+            "{security} against a plain server: {}",
+            row.last_error.as_deref().unwrap()
+        );
+        p.stop().await;
+    }
+    assert!(
+        smtp.messages.lock().unwrap().is_empty(),
+        "a message went out in plain text"
+    );
 }
