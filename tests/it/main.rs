@@ -3,6 +3,7 @@
 
 mod alerts;
 mod api;
+mod bench;
 mod config_cli;
 mod daemon;
 mod harness;
