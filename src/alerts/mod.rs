@@ -25,8 +25,40 @@
 //!   pt-BR or English.
 //! * [`outbox`]: the delivery workers, Telegram and SMTP, and [`RetryPolicy`].
 //! * [`webhook`]: Alertmanager's webhook payload (version 4) to events.
-//! * [`api`]: `POST /api/alerts/webhook` and `GET /api/alerts`.
-//! * [`cli`]: `vms-supervisor alerts`.
+//! * [`api`]: `POST /api/alerts/webhook`, `GET /api/alerts`, the incident
+//!   ledger and maintenance silences.
+//! * [`cli`]: `vms-supervisor alerts` (and silence / unsilence).
+//!
+//! # Guarantees
+//!
+//! * An event is logged, then stored (alert row, incident, outbox rows in one
+//!   transaction) before any message exists. Workers only send rows that are
+//!   committed; a killed daemon sends them after its restart.
+//! * A row is acknowledged only after the channel confirmed it and is never
+//!   sent again; a crash between the send and the acknowledgement can repeat
+//!   one message (at-least-once).
+//! * If the database fails at runtime, events are still logged and Critical
+//!   ones are still pushed, from memory (deduplicated by key in memory, not
+//!   durable). If it cannot be opened at start, [`open`] fails with a clear
+//!   [`AlertsError`] and [`log_only`] keeps alerts in the log.
+//!
+//! # Routing (the seed's severity table)
+//!
+//! Info: log. Warning: log + dashboard (stored, `GET /api/alerts`).
+//! Critical: log + dashboard + Telegram + e-mail. One open alert per key;
+//! a reminder after `alerts.reminder_after` while a Critical alert stays open;
+//! "RESOLVIDO" when a Resolved event closes an alert someone was paged for;
+//! a silenced camera is stored and logged, not pushed. See [`lifecycle`].
+//!
+//! # Log fields
+//!
+//! One `tracing` event per alert (target `vms_supervisor::alerts`) with the
+//! seed's fields: `camera_id`, `camera_name`, `issue`, `recovery_attempts`,
+//! `last_recording`, plus `alert_level` (`INFO`/`WARNING`/`CRITICAL`, the
+//! seed's `level`; the tracing level is INFO/WARN/ERROR), `alert_timestamp`,
+//! `key`, `phase`, `action`, `alert_id`, `silenced`, `details`. Under
+//! journald they are `CAMERA_ID=5` etc. when the journald layer has no field
+//! prefix. [`log_record`] gives the seed's exact JSON object.
 //!
 //! # Starting it from the daemon
 //!

@@ -4,7 +4,7 @@
 //!
 //! [`Store`] is synchronous and takes the current time as an argument, so the
 //! tests drive the whole lifecycle (dedup, reminders, silences) with a fake
-//! clock. In the daemon it lives on one owner thread ([`super::db`]).
+//! clock. In the daemon it lives on one owner thread (`alerts/db.rs`).
 //!
 //! Times are stored as RFC 3339 UTC text with milliseconds
 //! (`2026-01-05T17:35:22.000Z`): readable with the `sqlite3` shell and
