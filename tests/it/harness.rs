@@ -73,6 +73,7 @@ pub struct Daemon {
     setup_mediamtx: String,
     listen: String,
     ports: Ports,
+    env: Vec<(String, String)>,
 }
 
 #[derive(Clone)]
@@ -112,7 +113,7 @@ impl Daemon {
         if let Some(f) = &setup.faults {
             std::fs::write(&faults, f.to_string()).unwrap();
         }
-        let d = Daemon {
+        let mut d = Daemon {
             config_path,
             api,
             control,
@@ -126,21 +127,30 @@ impl Daemon {
             setup_mediamtx: setup.mediamtx.clone(),
             listen,
             ports,
+            env: Vec::new(),
             dir,
         };
         d.write_config(&setup.cameras, &setup.monitor, &setup.extra);
+        d.env = setup.env.clone();
+        d.env.push(("MTXSIM_CONTROL".into(), control.to_string()));
+        d.env
+            .push(("MTXSIM_FAULTS".into(), faults.display().to_string()));
+        d.spawn();
+        d
+    }
+
+    /// Starts the daemon process (again, after a kill) on the same config.
+    pub fn spawn(&self) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vms-supervisor"));
         cmd.arg("--config")
-            .arg(&d.config_path)
+            .arg(&self.config_path)
             .arg("run")
-            .env("MTXSIM_CONTROL", control.to_string())
-            .env("MTXSIM_FAULTS", &faults)
             .env("RUST_LOG", "info")
             .env_remove("JOURNAL_STREAM")
             .env_remove("NOTIFY_SOCKET")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for (k, v) in &setup.env {
+        for (k, v) in &self.env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("starting vms-supervisor");
@@ -148,7 +158,7 @@ impl Daemon {
             Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
             Box::new(child.stderr.take().unwrap()),
         ] {
-            let log = d.log.clone();
+            let log = self.log.clone();
             std::thread::spawn(move || {
                 use std::io::BufRead;
                 for line in std::io::BufReader::new(stream)
@@ -161,8 +171,15 @@ impl Daemon {
                 }
             });
         }
-        *d.child.lock().unwrap() = Some(child);
-        d
+        *self.child.lock().unwrap() = Some(child);
+    }
+
+    /// SIGKILL the daemon and reap it.
+    pub fn kill(&self) {
+        let mut guard = self.child.lock().unwrap();
+        let child = guard.as_mut().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     /// The config text for these cameras (the harness's addresses and dirs).

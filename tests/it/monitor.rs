@@ -214,3 +214,51 @@ async fn mediamtx_down_is_one_incident_not_one_per_camera() {
         1
     );
 }
+
+/// A path removed behind the daemon's back (or by a recovery the daemon did
+/// not finish) is put back by the convergence check.
+#[tokio::test]
+async fn a_missing_path_is_put_back_while_running() {
+    let d = Daemon::start(Setup {
+        monitor: "grace_period = \"2s\"\ninterval = \"5s\"\n".into(),
+        ..Setup::default()
+    });
+    d.wait_all_recording(2).await;
+    let st = d.sim_state().await.unwrap();
+    let api = st["listeners"]["api"].as_str().unwrap().to_string();
+    let r = reqwest::Client::new()
+        .delete(format!("http://{api}/v3/config/paths/delete/cam_2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    d.wait_for("cam_2 configured in MediaMTX again", secs(15), || async {
+        let st = d.sim_state().await?;
+        st["paths"]["cam_2"].is_object().then_some(())
+    })
+    .await;
+    d.wait_all_recording(2).await;
+}
+
+/// The daemon killed between "remove path" and "re-create path": when it
+/// starts again, the camera records again (MediaMTX dies with its daemon and
+/// the new one starts from the complete config file).
+#[tokio::test]
+async fn a_crash_in_the_middle_of_a_recovery_converges_on_restart() {
+    let d = Daemon::start(Setup {
+        monitor: "grace_period = \"2s\"\nrecovery_remove_wait = \"10s\"\n".into(),
+        ..Setup::default()
+    });
+    d.wait_all_recording(2).await;
+    d.sim("POST", "/recorder/cam_1/stall").await;
+    d.wait_for("cam_1 removed by level 2", secs(15), || async {
+        let st = d.sim_state().await?;
+        st["paths"]["cam_1"].is_null().then_some(())
+    })
+    .await;
+    d.kill();
+    std::fs::write(d.path("faults.json"), "{}").unwrap();
+    d.spawn();
+    let s = d.wait_all_recording(2).await;
+    assert_eq!(camera(&s, 1)["state"], "online");
+}
