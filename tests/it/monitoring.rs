@@ -1593,23 +1593,6 @@ fn alertmanager_delivers_to_the_webhook_with_the_token_and_inhibits() {
     assert_ne!(config, shipped);
     std::fs::write(dir.path().join("alertmanager.yml"), config).unwrap();
 
-    let addr = free_port();
-    let log = std::fs::File::create(dir.path().join("alertmanager.log")).unwrap();
-    let child = Command::new(binary)
-        .arg(format!(
-            "--config.file={}",
-            dir.path().join("alertmanager.yml").display()
-        ))
-        .arg(format!(
-            "--storage.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address={addr}"))
-        .arg("--cluster.listen-address=")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
     struct Kill(Child);
     impl Drop for Kill {
         fn drop(&mut self) {
@@ -1617,21 +1600,55 @@ fn alertmanager_delivers_to_the_webhook_with_the_token_and_inhibits() {
             let _ = self.0.wait();
         }
     }
-    let mut am = Kill(child);
     let am_log =
         || std::fs::read_to_string(dir.path().join("alertmanager.log")).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !matches!(http_get(addr, "/-/ready"), Ok((200, _))) {
-        if let Some(status) = am.0.try_wait().unwrap() {
-            panic!("alertmanager exited with {status}:\n{}", am_log());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "alertmanager not ready:\n{}",
-            am_log()
+    // As in TestPrometheus::start: retry if the free port was taken meanwhile.
+    let mut started = None;
+    for _attempt in 0..5 {
+        let addr = free_port();
+        let log = std::fs::File::create(dir.path().join("alertmanager.log")).unwrap();
+        let mut am = Kill(
+            Command::new(&binary)
+                .arg(format!(
+                    "--config.file={}",
+                    dir.path().join("alertmanager.yml").display()
+                ))
+                .arg(format!(
+                    "--storage.path={}",
+                    dir.path().join("data").display()
+                ))
+                .arg(format!("--web.listen-address={addr}"))
+                .arg("--cluster.listen-address=")
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
         );
-        std::thread::sleep(Duration::from_millis(100));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let exited = loop {
+            if matches!(http_get(addr, "/-/ready"), Ok((200, _))) {
+                break None;
+            }
+            if let Some(status) = am.0.try_wait().unwrap() {
+                break Some(status);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "alertmanager not ready:\n{}",
+                am_log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        match exited {
+            None => {
+                started = Some((am, addr));
+                break;
+            }
+            Some(_) if am_log().contains("address already in use") => continue,
+            Some(status) => panic!("alertmanager exited with {status}:\n{}", am_log()),
+        }
     }
+    let (_am, addr) = started.expect("alertmanager: no free port after 5 attempts");
 
     let alert = |labels: Json| {
         serde_json::json!({
