@@ -121,7 +121,12 @@ pub(crate) async fn worker(
                 if shutdown.is_cancelled() {
                     return;
                 }
-                let outcome = deliver(&client, &settings, &row, &policy).await;
+                // A send in flight when the daemon stops is abandoned: the
+                // row stays due and goes out after the restart.
+                let outcome = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    o = deliver(&client, &settings, &row, &policy) => o,
+                };
                 if let Some(pause) = record(&handle, &row, outcome, &policy).await {
                     paused_until = Some(Instant::now() + pause);
                     more = false;

@@ -1586,3 +1586,40 @@ async fn starttls_and_tls_are_never_downgraded_to_plain_text() {
         "a message went out in plain text"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_a_hung_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    let tg = FakeTelegram::start(vec![Reply::Hang(Duration::from_secs(60))]).await;
+    let cfg = config(
+        dir.path(),
+        Setup {
+            telegram: Some(tg.base.clone()),
+            ..Default::default()
+        },
+    );
+    let (sink, rx) = AlertSink::channel(8);
+    let shutdown = CancellationToken::new();
+    let slow = Options {
+        retry: RetryPolicy {
+            request_timeout: Duration::from_secs(30),
+            ..fast_retry()
+        },
+        ..options()
+    };
+    let handle = alerts::open(&cfg)
+        .unwrap()
+        .with_options(slow)
+        .start(rx, shutdown.clone());
+    sink.send(seed_event()).await;
+    tg.wait_requests(1, Duration::from_secs(5)).await;
+    let asked = Instant::now();
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(2), handle.stopped())
+        .await
+        .expect("the pipeline did not stop within 2 s");
+    eprintln!("stopped {:?} after the cancel", asked.elapsed());
+    // The abandoned send is still pending, for the next start.
+    let row = &handle.outbox().await.unwrap()[0];
+    assert!(row.delivered_at.is_none() && row.failed_at.is_none());
+}
