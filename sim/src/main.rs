@@ -137,25 +137,9 @@ async fn run(arg: Option<String>) -> i32 {
         }
     }
 
-    if let Ok(addr) = std::env::var("MTXSIM_CONTROL") {
-        match servers::bind(&addr) {
-            Ok(l) => {
-                let local: SocketAddr = l.local_addr().unwrap();
-                let l = tokio::net::TcpListener::from_std(l).unwrap();
-                log::write_line(
-                    log::Level::Info,
-                    &format!("[mtxsim] control listener on {local}"),
-                );
-                let router = control::router(sim.clone());
-                tokio::spawn(async move {
-                    let _ = axum::serve(l, router).await;
-                });
-            }
-            Err(e) => {
-                error!("[mtxsim] control: {e}");
-                return 1;
-            }
-        }
+    if let Err(e) = serve_control(&sim) {
+        error!("[mtxsim] control: {e}");
+        return 1;
     }
 
     if let Err(e) = servers::start_all(&sim).await {
@@ -181,6 +165,25 @@ async fn run(arg: Option<String>) -> i32 {
     sim.close_all().await;
     let code = *sim.exit_code.lock().unwrap();
     code
+}
+
+/// Serves the fault-injection endpoint on `MTXSIM_CONTROL`, if set.
+fn serve_control(sim: &Arc<sim::Sim>) -> Result<(), String> {
+    let Ok(addr) = std::env::var("MTXSIM_CONTROL") else {
+        return Ok(());
+    };
+    let l = servers::bind(&addr)?;
+    let local: SocketAddr = l.local_addr().map_err(|e| e.to_string())?;
+    let l = tokio::net::TcpListener::from_std(l).map_err(|e| e.to_string())?;
+    log::write_line(
+        log::Level::Info,
+        &format!("[mtxsim] control listener on {local}"),
+    );
+    let router = control::router(sim.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(l, router).await;
+    });
+    Ok(())
 }
 
 /// The memory-growth fault: allocates and touches `rate` MiB every second, forever.
