@@ -506,6 +506,18 @@ impl Conf {
                 return Err(format!("'{name}"));
             }
         }
+        if let Some(Value::Array(servers)) = self.global.get("webrtcICEServers2") {
+            for srv in servers {
+                let Value::Object(m) = srv else {
+                    return Err(type_err("webrtcICEServers2", srv, "conf.WebRTCICEServer"));
+                };
+                for k in m.keys() {
+                    if !["url", "username", "password", "clientOnly"].contains(&k.as_str()) {
+                        return Err(format!("json: unknown field \"{k}\""));
+                    }
+                }
+            }
+        }
         let level = self.str("logLevel");
         if !["error", "warn", "info", "debug"].contains(&level) {
             return Err(format!("invalid log level: {level}"));
@@ -912,6 +924,15 @@ mod tests {
         assert_eq!(
             Conf::from_yaml("paths:\n  cam:\n    webrtc: yes").unwrap_err(),
             "json: unknown field \"webrtc\""
+        );
+    }
+
+    #[test]
+    fn ice_servers_shape() {
+        assert!(Conf::from_yaml("webrtcICEServers2:\n  - url: stun:x:1\n").is_ok());
+        assert_eq!(
+            Conf::from_yaml("webrtcICEServers2:\n  - urls: [stun:x:1]\n").unwrap_err(),
+            "json: unknown field \"urls\""
         );
     }
 

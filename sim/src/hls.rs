@@ -312,6 +312,24 @@ async fn multivariant(
         Check::Ready => {}
     }
     let conf = sim.conf();
+    // gohlslib checks the segment count only when a muxer is created (ADDENDA.md 4):
+    // the config loads, and HLS then never works.
+    let count = conf
+        .global
+        .get("hlsSegmentCount")
+        .and_then(Value::as_u64)
+        .unwrap_or(7);
+    let variant = conf.str("hlsVariant");
+    let min = if variant == "lowLatency" { 7 } else { 3 };
+    if count < min {
+        let why = if variant == "lowLatency" {
+            "Low-Latency HLS requires at least 7 segments".to_string()
+        } else {
+            "The minimum number of HLS segments is 3".to_string()
+        };
+        crate::log::error!("[HLS] [muxer {name}] muxer instance crashed: {why}");
+        return json_error(StatusCode::INTERNAL_SERVER_ERROR, &why);
+    }
     let close_after = crate::config::parse_duration(conf.str("hlsMuxerCloseAfter")).ok();
     let id = uuid_v4();
     let created_at = {

@@ -380,3 +380,25 @@ fn hls_always_remux_creates_muxers() {
     sim.wait_ready("cam1", false, Duration::from_secs(2));
     assert_eq!(sim.api("GET", "/v3/hlsmuxers/get/cam1", None).status, 404);
 }
+
+/// ADDENDA.md 4: lowLatency needs hlsSegmentCount >= 7, checked only when a muxer is
+/// created: the config loads, the muxer crashes, HLS never works.
+#[test]
+fn hls_segment_count_checked_at_muxer_creation() {
+    let sim = Sim::start(&format!(
+        "{LISTENERS}hlsSegmentCount: 5\npaths:\n  cam1:\n    source: rtsp://10.0.0.1/s\n"
+    ));
+    sim.wait_ready("cam1", true, Duration::from_secs(3));
+    let r = http(
+        &sim.addr("hls"),
+        "GET",
+        "/cam1/index.m3u8?cookieCheck=1",
+        None,
+    );
+    assert_eq!(r.status, 500);
+    sim.wait_log(
+        "ERR [HLS] [muxer cam1] muxer instance crashed: Low-Latency HLS requires at least 7 segments",
+        Duration::from_secs(1),
+    );
+    assert_eq!(sim.api("GET", "/v3/hlsmuxers/get/cam1", None).status, 404);
+}
