@@ -150,6 +150,21 @@ impl HlsState {
     }
 }
 
+/// gohlslib checks the segment count only when a muxer is created (ADDENDA.md 4): the
+/// config loads, and HLS then never works.
+pub fn muxer_config_error(conf: &crate::config::Conf) -> Option<String> {
+    let count = conf
+        .global
+        .get("hlsSegmentCount")
+        .and_then(Value::as_u64)
+        .unwrap_or(7);
+    if conf.str("hlsVariant") == "lowLatency" {
+        (count < 7).then(|| "Low-Latency HLS requires at least 7 segments".to_string())
+    } else {
+        (count < 3).then(|| "The minimum number of HLS segments is 3".to_string())
+    }
+}
+
 pub fn router(sim: Arc<Sim>) -> Router {
     Router::new().fallback(handle_hls).with_state(sim)
 }
@@ -312,21 +327,7 @@ async fn multivariant(
         Check::Ready => {}
     }
     let conf = sim.conf();
-    // gohlslib checks the segment count only when a muxer is created (ADDENDA.md 4):
-    // the config loads, and HLS then never works.
-    let count = conf
-        .global
-        .get("hlsSegmentCount")
-        .and_then(Value::as_u64)
-        .unwrap_or(7);
-    let variant = conf.str("hlsVariant");
-    let min = if variant == "lowLatency" { 7 } else { 3 };
-    if count < min {
-        let why = if variant == "lowLatency" {
-            "Low-Latency HLS requires at least 7 segments".to_string()
-        } else {
-            "The minimum number of HLS segments is 3".to_string()
-        };
+    if let Some(why) = muxer_config_error(&conf) {
         crate::log::error!("[HLS] [muxer {name}] muxer instance crashed: {why}");
         return json_error(StatusCode::INTERNAL_SERVER_ERROR, &why);
     }

@@ -370,7 +370,10 @@ async fn run_ready(
     let mut rec = make_rec(&pc);
     let conf = sim.conf();
     if conf.bool("hls") && conf.bool("hlsAlwaysRemux") {
-        sim.state.lock().unwrap().hls.always_remux(name);
+        match crate::hls::muxer_config_error(&conf) {
+            Some(why) => error!("[HLS] [muxer {name}] muxer instance crashed: {why}"),
+            None => sim.state.lock().unwrap().hls.always_remux(name),
+        }
     }
     let period = |pc: &Map<String, Value>| {
         let p = config::path_duration(pc, "recordPartDuration");
