@@ -31,7 +31,12 @@ async fn handle(State(sim): State<Arc<Sim>>, method: Method, uri: Uri, body: Byt
     let post = method == Method::POST;
     let r = match (method.clone(), path) {
         (Method::GET, "/faults") => ok(&sim),
-        (Method::PUT, "/faults") => match serde_json::from_slice::<Faults>(&body) {
+        // An empty body resets every fault (same as `{}`).
+        (Method::PUT, "/faults") => match if body.iter().all(u8::is_ascii_whitespace) {
+            Ok(Faults::default())
+        } else {
+            serde_json::from_slice::<Faults>(&body)
+        } {
             Ok(f) => {
                 sim.faults.update(|x| *x = f);
                 changed(&sim);
