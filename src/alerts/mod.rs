@@ -121,6 +121,10 @@ pub const ALL_ISSUES: &[Issue] = &[
     Issue::External,
 ];
 
+/// Rows that failed permanently within this window are retried once more
+/// after a restart or a config reload (the cause may have been fixed).
+pub const REQUEUE_FAILED_WITHIN: Duration = Duration::from_secs(86_400);
+
 /// Alert history (not incidents) older than this is pruned.
 pub const HISTORY_KEEP: Duration = Duration::from_secs(400 * 86_400);
 
@@ -350,6 +354,7 @@ impl Pipeline {
         shutdown: CancellationToken,
     ) -> AlertsHandle {
         let tracker = TaskTracker::new();
+        requeue_failed(&self.store);
         let db = db::Db::start(self.store);
         let handle = AlertsHandle {
             inner: Arc::new(Inner {
@@ -412,16 +417,22 @@ impl AlertsHandle {
     }
 
     /// Applies a reloaded config (language, time zone, channels, camera
-    /// names). Rows already queued keep the text they were rendered with.
+    /// names, token, password). Rows already queued keep the text they were
+    /// rendered with; rows that failed permanently in the last day are
+    /// retried with the new settings.
     pub fn reload(&self, config: &Config) {
         let new = Arc::new(Settings::from_config(config));
         match self.inner.settings.write() {
             Ok(mut s) => *s = new,
             Err(p) => *p.into_inner() = new,
         }
-        for w in &self.inner.wake {
-            w.notify_one();
-        }
+        let handle = self.clone();
+        self.inner.tracker.spawn(async move {
+            let _ = handle.call(|st| Ok(requeue_failed(st))).await;
+            for w in &handle.inner.wake {
+                w.notify_one();
+            }
+        });
     }
 
     /// Stores, logs and routes one event, as if it came through the
@@ -666,6 +677,19 @@ pub fn record_outbox_stats(stats: &[ChannelStats]) {
         let ch = s.channel.as_str();
         metrics::gauge!("vms_alert_outbox_depth", "channel" => ch).set(s.depth as f64);
         metrics::gauge!("vms_alert_outbox_oldest_seconds", "channel" => ch).set(s.oldest_seconds);
+    }
+}
+
+fn requeue_failed(store: &Store) {
+    let now = Utc::now();
+    let since = now - chrono::Duration::from_std(REQUEUE_FAILED_WITHIN).unwrap_or_default();
+    match store.requeue_failed(since, now) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            rows = n,
+            "retrying alert deliveries that failed permanently"
+        ),
+        Err(e) => tracing::error!(error = %e, "cannot requeue failed alert deliveries"),
     }
 }
 

@@ -779,6 +779,23 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Puts rows that failed permanently since `since` back in the queue
+    /// (after a config change or a restart: the bad token, password or chat
+    /// id may have been fixed). Returns how many.
+    pub fn requeue_failed(
+        &self,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<usize, AlertsError> {
+        self.conn
+            .execute(
+                "UPDATE outbox SET failed_at = NULL, next_attempt_at = ?2
+                 WHERE failed_at IS NOT NULL AND failed_at >= ?1 AND delivered_at IS NULL",
+                params![ts(since), ts(now)],
+            )
+            .map_err(|e| self.err(e))
+    }
+
     /// Every outbox row, oldest first (tests, diagnostics).
     pub fn outbox(&self) -> Result<Vec<OutboxRow>, AlertsError> {
         let mut stmt = self

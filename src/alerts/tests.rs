@@ -751,3 +751,31 @@ fn metrics_have_the_fixed_names_and_labels() {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
 }
+
+#[test]
+fn failed_rows_can_be_requeued() {
+    let mut d = db();
+    let s = settings();
+    d.store.ingest(&stopped(t0()), t0(), &s).unwrap();
+    let rows = d.store.outbox().unwrap();
+    d.store
+        .mark_failed(rows[0].id, t0() + secs(1), "HTTP 401")
+        .unwrap();
+    d.store
+        .mark_failed(rows[1].id, t0() - secs(100_000), "535")
+        .unwrap();
+    assert_eq!(
+        d.store
+            .requeue_failed(t0() - secs(86_400), t0() + secs(5))
+            .unwrap(),
+        1
+    );
+    let due = d.store.due(Channel::Telegram, t0() + secs(5), 10).unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].attempts, 1);
+    assert!(d
+        .store
+        .due(Channel::Email, t0() + secs(5), 10)
+        .unwrap()
+        .is_empty());
+}

@@ -100,6 +100,7 @@ fn config(dir: &Path, s: Setup) -> Config {
         );
     }
     t += "[[cameras]]\nid = 5\nname = \"Portaria Principal\"\nurl = \"rtsp://10.0.0.5:554/stream\"\n";
+    std::fs::write(dir.join("written.toml"), &t).unwrap();
     Config::from_toml(&t).unwrap_or_else(|e| panic!("test config: {e}\n{t}"))
 }
 
@@ -299,6 +300,25 @@ class Sink:
             "body": body,
         }), flush=True)
         return "250 OK"
+
+# `python3 vms_test_smtp.py PORT LOGIN PASSWORD`: the same sink, requiring
+# AUTH (over plain text, for the test only).
+if __name__ == "__main__":
+    import sys, threading
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    port, login, password = int(sys.argv[1]), sys.argv[2].encode(), sys.argv[3].encode()
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        ok = isinstance(auth_data, LoginPassword) and \
+            auth_data.login == login and auth_data.password == password
+        # handled=False: aiosmtpd answers "535" itself on a failure.
+        return AuthResult(success=ok, handled=False)
+
+    Controller(Sink(), hostname="127.0.0.1", port=port, authenticator=authenticator,
+               auth_required=True, auth_require_tls=False).start()
+    threading.Event().wait()
 "#;
 
 /// Debian's python3 (the one with python3-aiosmtpd), not a pyenv shim.
@@ -325,12 +345,31 @@ struct Smtp {
 impl Smtp {
     /// Starts aiosmtpd on `port` and waits until it accepts connections.
     fn start(port: u16) -> Smtp {
+        Smtp::spawn(port, None)
+    }
+
+    /// The same, requiring AUTH with this login and password.
+    fn start_with_auth(port: u16, login: &str, password: &str) -> Smtp {
+        Smtp::spawn(port, Some((login, password)))
+    }
+
+    fn spawn(port: u16, auth: Option<(&str, &str)>) -> Smtp {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("vms_test_smtp.py"), SMTP_HANDLER).unwrap();
-        let mut child = Command::new(python_with_aiosmtpd())
-            .args(["-u", "-m", "aiosmtpd", "-n", "-l"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args(["-c", "vms_test_smtp.Sink"])
+        let script = dir.path().join("vms_test_smtp.py");
+        std::fs::write(&script, SMTP_HANDLER).unwrap();
+        let mut cmd = Command::new(python_with_aiosmtpd());
+        match auth {
+            None => cmd
+                .args(["-u", "-m", "aiosmtpd", "-n", "-l"])
+                .arg(format!("127.0.0.1:{port}"))
+                .args(["-c", "vms_test_smtp.Sink"]),
+            Some((login, password)) => cmd
+                .arg("-u")
+                .arg(&script)
+                .arg(port.to_string())
+                .args([login, password]),
+        };
+        let mut child = cmd
             .env("PYTHONPATH", dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -1622,4 +1661,66 @@ async fn shutdown_does_not_wait_for_a_hung_channel() {
     // The abandoned send is still pending, for the next start.
     let row = &handle.outbox().await.unwrap()[0];
     assert!(row.delivered_at.is_none() && row.failed_at.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_auth_wrong_password_fails_then_a_reload_with_the_right_one_delivers() {
+    let port = free_port();
+    let smtp = Smtp::start_with_auth(port, "vms@prefeitura.example.gov.br", "s3nha-boa");
+    let dir = tempfile::tempdir().unwrap();
+    config(
+        dir.path(),
+        Setup {
+            smtp_port: Some(port),
+            ..Default::default()
+        },
+    );
+    // The same config plus a login, loaded as the daemon loads it.
+    let with_password = |password: &str| {
+        let pw = dir.path().join("smtp-password");
+        std::fs::write(&pw, format!("{password}\n")).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("written.toml"))
+            .unwrap()
+            .replace(
+                "[alerts.email]\n",
+                &format!(
+                    "[alerts.email]\nusername = \"vms@prefeitura.example.gov.br\"\npassword_file = {pw:?}\n"
+                ),
+            );
+        Config::from_toml(&text).unwrap()
+    };
+
+    let p = Running::start(&with_password("errada"));
+    p.sink.send(seed_event()).await;
+    let h = p.handle.clone();
+    eventually("the permanent failure", Duration::from_secs(10), || async {
+        h.outbox()
+            .await
+            .unwrap()
+            .first()
+            .is_some_and(|r| r.failed_at.is_some())
+    })
+    .await;
+    let row = &p.handle.outbox().await.unwrap()[0];
+    let err = row.last_error.as_deref().unwrap();
+    assert!(err.contains("535"), "{err}");
+    assert!(!err.contains("errada"), "the password leaked: {err}");
+    assert!(smtp.messages.lock().unwrap().is_empty());
+
+    // The operator fixes the password file; the config reload retries.
+    p.handle.reload(&with_password("s3nha-boa"));
+    let msgs = smtp.wait_messages(1, Duration::from_secs(10)).await;
+    assert!(msgs[0]["subject"]
+        .as_str()
+        .unwrap()
+        .contains("ALERTA CRÍTICO"));
+    eventually("the ack", Duration::from_secs(5), || async {
+        h.outbox()
+            .await
+            .unwrap()
+            .first()
+            .is_some_and(|r| r.delivered_at.is_some())
+    })
+    .await;
+    p.stop().await;
 }
