@@ -428,7 +428,12 @@ impl AlertsHandle {
         }
         let handle = self.clone();
         self.inner.tracker.spawn(async move {
-            let _ = handle.call(|st| Ok(requeue_failed(st))).await;
+            let _ = handle
+                .call(|st| {
+                    requeue_failed(st);
+                    Ok(())
+                })
+                .await;
             for w in &handle.inner.wake {
                 w.notify_one();
             }
