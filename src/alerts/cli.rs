@@ -221,8 +221,10 @@ pub fn silence(
     reason: &str,
 ) -> anyhow::Result<String> {
     anyhow::ensure!(!duration.is_zero(), "the silence must last more than 0 s");
-    let until = chrono::Utc::now()
-        + chrono::Duration::from_std(duration).context("the silence is too long")?;
+    let until = chrono::Duration::from_std(duration)
+        .ok()
+        .and_then(|d| chrono::Utc::now().checked_add_signed(d))
+        .context("the silence is too long")?;
     let local = until
         .with_timezone(&config.timezone())
         .format("%Y-%m-%d %H:%M:%S %Z");

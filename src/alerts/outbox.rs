@@ -70,6 +70,9 @@ pub enum Outcome {
 
 const BATCH: usize = 32;
 
+/// The longest Telegram `retry_after` honoured.
+pub const MAX_RETRY_AFTER_SECS: u64 = 3600;
+
 /// The worker of one channel; runs until `shutdown`.
 pub(crate) async fn worker(
     handle: AlertsHandle,
@@ -362,7 +365,9 @@ pub async fn send_telegram(
         let secs = reply
             .pointer("/parameters/retry_after")
             .and_then(|v| v.as_u64())
-            .unwrap_or(1);
+            .unwrap_or(1)
+            // A broken server must not park the channel for years.
+            .min(MAX_RETRY_AFTER_SECS);
         Outcome::RetryAfter(
             Duration::from_secs(secs),
             format!("HTTP 429 retry_after={secs}: {description}"),

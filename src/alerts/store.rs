@@ -645,7 +645,13 @@ impl Store {
         };
         let path = self.path.clone();
         let e = |err: rusqlite::Error| sql_err(&path, err);
-        let cutoff = now - chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX);
+        // An absurdly long reminder_after means "never", not a panic.
+        let Some(cutoff) = chrono::Duration::from_std(after)
+            .ok()
+            .and_then(|d| now.checked_sub_signed(d))
+        else {
+            return Ok(0);
+        };
         let tx = self.conn.transaction().map_err(e)?;
         let due: Vec<(i64, i64, String)> = {
             let mut stmt = tx
@@ -1024,7 +1030,13 @@ impl Store {
     /// ledger of recording gaps, one row per problem) are kept. Returns the
     /// number of alert rows deleted.
     pub fn prune(&mut self, now: DateTime<Utc>, keep: Duration) -> Result<usize, AlertsError> {
-        let cut = ts(now - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX));
+        let Some(cut) = chrono::Duration::from_std(keep)
+            .ok()
+            .and_then(|d| now.checked_sub_signed(d))
+        else {
+            return Ok(0);
+        };
+        let cut = ts(cut);
         let path = self.path.clone();
         let e = |err: rusqlite::Error| sql_err(&path, err);
         let tx = self.conn.transaction().map_err(e)?;

@@ -280,6 +280,21 @@ fn reminder_zero_means_never() {
 }
 
 #[test]
+fn an_absurd_reminder_after_means_never() {
+    let mut d = db();
+    let mut s = settings();
+    s.reminder_after = Some(Duration::from_secs(u64::MAX / 4));
+    d.store.ingest(&stopped(t0()), t0(), &s).unwrap();
+    assert_eq!(d.store.remind(t0() + secs(86_400 * 3650), &s).unwrap(), 0);
+    assert_eq!(
+        d.store
+            .prune(t0(), Duration::from_secs(u64::MAX / 4))
+            .unwrap(),
+        0
+    );
+}
+
+#[test]
 fn warnings_get_no_reminders() {
     let mut d = db();
     let s = settings();
