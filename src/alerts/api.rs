@@ -20,7 +20,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -217,11 +217,17 @@ async fn add_silence(
 async fn remove_silence(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Path(camera_id): Path<u32>,
+    camera_id: Result<Path<u32>, PathRejection>,
 ) -> Response {
     if let Err(why) = authorized(&state, &headers) {
         return error(StatusCode::UNAUTHORIZED, why);
     }
+    // A camera id that is not a u32 is a JSON 400 like every other error
+    // (axum's own rejection is plain text).
+    let Path(camera_id) = match camera_id {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
     match state.handle.unsilence(camera_id).await {
         Ok(true) => Json(json!({ "camera_id": camera_id, "silenced": false })).into_response(),
         Ok(false) => error(

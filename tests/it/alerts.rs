@@ -1118,6 +1118,17 @@ async fn maintenance_silence_through_the_api() {
     let cam5 = rows.iter().find(|r| r.camera_id == Some(5)).unwrap();
     assert!(cam5.silenced);
 
+    // A camera id that is not a number: a JSON 400 like every other error.
+    let r = http
+        .delete(format!("http://{addr}/api/alerts/silences/abc"))
+        .bearer_auth("api-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"].is_string(), "{v}");
+
     // Unsilence; the next repeat pages.
     let r = http
         .delete(format!("http://{addr}/api/alerts/silences/5"))
