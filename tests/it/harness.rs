@@ -11,11 +11,21 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The daemon binary under test: the one cargo built for this test binary,
+/// or the one in `VMS_TEST_BIN_DIR` (scripts/bench points it at the release
+/// build, so the benchmark measures what ships without building the tests
+/// themselves with LTO).
+pub fn daemon_binary() -> PathBuf {
+    match std::env::var_os("VMS_TEST_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir).join("vms-supervisor"),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_vms-supervisor")),
+    }
+}
+
 /// The stand-in, built by `cargo build --workspace` (scripts/test does it)
 /// next to the daemon binary.
 pub fn sim_binary() -> PathBuf {
-    let daemon = PathBuf::from(env!("CARGO_BIN_EXE_vms-supervisor"));
-    let sim = daemon.with_file_name("mediamtx-sim");
+    let sim = daemon_binary().with_file_name("mediamtx-sim");
     assert!(
         sim.is_file(),
         "{} is missing: build the workspace first (cargo build --workspace, as scripts/test does)",
@@ -141,7 +151,7 @@ impl Daemon {
 
     /// Starts the daemon process (again, after a kill) on the same config.
     pub fn spawn(&self) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vms-supervisor"));
+        let mut cmd = Command::new(daemon_binary());
         cmd.arg("--config")
             .arg(&self.config_path)
             .arg("run")
