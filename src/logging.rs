@@ -13,7 +13,13 @@ pub fn init() {
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         if let Ok(journald) = tracing_journald::layer() {
             registry
-                .with(journald.with_syslog_identifier("vms-supervisor".into()))
+                .with(
+                    journald
+                        .with_syslog_identifier("vms-supervisor".into())
+                        // Fields as they are named (CAMERA_ID, ISSUE...), so
+                        // `journalctl CAMERA_ID=5` works; the default adds "F_".
+                        .with_field_prefix(None),
+                )
                 .init();
             return;
         }

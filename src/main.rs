@@ -51,6 +51,11 @@ fn load(path: &Path) -> Result<Config, Failure> {
     Config::load(path).map_err(|e| Failure::Config(path.to_path_buf(), e))
 }
 
+/// For commands that talk to the running daemon: no secrets, no directories.
+fn load_client(path: &Path) -> Result<Config, Failure> {
+    Config::load_for_client(path).map_err(|e| Failure::Config(path.to_path_buf(), e))
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -109,7 +114,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status => {
-            let config = load(&cli.config)?;
+            let config = load_client(&cli.config)?;
             let (text, problem) = runtime()?.block_on(status_text(&config))?;
             print!("{text}");
             Ok(if problem {
@@ -118,15 +123,27 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 ExitCode::SUCCESS
             })
         }
-        Command::Alerts { limit } => {
-            let config = load(&cli.config)?;
-            print!("{}", alerts::cli::recent_text(&config, limit)?);
+        Command::Alerts { limit, action } => {
+            let config = load_client(&cli.config)?;
+            let text = match action {
+                None => alerts::cli::recent_text(&config, limit)?,
+                Some(AlertsAction::Silence {
+                    id,
+                    duration,
+                    reason,
+                }) => alerts::cli::silence(&config, id, duration.get(), &reason)?,
+                Some(AlertsAction::Unsilence { id }) => alerts::cli::unsilence(&config, id)?,
+            };
+            print!("{text}");
+            if !text.ends_with('\n') {
+                println!();
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Camera {
             action: CameraAction::Reset { id },
         } => {
-            let config = load(&cli.config)?;
+            let config = load_client(&cli.config)?;
             runtime()?.block_on(reset_camera(&config, id))?;
             println!("camera {id}: reset; it is supervised again");
             Ok(ExitCode::SUCCESS)
@@ -297,16 +314,39 @@ enum Command {
     /// Camera counts and recent alerts from the running daemon; exits 2 when
     /// a camera is offline or not recording.
     Status,
-    /// Recent alerts (from the running daemon, or the database when it is down).
+    /// Recent alerts (from the running daemon, or the database when it is
+    /// down), and maintenance silences.
     Alerts {
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        #[command(subcommand)]
+        action: Option<AlertsAction>,
     },
     /// Camera commands.
     Camera {
         #[command(subcommand)]
         action: CameraAction,
     },
+}
+
+#[derive(Subcommand)]
+enum AlertsAction {
+    /// Maintenance: the camera still records and its alerts are stored, but
+    /// nobody is paged until the silence ends.
+    Silence {
+        id: u32,
+        /// How long, e.g. "2h" or "30m".
+        #[arg(long = "for", value_parser = parse_span)]
+        duration: config::Span,
+        #[arg(long, default_value = "maintenance")]
+        reason: String,
+    },
+    /// End a camera's silence.
+    Unsilence { id: u32 },
+}
+
+fn parse_span(s: &str) -> Result<config::Span, String> {
+    config::Span::parse(s)
 }
 
 #[derive(Subcommand)]

@@ -508,6 +508,20 @@ impl Config {
         Ok(config)
     }
 
+    /// For the commands that only talk to the running daemon (`status`,
+    /// `alerts`, `camera reset`): the file must be valid, but the secrets and
+    /// the daemon's directories are the daemon's business, not the caller's
+    /// (an administrator's shell has neither the bot token nor write access
+    /// to the state directory).
+    pub fn load_for_client(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(path.display().to_string(), format!("cannot read: {e}"))
+        })?;
+        let mut config = parse(&text)?;
+        check(&mut config, false)?;
+        Ok(config)
+    }
+
     pub fn camera(&self, id: u32) -> Option<&Camera> {
         self.cameras.iter().find(|c| c.id == id)
     }
@@ -563,6 +577,11 @@ fn parse(text: &str) -> Result<Config, ConfigError> {
 
 /// Step 2: reject what parses but is wrong, and load the secrets.
 pub fn validate(config: &mut Config) -> Result<(), ConfigError> {
+    check(config, true)
+}
+
+/// `daemon`: also check the directories and load the secrets.
+fn check(config: &mut Config, daemon: bool) -> Result<(), ConfigError> {
     let err = |key: &str, msg: String| Err(ConfigError::new(key, msg));
 
     if config.general.timezone.parse::<chrono_tz::Tz>().is_err() {
@@ -764,6 +783,9 @@ pub fn validate(config: &mut Config) -> Result<(), ConfigError> {
         if !dir.is_absolute() {
             return err(key, format!("{} must be an absolute path", dir.display()));
         }
+        if !daemon {
+            continue;
+        }
         if let Err(msg) = check_writable(dir) {
             return err(key, msg);
         }
@@ -793,6 +815,9 @@ pub fn validate(config: &mut Config) -> Result<(), ConfigError> {
                 format!("{:?} is not an http(s) URL", t.api_base),
             );
         }
+        if !daemon {
+            return check_email(config, daemon);
+        }
         let token = load_secret(
             "alerts.telegram.bot_token_file",
             t.bot_token_file.as_deref(),
@@ -806,6 +831,11 @@ pub fn validate(config: &mut Config) -> Result<(), ConfigError> {
         }
         config.secrets.telegram_bot_token = token;
     }
+    check_email(config, daemon)
+}
+
+fn check_email(config: &mut Config, daemon: bool) -> Result<(), ConfigError> {
+    let err = |key: &str, msg: String| Err(ConfigError::new(key, msg));
     let e = &config.alerts.email;
     if e.enabled {
         if e.smtp_host.trim().is_empty() {
@@ -830,6 +860,9 @@ pub fn validate(config: &mut Config) -> Result<(), ConfigError> {
                     format!("{to:?} is not an e-mail address"),
                 );
             }
+        }
+        if !daemon {
+            return Ok(());
         }
         config.secrets.smtp_password = load_secret(
             "alerts.email.password_file",

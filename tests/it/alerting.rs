@@ -1,0 +1,205 @@
+//! End to end: a recording failure seen by the daemon reaches Telegram and
+//! e-mail (issue 7), through a local Bot API and a real SMTP conversation.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::routing::post;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::harness::{Daemon, Setup};
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// A local Telegram Bot API that records every `sendMessage` body.
+async fn telegram() -> (SocketAddr, Arc<Mutex<Vec<(String, serde_json::Value)>>>) {
+    let seen: Arc<Mutex<Vec<(String, serde_json::Value)>>> = Arc::default();
+    let s = seen.clone();
+    let app = axum::Router::new().route(
+        "/{bot}/sendMessage",
+        post(
+            move |axum::extract::Path(bot): axum::extract::Path<String>,
+                  axum::Json(body): axum::Json<serde_json::Value>| {
+                let s = s.clone();
+                async move {
+                    s.lock().unwrap().push((bot, body));
+                    axum::Json(serde_json::json!({"ok": true, "result": {"message_id": 7}}))
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, seen)
+}
+
+#[derive(Debug, Default, Clone)]
+struct Mail {
+    from: String,
+    to: Vec<String>,
+    data: String,
+}
+
+/// A minimal SMTP server (RFC 5321 without extensions): enough for a real
+/// client to deliver a message.
+async fn smtp() -> (SocketAddr, Arc<Mutex<Vec<Mail>>>) {
+    let mails: Arc<Mutex<Vec<Mail>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let m = mails.clone();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let m = m.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = sock.into_split();
+                let mut lines = BufReader::new(r).lines();
+                let _ = w.write_all(b"220 test ESMTP\r\n").await;
+                let mut mail = Mail::default();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let upper = line.to_ascii_uppercase();
+                    let reply: &[u8] = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+                        b"250 test\r\n"
+                    } else if upper.starts_with("MAIL FROM:") {
+                        mail.from = line[10..].trim().to_string();
+                        b"250 ok\r\n"
+                    } else if upper.starts_with("RCPT TO:") {
+                        mail.to.push(line[8..].trim().to_string());
+                        b"250 ok\r\n"
+                    } else if upper == "DATA" {
+                        let _ = w.write_all(b"354 go on\r\n").await;
+                        while let Ok(Some(l)) = lines.next_line().await {
+                            if l == "." {
+                                break;
+                            }
+                            mail.data.push_str(&l);
+                            mail.data.push('\n');
+                        }
+                        m.lock().unwrap().push(std::mem::take(&mut mail));
+                        b"250 queued\r\n"
+                    } else if upper == "QUIT" {
+                        let _ = w.write_all(b"221 bye\r\n").await;
+                        break;
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    if w.write_all(reply).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (addr, mails)
+}
+
+#[tokio::test]
+async fn a_recording_failure_reaches_telegram_and_email() {
+    let (tg, messages) = telegram().await;
+    let (smtp_addr, mails) = smtp().await;
+    let d = Daemon::start(Setup {
+        monitor: "grace_period = \"2s\"\nrecovery_remove_wait = \"1s\"\nrecovery_verify_wait = \"2s\"\nrecording_recheck_wait = \"2s\"\n".into(),
+        extra: format!(
+            "[alerts.telegram]\nenabled = true\nchat_id = \"-1001234\"\napi_base = \"http://{tg}\"\n\
+             [alerts.email]\nenabled = true\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\nsecurity = \"none\"\n\
+             from = \"VMS <vms@localhost>\"\nto = [\"ti@prefeitura.gov.br\", \"seguranca@prefeitura.gov.br\"]\n",
+            smtp_addr.port()
+        ),
+        env: vec![("VMS_TELEGRAM_BOT_TOKEN".into(), "123:TESTTOKEN".into())],
+        ..Setup::default()
+    });
+    d.wait_all_recording(2).await;
+    // The recorder stops and stays stopped through level 2.
+    d.sim("POST", "/recorder/cam_1/stall").await;
+    let (bot, body) = d
+        .wait_for("a Telegram message", secs(40), || async {
+            messages.lock().unwrap().first().cloned()
+        })
+        .await;
+    assert_eq!(bot, "bot123:TESTTOKEN");
+    assert_eq!(body["chat_id"], "-1001234");
+    let text = body["text"].as_str().unwrap();
+    assert!(text.starts_with("ALERTA CRÍTICO\n"), "{text}");
+    assert!(text.contains("Câmera: Portaria\n"), "{text}");
+    assert!(text.contains("Problema: Gravação"), "{text}");
+    assert!(text.contains("Horário: "), "{text}");
+    assert!(text.contains("Ação: "), "{text}");
+    let mail = d
+        .wait_for("an e-mail", secs(20), || async {
+            mails.lock().unwrap().first().cloned()
+        })
+        .await;
+    assert_eq!(mail.from, "<vms@localhost>");
+    assert_eq!(
+        mail.to,
+        ["<ti@prefeitura.gov.br>", "<seguranca@prefeitura.gov.br>"]
+    );
+    assert!(mail.data.contains("Subject:"), "{}", mail.data);
+    assert!(mail.data.contains("Portaria"), "{}", mail.data);
+    // One Critical, sent once per channel: nothing is repeated while it stays open.
+    let t0 = std::time::Instant::now();
+    d.wait_for("5 more seconds", secs(10), || async {
+        (t0.elapsed() >= secs(5)).then_some(())
+    })
+    .await;
+    let critical_msgs = messages
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, b)| {
+            b["text"]
+                .as_str()
+                .unwrap_or("")
+                .contains("Problema: Gravação")
+        })
+        .count();
+    assert_eq!(critical_msgs, 1);
+}
+
+#[tokio::test]
+async fn a_silenced_camera_still_records_alerts_but_pages_nobody() {
+    let (tg, messages) = telegram().await;
+    let d = Daemon::start(Setup {
+        monitor: "grace_period = \"2s\"\nrecovery_remove_wait = \"1s\"\nrecovery_verify_wait = \"2s\"\nrecording_recheck_wait = \"2s\"\n".into(),
+        extra: format!("[alerts.telegram]\nenabled = true\nchat_id = \"-1\"\napi_base = \"http://{tg}\"\n"),
+        env: vec![("VMS_TELEGRAM_BOT_TOKEN".into(), "1:T".into())],
+        ..Setup::default()
+    });
+    d.wait_all_recording(2).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vms-supervisor"))
+        .args([
+            "--config",
+            d.config_path.to_str().unwrap(),
+            "alerts",
+            "silence",
+            "1",
+            "--for",
+            "1h",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d.sim("POST", "/recorder/cam_1/stall").await;
+    let alert = d
+        .wait_for("the Critical alert stored", secs(40), || async {
+            d.alerts()
+                .await
+                .into_iter()
+                .find(|a| a["severity"] == "critical" && a["camera_id"] == 1)
+        })
+        .await;
+    assert_eq!(alert["silenced"], true);
+    let s = d.status().await.unwrap();
+    assert!(!s["cameras"].as_array().unwrap().is_empty());
+    assert!(
+        messages.lock().unwrap().is_empty(),
+        "a silenced camera pages nobody"
+    );
+}
