@@ -297,16 +297,22 @@ async fn bench_write_benchmarks_md() {
             .unwrap_or(0)
     );
     md.push_str("| Measure | Target | Median | Worst | Runs |\n|---|---|---|---|---|\n");
+    // Sub-second times in milliseconds, so they do not round to zero.
+    let fmt = |v: f64, unit: &str| {
+        if unit == "s" && v < 1.0 {
+            format!("{:.0} ms", v * 1000.0)
+        } else {
+            format!("{v:.2} {unit}")
+        }
+    };
     for r in &rows {
         let _ = writeln!(
             md,
-            "| {} | {} | {:.2} {} | {:.2} {} | {} |",
+            "| {} | {} | {} | {} | {} |",
             r.what,
             r.target,
-            r.median(),
-            r.unit,
-            r.worst(),
-            r.unit,
+            fmt(r.median(), r.unit),
+            fmt(r.worst(), r.unit),
             r.samples.len()
         );
     }
