@@ -222,12 +222,7 @@ async fn footprint(n: u32, rows: &mut Vec<Row>, notes: &mut String) {
     let hz = 100.0; // USER_HZ on Linux
     let (c0, s0, t0) = (cpu_ticks(pid), cpu_ticks(sim_pid), Instant::now());
     let measure = secs(60);
-    d.wait_for(
-        "a minute of steady recording",
-        measure + secs(5),
-        || async { (t0.elapsed() >= measure).then_some(()) },
-    )
-    .await;
+    d.observe(measure).await;
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu = (cpu_ticks(pid) - c0) as f64 / hz / elapsed * 100.0;
     let sim_cpu = (cpu_ticks(sim_pid) - s0) as f64 / hz / elapsed * 100.0;

@@ -142,12 +142,7 @@ async fn every_kind_of_exit_is_restarted_and_recorded() {
         alerts.iter().all(|a| a["camera_id"].is_null()),
         "{alerts:#?}"
     );
-    let metrics = reqwest::get(format!("http://{}/metrics", d.api))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = d.metrics().await;
     assert!(
         metrics.contains("vms_mediamtx_restarts_total{reason=\"exited\"} 3"),
         "{metrics}"
@@ -201,12 +196,7 @@ async fn memory_growth_restarts_mediamtx_with_a_warning() {
         .collect();
     assert_eq!(mem.len(), 1, "{alerts:#?}");
     assert_eq!(mem[0]["severity"], "warning");
-    let metrics = reqwest::get(format!("http://{}/metrics", d.api))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = d.metrics().await;
     assert!(
         metrics.contains("vms_mediamtx_restarts_total{reason=\"memory\"} 1"),
         "{metrics}"
@@ -232,11 +222,7 @@ async fn a_restart_storm_is_one_critical_incident_and_bounded() {
         .as_u64()
         .unwrap();
     // Over the next 6 s, restarts continue at the capped 2 s delay, no faster.
-    let t0 = Instant::now();
-    d.wait_for("6 s", secs(10), || async {
-        (t0.elapsed() >= secs(6)).then_some(())
-    })
-    .await;
+    d.observe(secs(6)).await;
     let later = d.status().await.unwrap()["mediamtx"]["restarts"]
         .as_u64()
         .unwrap();

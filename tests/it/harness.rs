@@ -270,23 +270,35 @@ impl Daemon {
         timeout: Duration,
         cond: impl Fn(&Value) -> bool,
     ) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            self.assert_running(what);
-            if let Some(s) = self.status().await {
-                if cond(&s) {
-                    return s;
-                }
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out after {timeout:?} waiting for: {what}\nlast status: {}\ndaemon log tail:\n{}",
-                    self.status().await.map(|s| s.to_string()).unwrap_or_default(),
-                    tail(&self.logs(), 40)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let cond = &cond;
+        self.wait_for(what, timeout, || async move {
+            self.status().await.filter(|s| cond(s))
+        })
+        .await
+    }
+
+    /// The daemon's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("http://{}/metrics", self.api))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Lets `period` pass while the daemon keeps running: for assertions that
+    /// something does NOT happen (no further attempts, no faster restarts).
+    pub async fn observe(&self, period: Duration) {
+        let t0 = Instant::now();
+        self.wait_for(
+            "an observation period",
+            period + Duration::from_secs(5),
+            || async { (t0.elapsed() >= period).then_some(()) },
+        )
+        .await
     }
 
     /// Polls `f` until it returns `Some`.
@@ -303,7 +315,8 @@ impl Daemon {
             }
             if Instant::now() > deadline {
                 panic!(
-                    "timed out after {timeout:?} waiting for: {what}\ndaemon log tail:\n{}",
+                    "timed out after {timeout:?} waiting for: {what}\nlast status: {}\ndaemon log tail:\n{}",
+                    self.status().await.map(|s| s.to_string()).unwrap_or_default(),
                     tail(&self.logs(), 40)
                 );
             }
