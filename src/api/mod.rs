@@ -4,12 +4,19 @@
 //!
 //! Access: reading is open on a loopback listener; changes (reset, silence,
 //! webhook) need `Authorization: Bearer <token>`; on any other listener
-//! every request needs the token. Errors are JSON with a 4xx/5xx code.
+//! every request needs the token. The one write that is open on loopback is
+//! `POST /api/cameras/{id}/latency`: telemetry from the dashboard page the
+//! daemon serves itself, which has no token. Errors are JSON with a 4xx/5xx
+//! code.
+//!
+//! The contract of every route is `openapi.yaml` at the repository root;
+//! `scripts/api-contract` checks the running daemon against it.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
@@ -18,7 +25,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::{Stream, StreamExt};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio_stream::wrappers::{BroadcastStream, WatchStream};
 use tokio_util::sync::CancellationToken;
@@ -49,6 +56,7 @@ pub fn router(handles: Handles) -> Router {
         .route("/api/cameras", get(cameras))
         .route("/api/cameras/{id}", get(camera))
         .route("/api/cameras/{id}/reset", post(reset))
+        .route("/api/cameras/{id}/latency", post(latency))
         .route("/api/events", get(events))
         .route("/api/status", get(status))
         .route("/metrics", get(metrics))
@@ -59,7 +67,10 @@ pub fn router(handles: Handles) -> Router {
             Some(handles.token.clone()),
         ));
     }
-    let app = app.fallback(not_found);
+    // After the merge, so that every route answers a wrong method in JSON.
+    let app = app
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
     if loopback {
         app
     } else {
@@ -74,6 +85,12 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
 
 async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "no such endpoint")
+}
+
+/// A known path with a method it does not serve (axum keeps the `Allow`
+/// header).
+async fn method_not_allowed() -> Response {
+    error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here")
 }
 
 fn authorized(handles: &Handles, headers: &HeaderMap) -> bool {
@@ -191,17 +208,22 @@ async fn cameras(State(handles): State<Handles>) -> Response {
     Json(json!({ "items": items })).into_response()
 }
 
-fn parse_id(raw: &str) -> Result<u32, Box<Response>> {
+/// The `{id}` of a camera route. Taken as a `Result` so that a segment that
+/// is not even UTF-8 gets our JSON 400, not axum's plain-text one.
+type RawId = Result<Path<String>, PathRejection>;
+
+fn parse_id(raw: RawId) -> Result<u32, Box<Response>> {
+    let Path(raw) = raw.map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, e.body_text())))?;
     raw.parse().map_err(|_| {
         Box::new(error(
             StatusCode::BAD_REQUEST,
-            format!("camera id {raw:?} is not a number"),
+            format!("camera id {raw:?} is not a number from 0 to {}", u32::MAX),
         ))
     })
 }
 
-async fn camera(State(handles): State<Handles>, Path(raw): Path<String>) -> Response {
-    let id = match parse_id(&raw) {
+async fn camera(State(handles): State<Handles>, raw: RawId) -> Response {
+    let id = match parse_id(raw) {
         Ok(id) => id,
         Err(r) => return *r,
     };
@@ -212,18 +234,14 @@ async fn camera(State(handles): State<Handles>, Path(raw): Path<String>) -> Resp
     }
 }
 
-async fn reset(
-    State(handles): State<Handles>,
-    headers: HeaderMap,
-    Path(raw): Path<String>,
-) -> Response {
+async fn reset(State(handles): State<Handles>, headers: HeaderMap, raw: RawId) -> Response {
     if !authorized(&handles, &headers) {
         return error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong API token (Authorization: Bearer <token>)",
         );
     }
-    let id = match parse_id(&raw) {
+    let id = match parse_id(raw) {
         Ok(id) => id,
         Err(r) => return *r,
     };
@@ -244,6 +262,72 @@ async fn reset(
         Ok(Ok(false)) => error(StatusCode::NOT_FOUND, format!("no camera with id {id}")),
         _ => error(StatusCode::SERVICE_UNAVAILABLE, "the daemon did not answer"),
     }
+}
+
+/// The largest latency a player may report: anything above is a broken
+/// measurement, not a slow stream.
+const MAX_LATENCY_SECONDS: f64 = 600.0;
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Protocol {
+    Webrtc,
+    Hls,
+}
+
+impl Protocol {
+    fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Webrtc => "webrtc",
+            Protocol::Hls => "hls",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LatencyReport {
+    protocol: Protocol,
+    seconds: f64,
+}
+
+/// One live-latency measurement from the dashboard's player, recorded in
+/// `vms_stream_latency_seconds{camera_id,protocol}`. Only known cameras and
+/// the two protocols are accepted, so that nobody can grow the label set.
+/// The JSON content type is required: a cross-site page cannot send it to
+/// the loopback listener without a CORS preflight, which we never grant.
+async fn latency(
+    State(handles): State<Handles>,
+    raw: RawId,
+    body: Result<Json<LatencyReport>, JsonRejection>,
+) -> Response {
+    let id = match parse_id(raw) {
+        Ok(id) => id,
+        Err(r) => return *r,
+    };
+    let report = match body {
+        Ok(Json(report)) => report,
+        Err(JsonRejection::MissingJsonContentType(e)) => {
+            return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.body_text())
+        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    if !(report.seconds.is_finite() && (0.0..=MAX_LATENCY_SECONDS).contains(&report.seconds)) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("\"seconds\" must be between 0 and {MAX_LATENCY_SECONDS}"),
+        );
+    }
+    if !snapshot(&handles).cameras.iter().any(|c| c.id == id) {
+        return error(StatusCode::NOT_FOUND, format!("no camera with id {id}"));
+    }
+    metrics::histogram!(
+        "vms_stream_latency_seconds",
+        "camera_id" => id.to_string(),
+        "protocol" => report.protocol.as_str()
+    )
+    .record(report.seconds);
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn metrics() -> Response {

@@ -9,6 +9,7 @@ mod config_cli;
 mod daemon;
 mod harness;
 mod latency;
+mod latency;
 mod monitor;
 mod monitoring;
 mod render;
