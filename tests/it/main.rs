@@ -9,7 +9,6 @@ mod config_cli;
 mod daemon;
 mod harness;
 mod latency;
-mod latency;
 mod monitor;
 mod monitoring;
 mod render;
