@@ -182,6 +182,7 @@ fn state(sim: &Sim) -> Value {
     json!({
         "pid": std::process::id(),
         "started": sim.started_flag.load(std::sync::atomic::Ordering::SeqCst),
+        "startup_ms": sim.startup_time.lock().unwrap().map(|d| d.as_secs_f64() * 1000.0),
         "listeners": listeners,
         "paths": pm,
         "faults": faults,

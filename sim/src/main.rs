@@ -37,6 +37,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 fn main() {
+    let t0 = std::time::Instant::now();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--version") {
         println!("v1.20.1");
@@ -51,7 +52,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let code = rt.block_on(run(args.first().cloned()));
+    let code = rt.block_on(run(args.first().cloned(), t0));
     // Blocking threads (the inotify reader) must not delay the exit.
     std::process::exit(code);
 }
@@ -84,7 +85,7 @@ fn load(arg: Option<String>) -> Result<(Conf, Option<PathBuf>), String> {
 
 use config::Conf;
 
-async fn run(arg: Option<String>) -> i32 {
+async fn run(arg: Option<String>, t0: std::time::Instant) -> i32 {
     // Installed first, so that a SIGTERM during startup is still a graceful stop.
     use tokio::signal::unix::{signal, SignalKind};
     let mut sigint = signal(SignalKind::interrupt()).expect("SIGINT handler");
@@ -126,6 +127,7 @@ async fn run(arg: Option<String>) -> i32 {
         stop: Default::default(),
         exit_code: Mutex::new(0),
         started_flag: Default::default(),
+        startup_time: Mutex::new(None),
         conf_changed: Default::default(),
         memory_rate,
     });
@@ -152,6 +154,7 @@ async fn run(arg: Option<String>) -> i32 {
     }
     sim.start_paths();
     let _ = started_tx.send(());
+    *sim.startup_time.lock().unwrap() = Some(t0.elapsed());
     sim.started_flag
         .store(true, std::sync::atomic::Ordering::SeqCst);
     tokio::spawn(cleaner::run(sim.clone()));

@@ -42,6 +42,8 @@ pub struct Sim {
     pub exit_code: Mutex<i32>,
     /// Set once the listeners are bound and the initial paths exist (`/state.started`).
     pub started_flag: AtomicBool,
+    /// Time from `main` to `started_flag` (`/state.startup_ms`).
+    pub startup_time: Mutex<Option<Duration>>,
     /// Notified after every applied config change (the cleaner re-plans).
     pub conf_changed: Notify,
     /// The memory-growth fault's rate (MiB/s), watched by the grower task.
