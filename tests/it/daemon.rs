@@ -218,7 +218,12 @@ async fn a_restart_storm_is_one_critical_incident_and_bounded() {
             .then_some(())
     })
     .await;
-    let first = d.status().await.unwrap()["mediamtx"]["restarts"]
+    // The published status (once a second) catches up with the alert.
+    let first = d
+        .wait_status("the storm in the status", secs(5), |s| {
+            s["mediamtx"]["restart_storm"] == true
+        })
+        .await["mediamtx"]["restarts"]
         .as_u64()
         .unwrap();
     // Over the next 6 s, restarts continue at the capped 2 s delay, no faster.
