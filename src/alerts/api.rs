@@ -125,7 +125,9 @@ async fn list(
         Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
     };
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
-    let offset = q.offset.unwrap_or(0);
+    // SQLite's OFFSET is an i64: beyond it, the wrapped value would be
+    // negative, which SQLite reads as 0 (the first page instead of none).
+    let offset = q.offset.unwrap_or(0).min(i64::MAX as usize);
     let filter = Filter {
         severity: q.severity,
         camera_id: q.camera_id,

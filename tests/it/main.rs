@@ -11,6 +11,7 @@ mod harness;
 mod latency;
 mod monitor;
 mod monitoring;
+mod openapi;
 mod render;
 mod scrape;
 mod util;
