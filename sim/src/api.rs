@@ -194,14 +194,14 @@ async fn route(
         let items = sim
             .all_paths()
             .iter()
-            .map(|p| serde_json::to_value(path_json(sim, &conf, p)).unwrap())
+            .map(|p| serde_json::to_value(path_json(sim, p)).unwrap())
             .collect();
         return paginate(q, items);
     }
     if let Some(name) = name_after!("/v3/paths/get/").filter(|_| get) {
         check_name(name)?;
         let p = sim.path(name).ok_or_else(|| not_found("path not found"))?;
-        return Ok(json(&path_json(sim, &conf, &p)));
+        return Ok(json(&path_json(sim, &p)));
     }
     if get && path == "/v3/recordings/list" {
         let items = conf
@@ -239,12 +239,12 @@ async fn route(
     }
     if hls {
         if get && path == "/v3/hlsmuxers/list" {
-            let items = sim.state.lock().unwrap().hls.muxers_json(&conf);
+            let items = sim.state.lock().unwrap().hls.muxers_json();
             return paginate(q, items);
         }
         if let Some(name) = name_after!("/v3/hlsmuxers/get/").filter(|_| get) {
             check_name(name)?;
-            let items = sim.state.lock().unwrap().hls.muxers_json(&conf);
+            let items = sim.state.lock().unwrap().hls.muxers_json();
             return items
                 .into_iter()
                 .find(|m| m["path"] == name)
@@ -478,7 +478,7 @@ struct CodecProps {
     level: String,
 }
 
-pub fn path_json(sim: &Sim, _conf: &Conf, p: &PathShared) -> PathJson {
+pub fn path_json(sim: &Sim, p: &PathShared) -> PathJson {
     let st = p.status.lock().unwrap().clone();
     let kind = p.source_type();
     let ready = st.ready_time.is_some();

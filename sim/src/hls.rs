@@ -102,7 +102,7 @@ impl HlsState {
         (readers, out)
     }
 
-    pub fn muxers_json(&mut self, _conf: &crate::config::Conf) -> Vec<Value> {
+    pub fn muxers_json(&mut self) -> Vec<Value> {
         self.purge();
         self.muxers
             .iter()

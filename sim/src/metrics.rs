@@ -63,7 +63,7 @@ pub fn render(sim: &Sim, kind: Option<&str>, path_filter: Option<&str>) -> Strin
         } else {
             let mut dep = String::new();
             for p in &paths {
-                let j = serde_json::to_value(crate::api::path_json(sim, &conf, p)).unwrap();
+                let j = serde_json::to_value(crate::api::path_json(sim, p)).unwrap();
                 let state = if j["ready"] == true {
                     "ready"
                 } else {
