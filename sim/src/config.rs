@@ -477,15 +477,23 @@ impl Conf {
             .collect()
     }
 
-    /// The config entry that matches a path name, if any (exact name first, then
-    /// regexp-like entries; `~` regexps are matched only as `all`).
+    /// The config entry that matches a path name, if any: the exact name first, then the
+    /// `~regexp` entries (in key order), then `all`/`all_others`.
     pub fn matching_entry(&self, name: &str) -> Option<String> {
         if self.paths.contains_key(name) && !is_regexp_name(name) {
             return Some(name.to_string());
         }
-        self.paths
-            .keys()
-            .find(|k| k.as_str() == "all" || k.as_str() == "all_others")
+        let by_regexp = self.paths.keys().find(|k| {
+            k.strip_prefix('~')
+                .and_then(|p| crate::regex::Regex::new(p).ok())
+                .is_some_and(|r| r.is_match(name))
+        });
+        by_regexp
+            .or_else(|| {
+                self.paths
+                    .keys()
+                    .find(|k| k.as_str() == "all" || k.as_str() == "all_others")
+            })
             .cloned()
     }
 
@@ -524,6 +532,10 @@ impl Conf {
         }
         for name in self.paths.keys() {
             check_path_name(name)?;
+            if let Some(p) = name.strip_prefix('~') {
+                crate::regex::Regex::new(p)
+                    .map_err(|e| format!("invalid regular expression: {e}"))?;
+            }
         }
         let playback = self.bool("playback");
         check_path_entry(&self.path_defaults, playback)?;

@@ -27,6 +27,7 @@ mod mp4;
 mod playback;
 mod recorder;
 mod recordpath;
+mod regex;
 mod servers;
 mod sim;
 mod watcher;

@@ -186,6 +186,24 @@ fn status_codes_of_the_endpoint_table() {
     );
     let r = sim.api("GET", "/v3/recordings/get/cam1", None);
     assert_eq!(r.json(), json!({"name":"cam1","segments":[]}));
+    // A name matched by the `~^grp.*$` entry is configured, but no path object exists.
+    let r = sim.api("GET", "/v3/recordings/get/grp7", None);
+    assert_eq!(r.json(), json!({"name":"grp7","segments":[]}));
+    assert_eq!(sim.api("GET", "/v3/paths/get/grp7", None).status, 404);
+    let r = http(
+        &sim.addr("hls"),
+        "GET",
+        "/grp7/index.m3u8?cookieCheck=1",
+        None,
+    );
+    assert_eq!(r.status, 404, "matched by a regexp: 404, not 500");
+    let r = http(
+        &sim.addr("hls"),
+        "GET",
+        "/other/index.m3u8?cookieCheck=1",
+        None,
+    );
+    assert_eq!(r.status, 500, "matched by nothing");
     let r = sim.api(
         "DELETE",
         "/v3/recordings/deletesegment?path=cam1&start=yesterday",

@@ -43,6 +43,10 @@ fn startup_errors_exit_1() {
         "{log}"
     );
 
+    let (code, log) = failing("rtsp: no\nhls: no\nwebrtc: no\npaths:\n  \"~^cam(\":\n");
+    assert_eq!(code, Some(1));
+    assert!(log.contains("ERR: invalid regular expression: "), "{log}");
+
     // A port in use: logged, exit 1.
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port();
