@@ -128,3 +128,21 @@ fn log_level() {
     assert_eq!(code, Some(1));
     assert!(log.contains("ERR: invalid log level: loud"), "{log}");
 }
+
+/// The shipped `mediamtx.yml` starts the sim (its fixed ports moved to free ones).
+#[test]
+fn starts_with_the_reference_config() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/reference/mediamtx/mediamtx.yml"
+    );
+    let text = std::fs::read_to_string(path)
+        .unwrap()
+        .replace("rtspAddress: :8554", "rtspAddress: 127.0.0.1:0")
+        .replace("hlsAddress: :8888", "hlsAddress: 127.0.0.1:0")
+        .replace("webrtcAddress: :8889", "webrtcAddress: 127.0.0.1:0");
+    let sim = Sim::start(&text);
+    let l = sim.state()["listeners"].clone();
+    assert!(l.get("rtsp").is_some() && l.get("api").is_none(), "{l}");
+    assert!(sim.log().contains("INF configuration loaded from"));
+}
