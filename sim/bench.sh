@@ -20,7 +20,11 @@ if [ -z "${BIN:-}" ]; then
   BIN=$CARGO_TARGET_DIR/debug/mediamtx-sim
 fi
 dir=$(mktemp -d)
-trap 'kill $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
+pid=
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$dir"; }
+# Also on signals (e.g. SIGPIPE when piped into `head`), so no sim is left behind.
+trap cleanup EXIT
+trap 'cleanup; exit 1' INT TERM HUP PIPE
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 {
   echo "api: yes"
