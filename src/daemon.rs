@@ -102,6 +102,13 @@ enum Report {
     Converged { fixed: Vec<String> },
 }
 
+/// `[mediamtx] binary` does not exist: a configuration problem of the box
+/// (exit 78, so systemd does not retry every few seconds until someone
+/// installs MediaMTX and restarts the service).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct MissingBinary(pub String);
+
 pub struct Options {
     /// The config file to watch for edits (`None` for the embedded demo).
     pub config_path: Option<PathBuf>,
@@ -114,21 +121,44 @@ pub async fn run(
     options: Options,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let binary = mediamtx::resolve_binary(&config.mediamtx.binary)
-        .ok_or_else(|| anyhow::anyhow!(mediamtx::missing_binary_help(&config.mediamtx.binary)))?;
+    let binary = mediamtx::resolve_binary(&config.mediamtx.binary).ok_or_else(|| {
+        anyhow::Error::new(MissingBinary(mediamtx::missing_binary_help(
+            &config.mediamtx.binary,
+        )))
+    })?;
     std::fs::create_dir_all(&config.state.dir)
         .with_context(|| format!("creating {}", config.state.dir.display()))?;
     std::fs::create_dir_all(&config.recording.path)
         .with_context(|| format!("creating {}", config.recording.path.display()))?;
-    let token = Arc::new(load_or_create_token(&config.api.token_file)?);
+    let token = Arc::new(match load_or_create_token(&config.api.token_file) {
+        Ok(t) => t,
+        Err(e) => {
+            // Reading still works; changes through the API are refused until
+            // the token file exists (the package creates it at install).
+            tracing::error!(
+                error = format!("{e:#}"),
+                "no API token: reset, silences and the webhook are refused"
+            );
+            random_token()?
+        }
+    });
     crate::metrics::install();
 
     // Alerts: stored in SQLite before anything is sent.
     let (sink, alert_rx) = AlertSink::channel(1024);
     let alerts_shutdown = CancellationToken::new();
-    let alerts = match alerts::spawn(&config, alert_rx, alerts_shutdown.clone()) {
-        Ok(handle) => handle,
-        Err(e) => return Err(anyhow::anyhow!(e)).context("opening the alert database"),
+    // A database that cannot be opened must not stop the supervision of
+    // recording: say it loudly, and keep every alert in the log.
+    let alerts = match alerts::open(&config) {
+        Ok(pipeline) => Some(pipeline.start(alert_rx, alerts_shutdown.clone())),
+        Err(e) => {
+            tracing::error!(
+                error = %e,
+                "the alert database cannot be used: alerts go to the log only (no history, no Telegram, no e-mail) until it is fixed"
+            );
+            tokio::spawn(alerts::log_only(alert_rx, alerts_shutdown.clone()));
+            None
+        }
     };
 
     let (snap_tx, snap_rx) = watch::channel(Arc::new(Snapshot {
@@ -148,7 +178,7 @@ pub async fn run(
         snapshot: snap_rx,
         commands: cmd_tx,
         alert_events: alert_events.clone(),
-        alerts: Some(alerts.clone()),
+        alerts: alerts.clone(),
         token,
         config: config.clone(),
     };
@@ -161,7 +191,9 @@ pub async fn run(
     api_shutdown.cancel();
     let _ = api_task.await;
     alerts_shutdown.cancel();
-    alerts.stopped().await;
+    if let Some(alerts) = alerts {
+        alerts.stopped().await;
+    }
     result
 }
 
@@ -172,7 +204,7 @@ struct Daemon {
     process: ProcessMachine,
     cameras: CameraMachine,
     sink: AlertSink,
-    alerts: alerts::AlertsHandle,
+    alerts: Option<alerts::AlertsHandle>,
     alert_events: broadcast::Sender<AlertEvent>,
     snap_tx: watch::Sender<Arc<Snapshot>>,
     reports_tx: mpsc::Sender<Report>,
@@ -200,7 +232,7 @@ impl Daemon {
         config: Arc<Config>,
         binary: PathBuf,
         sink: AlertSink,
-        alerts: alerts::AlertsHandle,
+        alerts: Option<alerts::AlertsHandle>,
         alert_events: broadcast::Sender<AlertEvent>,
         snap_tx: watch::Sender<Arc<Snapshot>>,
     ) -> anyhow::Result<Daemon> {
@@ -559,10 +591,14 @@ impl Daemon {
                 } => {
                     if unexpected {
                         tracing::error!(reason = reason.as_str(), detail = %detail, "MediaMTX went down");
+                    } else if reason == Reason::Shutdown {
+                        tracing::info!("stopping MediaMTX");
                     } else {
                         tracing::info!(reason = reason.as_str(), "MediaMTX is being restarted");
                     }
-                    crate::metrics::mediamtx_restart(reason.as_str());
+                    if reason != Reason::Shutdown {
+                        crate::metrics::mediamtx_restart(reason.as_str());
+                    }
                     let acts = self
                         .cameras
                         .handle(Now::system(), cameras::Event::MediamtxDown);
@@ -920,7 +956,9 @@ impl Daemon {
             tracing::warn!(keys = ?diff.daemon_restart, "these settings take effect when vms-supervisor restarts");
         }
         let new = Arc::new(new);
-        self.alerts.reload(&new);
+        if let Some(alerts) = &self.alerts {
+            alerts.reload(&new);
+        }
         let now = Now::system();
         if diff.added.len() + diff.removed.len() + diff.changed.len() > 0 {
             let acts = self
@@ -1102,13 +1140,7 @@ fn load_or_create_token(path: &Path) -> anyhow::Result<String> {
         Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
         Ok(_) => anyhow::bail!("{} is empty", path.display()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut bytes = [0u8; 24];
-            let f = std::fs::File::open("/dev/urandom").and_then(|mut f| {
-                use std::io::Read;
-                f.read_exact(&mut bytes)
-            });
-            f.context("reading /dev/urandom")?;
-            let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let token = random_token()?;
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
@@ -1119,6 +1151,15 @@ fn load_or_create_token(path: &Path) -> anyhow::Result<String> {
         }
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
+}
+
+fn random_token() -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Watches the directory of the config file (editors replace files) and

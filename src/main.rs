@@ -31,7 +31,11 @@ fn main() -> ExitCode {
         Err(Failure::Other(e)) => {
             tracing::error!(error = format!("{e:#}"), "fatal");
             eprintln!("vms-supervisor: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<daemon::MissingBinary>().is_some() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -199,3 +199,30 @@ async fn a_silenced_camera_still_records_alerts_but_pages_nobody() {
         "a silenced camera pages nobody"
     );
 }
+
+/// A corrupt alert database is a loud error, not a reason to stop
+/// supervising recording: alerts still reach the log.
+#[tokio::test]
+async fn a_corrupt_database_does_not_stop_supervision() {
+    let d = Daemon::start(Setup {
+        files: vec![(
+            "state/vms.db".into(),
+            b"this is not a SQLite database, it is junk".repeat(200),
+        )],
+        ..Setup::default()
+    });
+    d.wait_all_recording(2).await;
+    assert!(
+        d.logs().contains("alert database cannot be used"),
+        "{}",
+        d.logs()
+    );
+    d.sim("POST", "/cameras/cam_2/down?mode=closed").await;
+    d.wait_for("the camera alert in the log", secs(15), || async {
+        d.logs()
+            .lines()
+            .any(|l| l.contains("\"camera_id\":2") && l.contains("stream_down"))
+            .then_some(())
+    })
+    .await;
+}

@@ -143,3 +143,28 @@ fn secrets_never_reach_the_output() {
     assert!(stderr(&out).contains("cameras[0].url"));
     assert!(!stderr(&out).contains("CAMPASS"), "{}", stderr(&out));
 }
+
+/// A box without MediaMTX is a configuration problem: exit 78 (systemd does
+/// not retry) with the installation instructions.
+#[test]
+fn a_missing_mediamtx_binary_exits_78_with_instructions() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("vms.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[mediamtx]\nbinary = \"/nonexistent/mediamtx\"\n[state]\ndir = {:?}\n[recording]\npath = {:?}\n\
+             [api]\nlisten = \"127.0.0.1:{}\"\ntoken_file = {:?}\n",
+            dir.path().join("state"),
+            dir.path().join("rec"),
+            crate::harness::free_port(),
+            dir.path().join("token")
+        ),
+    )
+    .unwrap();
+    let out = vms(&["--config", cfg.to_str().unwrap(), "run"]);
+    assert_eq!(out.status.code(), Some(EXIT_CONFIG), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("/nonexistent/mediamtx"), "{err}");
+    assert!(err.contains("/usr/local/bin/mediamtx"), "{err}");
+}

@@ -55,6 +55,8 @@ pub struct Setup {
     pub env: Vec<(String, String)>,
     /// Listen on every interface instead of loopback (token required).
     pub api_any: bool,
+    /// Files written (relative to the test directory) before the start.
+    pub files: Vec<(String, Vec<u8>)>,
 }
 
 impl Default for Setup {
@@ -67,6 +69,7 @@ impl Default for Setup {
             faults: None,
             env: Vec::new(),
             api_any: false,
+            files: Vec::new(),
         }
     }
 }
@@ -141,6 +144,11 @@ impl Daemon {
             dir,
         };
         d.write_config(&setup.cameras, &setup.monitor, &setup.extra);
+        for (rel, bytes) in &setup.files {
+            let path = d.dir.path().join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
+        }
         d.env = setup.env.clone();
         d.env.push(("MTXSIM_CONTROL".into(), control.to_string()));
         d.env
