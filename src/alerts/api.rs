@@ -68,17 +68,10 @@ fn authorized(state: &ApiState, headers: &HeaderMap) -> Result<(), &'static str>
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     match given {
-        Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(()),
+        Some(g) if crate::api::constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(()),
         Some(_) => Err("invalid API token"),
         None => Err("missing \"Authorization: Bearer <token>\" header"),
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn store_error(e: super::AlertsError) -> Response {

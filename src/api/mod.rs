@@ -101,7 +101,9 @@ fn authorized(handles: &Handles, headers: &HeaderMap) -> bool {
         .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), handles.token.as_bytes()))
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares a presented token with ours in time independent of where they
+/// differ (shared with the alert routes).
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
