@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io::BufRead;
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -48,13 +48,10 @@ fn options() -> Options {
     }
 }
 
-/// A port that was free a moment ago (for servers started later).
+/// A port that was free a moment ago (for servers started later), outside
+/// the ephemeral range (see the harness).
 fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    crate::harness::free_port()
 }
 
 #[derive(Default)]

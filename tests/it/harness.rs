@@ -34,12 +34,27 @@ pub fn sim_binary() -> PathBuf {
     sim
 }
 
+/// A port free for TCP and UDP, below Linux's ephemeral range (32768-60999):
+/// a port handed out by binding port 0 comes from that range and can be
+/// taken by any outgoing connection (the daemon's own HTTP calls) before
+/// the stand-in binds it. Ports are handed out in turn from a per-process
+/// starting point, never twice in one test binary.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let start = std::process::id().wrapping_mul(7919) % SPAN;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < SPAN, "no free port left below the ephemeral range");
+        let port = (LOW + (start + n) % SPAN) as u16;
+        let tcp = TcpListener::bind(("127.0.0.1", port));
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
 }
 
 pub struct Setup {
