@@ -165,18 +165,7 @@ async fn a_silenced_camera_still_records_alerts_but_pages_nobody() {
         ..Setup::default()
     });
     d.wait_all_recording(2).await;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vms-supervisor"))
-        .args([
-            "--config",
-            d.config_path.to_str().unwrap(),
-            "alerts",
-            "silence",
-            "1",
-            "--for",
-            "1h",
-        ])
-        .output()
-        .unwrap();
+    let out = d.cli(&["alerts", "silence", "1", "--for", "1h"]);
     assert!(
         out.status.success(),
         "{}",

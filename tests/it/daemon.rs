@@ -51,10 +51,7 @@ async fn records_every_camera_and_reports_health() {
         .ends_with('%'));
     assert!(h["recent_alerts"].is_array());
     // The status command prints the seed's dashboard and exits 0.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vms-supervisor"))
-        .args(["--config", d.config_path.to_str().unwrap(), "status"])
-        .output()
-        .unwrap();
+    let out = d.cli(&["status"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("🟢 Online: 2 câmeras"), "{text}");

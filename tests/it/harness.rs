@@ -272,14 +272,30 @@ impl Daemon {
         self.log.lock().unwrap().clone()
     }
 
-    pub async fn get(&self, path: &str) -> Option<Value> {
+    async fn get_json(&self, addr: SocketAddr, path: &str) -> Option<Value> {
         let resp = self
             .http
-            .get(format!("http://{}{path}", self.api))
+            .get(format!("http://{addr}{path}"))
             .send()
             .await
             .ok()?;
         resp.json().await.ok()
+    }
+
+    /// A GET on the daemon's API.
+    pub async fn get(&self, path: &str) -> Option<Value> {
+        self.get_json(self.api, path).await
+    }
+
+    /// Runs a `vms-supervisor` command (`status`, `camera reset 2`...)
+    /// against this daemon's config.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_vms-supervisor"))
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(args)
+            .output()
+            .expect("running vms-supervisor")
     }
 
     pub async fn status(&self) -> Option<Value> {
@@ -396,13 +412,7 @@ impl Daemon {
     }
 
     pub async fn sim_state(&self) -> Option<Value> {
-        let r = self
-            .http
-            .get(format!("http://{}/state", self.control))
-            .send()
-            .await
-            .ok()?;
-        r.json().await.ok()
+        self.get_json(self.control, "/state").await
     }
 
     /// Alerts stored by the daemon, newest first.

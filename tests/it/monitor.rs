@@ -140,16 +140,7 @@ async fn a_camera_that_never_returns_goes_offline_until_reset() {
     assert_eq!(camera(&s, 2)["recoveries_total"], 3);
     assert_eq!(camera(&s, 1)["state"], "online");
     // `camera reset` brings it back under supervision: attempts resume.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vms-supervisor"))
-        .args([
-            "--config",
-            d.config_path.to_str().unwrap(),
-            "camera",
-            "reset",
-            "2",
-        ])
-        .output()
-        .unwrap();
+    let out = d.cli(&["camera", "reset", "2"]);
     assert!(
         out.status.success(),
         "{}",
