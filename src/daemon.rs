@@ -945,9 +945,6 @@ impl Daemon {
             .await;
         }
         let diff = reload::diff(&self.config, &new);
-        if diff.is_empty() && render::render(&new) == self.written {
-            // Monitor or alert settings only.
-        }
         tracing::info!(
             added = ?diff.added, removed = ?diff.removed, changed = ?diff.changed,
             mediamtx_restart = ?diff.mediamtx_restart, "configuration reloaded"
@@ -959,6 +956,11 @@ impl Daemon {
         if let Some(alerts) = &self.alerts {
             alerts.reload(&new);
         }
+        // Timings and thresholds apply from now on, without a restart.
+        self.cameras
+            .set_settings(new.monitor.clone(), new.recording.part_duration.get());
+        self.process.set_settings(new.mediamtx.clone());
+        self.client = Client::new(new.mediamtx.api_address, new.monitor.probe_timeout.get());
         let now = Now::system();
         if diff.added.len() + diff.removed.len() + diff.changed.len() > 0 {
             let acts = self

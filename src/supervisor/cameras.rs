@@ -261,6 +261,12 @@ impl CameraMachine {
         }
     }
 
+    /// New timings after a config reload; they apply from the next decision.
+    pub fn set_settings(&mut self, settings: Monitor, part_duration: Duration) {
+        self.settings = settings;
+        self.part = part_duration;
+    }
+
     pub fn camera_ids(&self) -> Vec<u32> {
         self.cams.keys().copied().collect()
     }

@@ -190,6 +190,11 @@ impl ProcessMachine {
         }
     }
 
+    /// New limits after a config reload; they apply from the next decision.
+    pub fn set_settings(&mut self, settings: Settings) {
+        self.settings = settings;
+    }
+
     pub fn phase(&self) -> &Phase {
         &self.phase
     }

@@ -553,3 +553,22 @@ fn settings_are_used_not_hard_coded() {
         .iter()
         .any(|a| matches!(a, Action::Alert(e) if e.issue == Issue::CameraOffline)));
 }
+
+#[test]
+fn new_settings_apply_without_a_restart() {
+    let mut w = World::new(2);
+    w.run(secs(30));
+    let mut st = settings();
+    st.stall_after = Span::secs(3);
+    w.m.set_settings(st, secs(1));
+    w.cams.get_mut(&1).unwrap().recorder_ok = false;
+    let stalled = w.now.mono;
+    w.run(secs(5));
+    let removed = w
+        .first_time(|a| matches!(a, Action::RemovePath { camera: 1 }))
+        .expect("detected with the new stall_after");
+    assert!(
+        removed.duration_since(stalled) < secs(5),
+        "the default 6 s would not have fired yet"
+    );
+}
