@@ -210,7 +210,6 @@ struct Daemon {
     reports_tx: mpsc::Sender<Report>,
     reports_rx: mpsc::Receiver<Report>,
     started_at: DateTime<Utc>,
-    pid: Option<u32>,
     poll_in_flight: bool,
     next_poll: Instant,
     next_converge: Instant,
@@ -281,7 +280,6 @@ impl Daemon {
             reports_tx,
             reports_rx,
             started_at: now.wall,
-            pid: None,
             poll_in_flight: false,
             next_poll: now.mono,
             next_converge: now.mono,
@@ -553,13 +551,13 @@ impl Daemon {
                     queue.extend(self.process.handle(Instant::now(), event));
                 }
                 process::Action::Terminate => {
-                    if let Some(pid) = self.pid {
+                    if let Some(pid) = self.process.pid() {
                         tracing::info!(pid, "sending SIGTERM to MediaMTX");
                         child::terminate(pid);
                     }
                 }
                 process::Action::Kill => {
-                    if let Some(pid) = self.pid {
+                    if let Some(pid) = self.process.pid() {
                         tracing::warn!(pid, "MediaMTX did not stop in time; SIGKILL");
                         child::kill_group(pid);
                     }
@@ -573,7 +571,7 @@ impl Daemon {
                     });
                 }
                 process::Action::BecameReady => {
-                    tracing::info!(pid = self.pid, "MediaMTX is ready");
+                    tracing::info!(pid = self.process.pid(), "MediaMTX is ready");
                     let now = Now::system();
                     let acts = self.cameras.handle(now, cameras::Event::MediamtxReady);
                     self.camera_actions(acts).await;
@@ -621,7 +619,6 @@ impl Daemon {
         ) {
             Ok(mut proc) => {
                 let pid = proc.id().unwrap_or(0);
-                self.pid = Some(pid);
                 let _ = std::fs::write(child::pid_file(&self.config.state.dir), format!("{pid}\n"));
                 tracing::info!(pid, binary = %self.binary.display(), "MediaMTX started");
                 if let Some(out) = proc.stdout.take() {
@@ -830,7 +827,7 @@ impl Daemon {
                 if self.process_actions(acts).await {
                     return true;
                 }
-                if let Some(pid) = self.pid {
+                if let Some(pid) = self.process.pid() {
                     if let Some(bytes) = child::rss_bytes(pid) {
                         let acts = self.process.handle(now.mono, process::Event::Rss { bytes });
                         return self.process_actions(acts).await;
@@ -849,10 +846,9 @@ impl Daemon {
                 }
             }
             Report::ChildExited { pid, status } => {
-                if self.pid != Some(pid) {
+                if self.process.pid() != Some(pid) {
                     return false;
                 }
-                self.pid = None;
                 let _ = std::fs::remove_file(child::pid_file(&self.config.state.dir));
                 tracing::info!(pid, status = %status, "MediaMTX exited");
                 let acts = self
@@ -1046,7 +1042,7 @@ impl Daemon {
             updated_at: now.wall,
             mediamtx: MediamtxView {
                 up: st.up,
-                pid: self.pid,
+                pid: st.pid,
                 restarts: st.restarts,
                 last_exit: st.last_exit,
                 restart_storm: st.storm,

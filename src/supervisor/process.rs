@@ -195,6 +195,11 @@ impl ProcessMachine {
         self.settings = settings;
     }
 
+    /// The running MediaMTX's pid (between `Spawned` and `Exited`).
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
     pub fn phase(&self) -> &Phase {
         &self.phase
     }
