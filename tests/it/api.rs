@@ -162,13 +162,7 @@ async fn beyond_loopback_every_request_needs_the_token() {
         ..Setup::default()
     });
     let http = reqwest::Client::new();
-    let token = d
-        .wait_for("the token file", secs(10), || async {
-            std::fs::read_to_string(d.path("api-token"))
-                .ok()
-                .map(|t| t.trim().to_string())
-        })
-        .await;
+    let token = d.wait_token().await;
     d.wait_for("the API answers with the token", secs(10), || async {
         let r = http
             .get(format!("http://{}/api/cameras/health", d.api))

@@ -268,6 +268,18 @@ impl Daemon {
             .to_string()
     }
 
+    /// The API token once the daemon has created it.
+    pub async fn wait_token(&self) -> String {
+        let path = self.dir.path().join("api-token");
+        self.wait_for("the token file", Duration::from_secs(10), || async {
+            std::fs::read_to_string(&path)
+                .ok()
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+        })
+        .await
+    }
+
     pub fn logs(&self) -> String {
         self.log.lock().unwrap().clone()
     }
@@ -363,15 +375,19 @@ impl Daemon {
         }
     }
 
-    fn assert_running(&self, what: &str) {
-        let status = self
-            .child
+    /// The daemon's exit status, if it has exited.
+    fn exit_status(&self) -> Option<ExitStatus> {
+        self.child
             .lock()
             .unwrap()
             .as_mut()
             .unwrap()
             .try_wait()
-            .unwrap();
+            .unwrap()
+    }
+
+    fn assert_running(&self, what: &str) {
+        let status = self.exit_status();
         if let Some(st) = status {
             panic!(
                 "the daemon exited ({st}) while waiting for: {what}\n{}",
@@ -436,14 +452,7 @@ impl Daemon {
         self.signal(nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + timeout;
         loop {
-            let status = self
-                .child
-                .lock()
-                .unwrap()
-                .as_mut()
-                .unwrap()
-                .try_wait()
-                .unwrap();
+            let status = self.exit_status();
             if let Some(st) = status {
                 return st;
             }

@@ -133,13 +133,7 @@ async fn beyond_loopback_latency_reports_need_the_token() {
         ..Setup::default()
     });
     let http = reqwest::Client::new();
-    let token = d
-        .wait_for("the token file", Duration::from_secs(10), || async {
-            std::fs::read_to_string(d.path("api-token"))
-                .ok()
-                .map(|t| t.trim().to_string())
-        })
-        .await;
+    let token = d.wait_token().await;
     let url = format!("http://{}/api/cameras/1/latency", d.api);
     let body = json!({"protocol": "hls", "seconds": 1.5});
     d.wait_for("the API answers", Duration::from_secs(10), || async {

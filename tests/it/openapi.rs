@@ -90,13 +90,7 @@ fn every_route_is_documented_and_every_documented_route_exists() {
 async fn an_offset_past_the_end_is_an_empty_page_even_beyond_i64() {
     let d = Daemon::start(Setup::default());
     let http = reqwest::Client::new();
-    let token = d
-        .wait_for("the token file", Duration::from_secs(10), || async {
-            std::fs::read_to_string(d.path("api-token"))
-                .ok()
-                .map(|t| t.trim().to_string())
-        })
-        .await;
+    let token = d.wait_token().await;
     let payload = json!({
         "version": "4",
         "alerts": [{"status": "firing", "labels": {"alertname": "Teste"}}]
