@@ -47,6 +47,8 @@ pub struct Snapshot {
     pub disk: Option<DiskView>,
     /// The last invalid edit of vms.toml, while it is not fixed.
     pub config_error: Option<String>,
+    /// Why the alert database is not used (alerts live in memory only).
+    pub alert_store_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -87,7 +89,7 @@ pub struct Handles {
     pub commands: mpsc::Sender<Command>,
     /// Alerts as they happen, for server-sent events.
     pub alert_events: broadcast::Sender<AlertEvent>,
-    pub alerts: Option<alerts::AlertsHandle>,
+    pub alerts: alerts::AlertsHandle,
     pub token: Arc<String>,
     pub config: Arc<Config>,
 }
@@ -148,16 +150,20 @@ pub async fn run(
     let (sink, alert_rx) = AlertSink::channel(1024);
     let alerts_shutdown = CancellationToken::new();
     // A database that cannot be opened must not stop the supervision of
-    // recording: say it loudly, and keep every alert in the log.
+    // recording, nor the alerts: the same pipeline runs on a database in
+    // memory (no history across a restart) and pages about it.
     let alerts = match alerts::open(&config) {
-        Ok(pipeline) => Some(pipeline.start(alert_rx, alerts_shutdown.clone())),
+        Ok(pipeline) => pipeline.start(alert_rx, alerts_shutdown.clone()),
         Err(e) => {
             tracing::error!(
                 error = %e,
-                "the alert database cannot be used: alerts go to the log only (no history, no Telegram, no e-mail) until it is fixed"
+                "the alert database cannot be used: alerts are kept in memory (still shown and sent, lost on restart) until it is fixed"
             );
-            tokio::spawn(alerts::log_only(alert_rx, alerts_shutdown.clone()));
-            None
+            let alerts =
+                alerts::open_in_memory(&config, &e)?.start(alert_rx, alerts_shutdown.clone());
+            sink.send(alerts::store_unusable(&e.to_string(), Utc::now()))
+                .await;
+            alerts
         }
     };
 
@@ -170,6 +176,7 @@ pub async fn run(
         cameras: Vec::new(),
         disk: None,
         config_error: None,
+        alert_store_error: alerts.store_error().map(str::to_string),
     }));
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let (alert_events, _) = broadcast::channel(256);
@@ -191,9 +198,7 @@ pub async fn run(
     api_shutdown.cancel();
     let _ = api_task.await;
     alerts_shutdown.cancel();
-    if let Some(alerts) = alerts {
-        alerts.stopped().await;
-    }
+    alerts.stopped().await;
     result
 }
 
@@ -204,7 +209,7 @@ struct Daemon {
     process: ProcessMachine,
     cameras: CameraMachine,
     sink: AlertSink,
-    alerts: Option<alerts::AlertsHandle>,
+    alerts: alerts::AlertsHandle,
     alert_events: broadcast::Sender<AlertEvent>,
     snap_tx: watch::Sender<Arc<Snapshot>>,
     reports_tx: mpsc::Sender<Report>,
@@ -231,7 +236,7 @@ impl Daemon {
         config: Arc<Config>,
         binary: PathBuf,
         sink: AlertSink,
-        alerts: Option<alerts::AlertsHandle>,
+        alerts: alerts::AlertsHandle,
         alert_events: broadcast::Sender<AlertEvent>,
         snap_tx: watch::Sender<Arc<Snapshot>>,
     ) -> anyhow::Result<Daemon> {
@@ -949,9 +954,7 @@ impl Daemon {
             tracing::warn!(keys = ?diff.daemon_restart, "these settings take effect when vms-supervisor restarts");
         }
         let new = Arc::new(new);
-        if let Some(alerts) = &self.alerts {
-            alerts.reload(&new);
-        }
+        self.alerts.reload(&new);
         // Timings and thresholds apply from now on, without a restart.
         self.cameras
             .set_settings(new.monitor.clone(), new.recording.part_duration.get());
@@ -1051,6 +1054,7 @@ impl Daemon {
             cameras: self.cameras.views(now),
             disk: self.disk.clone(),
             config_error: self.config_error.clone(),
+            alert_store_error: self.alerts.store_error().map(str::to_string),
         };
         crate::metrics::update(&snap);
         let summary = self.summary();

@@ -58,6 +58,8 @@ pub enum Issue {
     ConfigInvalid,
     DiskWarning,
     DiskCritical,
+    /// The alert database cannot be used: the history lives in memory only.
+    AlertStoreUnusable,
     /// Received through the Alertmanager webhook.
     External,
 }
@@ -77,6 +79,7 @@ impl Issue {
             Issue::ConfigInvalid => "config_invalid",
             Issue::DiskWarning => "disk_warning",
             Issue::DiskCritical => "disk_critical",
+            Issue::AlertStoreUnusable => "alert_store_unusable",
             Issue::External => "external",
         }
     }

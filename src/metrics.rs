@@ -100,6 +100,10 @@ fn describe() {
         "vms_mediamtx_restarts_total",
         "MediaMTX restarts, by reason"
     );
+    describe_gauge!(
+        "vms_alert_store_durable",
+        "The alert history is kept in its database file (1), or in memory only because the file cannot be used (0)"
+    );
     describe_gauge!("vms_build_info", "Version and commit of this build");
 }
 
@@ -127,6 +131,11 @@ pub fn mediamtx_restart(reason: &str) {
 /// Sets every gauge from the snapshot.
 pub fn update(snap: &Snapshot) {
     gauge!("vms_mediamtx_up").set(if snap.mediamtx.up { 1.0 } else { 0.0 });
+    gauge!("vms_alert_store_durable").set(if snap.alert_store_error.is_none() {
+        1.0
+    } else {
+        0.0
+    });
     for cam in &snap.cameras {
         let id = cam.id.to_string();
         gauge!("vms_camera_status", "camera_id" => id.clone(), "camera_name" => cam.name.clone())

@@ -40,7 +40,9 @@
 //! * If the database fails at runtime, events are still logged and Critical
 //!   ones are still pushed, from memory (deduplicated by key in memory, not
 //!   durable). If it cannot be opened at start, [`open`] fails with a clear
-//!   [`AlertsError`] and [`log_only`] keeps alerts in the log.
+//!   [`AlertsError`], and the daemon runs the same pipeline on a database in
+//!   memory ([`open_in_memory`]) and raises a Critical alert about it
+//!   ([`store_unusable`]).
 //!
 //! # Routing (the seed's severity table)
 //!
@@ -66,7 +68,7 @@
 //! let (sink, rx) = AlertSink::channel(256);
 //! let alerts = match alerts::open(&config) {
 //!     Ok(pipeline) => pipeline.start(rx, shutdown.clone()),
-//!     Err(e) => return Err(e.into()), // exit 1 with the message; see log_only
+//!     Err(e) => open_in_memory(&config, &e)?.start(rx, shutdown.clone()),
 //! };
 //! let router = alerts::api::router(alerts.clone(), token);
 //! ```
@@ -118,6 +120,7 @@ pub const ALL_ISSUES: &[Issue] = &[
     Issue::ConfigInvalid,
     Issue::DiskWarning,
     Issue::DiskCritical,
+    Issue::AlertStoreUnusable,
     Issue::External,
 ];
 
@@ -304,14 +307,47 @@ pub struct Pipeline {
     store: Store,
     settings: Settings,
     options: Options,
+    /// Why the database file could not be used ([`open_in_memory`]).
+    store_error: Option<String>,
 }
 
 /// Opens `<state.dir>/vms.db` (creating the directory and the file, mode
 /// 0640), migrates it, and prepares the pipeline. Fails with a clear
 /// [`AlertsError::Database`] on a corrupt or unwritable database; the daemon
-/// turns it into an exit (and may [`log_only`] meanwhile).
+/// then falls back to [`open_in_memory`].
 pub fn open(config: &Config) -> Result<Pipeline, AlertsError> {
     open_at(&db_path(config), Settings::from_config(config))
+}
+
+/// The daemon's fallback when [`open`] fails: the same pipeline on a
+/// database in memory, so that alerts are still deduplicated, shown on the
+/// dashboard and pushed to Telegram and e-mail; only the history does not
+/// survive a restart. The damaged file is left as it is, for whoever repairs
+/// it. `error` is reported by [`AlertsHandle::store_error`] and by
+/// [`store_unusable`], the Critical alert the daemon raises about it.
+pub fn open_in_memory(config: &Config, error: &AlertsError) -> Result<Pipeline, AlertsError> {
+    Ok(Pipeline {
+        store: Store::open_in_memory()?,
+        settings: Settings::from_config(config),
+        options: Options::default(),
+        store_error: Some(error.to_string()),
+    })
+}
+
+/// The Critical alert for an alert database that cannot be used: it pages,
+/// because until it is fixed a restart forgets every open alert.
+pub fn store_unusable(error: &str, at: DateTime<Utc>) -> AlertEvent {
+    AlertEvent {
+        at,
+        severity: Severity::Critical,
+        phase: Phase::Firing,
+        key: "alerts:store".into(),
+        issue: Issue::AlertStoreUnusable,
+        camera: None,
+        recovery_attempts: 0,
+        last_recording: None,
+        details: error.to_string(),
+    }
 }
 
 /// [`open`] with an explicit database path and settings.
@@ -325,6 +361,7 @@ pub fn open_at(path: &Path, settings: Settings) -> Result<Pipeline, AlertsError>
         store: Store::open(path)?,
         settings,
         options: Options::default(),
+        store_error: None,
     })
 }
 
@@ -365,6 +402,7 @@ impl Pipeline {
                 shutdown: shutdown.clone(),
                 retry: self.options.retry.clone(),
                 unstored: Default::default(),
+                store_error: self.store_error,
             }),
         };
         for channel in Channel::ALL {
@@ -392,6 +430,8 @@ struct Inner {
     /// Critical alerts paged without the outbox because the database failed
     /// (see [`AlertsHandle::submit`]), by key, for dedup and "resolved".
     unstored: std::sync::Mutex<HashMap<String, AlertEvent>>,
+    /// Set when the history lives in memory only (see [`open_in_memory`]).
+    store_error: Option<String>,
 }
 
 /// The running pipeline: cheap to clone, for the API, the health document,
@@ -408,6 +448,12 @@ impl std::fmt::Debug for AlertsHandle {
 }
 
 impl AlertsHandle {
+    /// Why the alert database file is not used, when the history lives in
+    /// memory only ([`open_in_memory`]); `None` when it is durable.
+    pub fn store_error(&self) -> Option<&str> {
+        self.inner.store_error.as_deref()
+    }
+
     pub fn settings(&self) -> Arc<Settings> {
         self.inner
             .settings
@@ -741,20 +787,6 @@ async fn run(
                     }
                 }
             }
-        }
-    }
-}
-
-/// When the database cannot be opened, the daemon can still keep every
-/// alert in the log: this drains `rx` into log lines until `shutdown`.
-pub async fn log_only(mut rx: mpsc::Receiver<AlertEvent>, shutdown: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            event = rx.recv() => match event {
-                Some(event) => log_event(&event, None),
-                None => break,
-            },
         }
     }
 }

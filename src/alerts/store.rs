@@ -277,6 +277,9 @@ pub struct Silence {
     pub created_at: DateTime<Utc>,
 }
 
+/// The `path` of a [`Store::open_in_memory`] store.
+const MEMORY: &str = ":memory:";
+
 pub struct Store {
     conn: Connection,
     path: PathBuf,
@@ -310,6 +313,22 @@ impl Store {
         };
         store.prepare()?;
         Ok(store)
+    }
+
+    /// A database in memory, with the same schema: the daemon's fallback
+    /// when the file cannot be used, so that alerts are still deduplicated,
+    /// shown and pushed (but not kept across a restart).
+    pub fn open_in_memory() -> Result<Store, AlertsError> {
+        let path = PathBuf::from(MEMORY);
+        let conn = Connection::open_in_memory().map_err(|e| sql_err(&path, e))?;
+        let mut store = Store { conn, path };
+        store.prepare()?;
+        Ok(store)
+    }
+
+    /// Whether this store is a file (not [`Store::open_in_memory`]).
+    pub fn durable(&self) -> bool {
+        self.path != Path::new(MEMORY)
     }
 
     /// Opens an existing database read-only (the CLI while the daemon is
@@ -354,7 +373,8 @@ impl Store {
         let mode: String = c
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
             .map_err(|e| sql_err(&path, e))?;
-        if !mode.eq_ignore_ascii_case("wal") {
+        // A database in memory has no journal file ("memory").
+        if !mode.eq_ignore_ascii_case("wal") && path != Path::new(MEMORY) {
             return Err(AlertsError::database(
                 &path,
                 format!("cannot switch to WAL (journal_mode is {mode})"),

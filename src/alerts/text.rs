@@ -170,6 +170,16 @@ pub fn problem_and_action(event: &AlertEvent, lang: Language) -> (String, String
             ),
             pick("Liberar espaço imediatamente", "Free space now"),
         ),
+        Issue::AlertStoreUnusable => (
+            pick(
+                "Banco de alertas inutilizável: alertas continuam sendo enviados, mas o histórico só fica em memória e se perde ao reiniciar",
+                "Alert database unusable: alerts are still sent, but the history is kept in memory only and lost on restart",
+            ),
+            pick(
+                "Ver o erro com 'journalctl -u vms-supervisor'; mover o arquivo danificado (vms.db no diretório de estado, por padrão /var/lib/vms) e reiniciar o serviço",
+                "See the error with 'journalctl -u vms-supervisor'; move the damaged file (vms.db in the state directory, /var/lib/vms by default) aside and restart the service",
+            ),
+        ),
         Issue::External => (
             if event.details.trim().is_empty() {
                 pick("Alerta externo", "External alert")

@@ -50,7 +50,7 @@ pub async fn serve(
 
 pub fn router(handles: Handles) -> Router {
     let loopback = handles.config.api.listen.ip().is_loopback();
-    let mut app = Router::new()
+    let app = Router::new()
         .route("/", get(dashboard))
         .route("/api/cameras/health", get(health))
         .route("/api/cameras", get(cameras))
@@ -61,12 +61,10 @@ pub fn router(handles: Handles) -> Router {
         .route("/api/status", get(status))
         .route("/metrics", get(metrics))
         .with_state(handles.clone());
-    if let Some(alerts) = handles.alerts.clone() {
-        app = app.merge(crate::alerts::api::router(
-            alerts,
-            Some(handles.token.clone()),
-        ));
-    }
+    let app = app.merge(crate::alerts::api::router(
+        handles.alerts.clone(),
+        Some(handles.token.clone()),
+    ));
     // After the merge, so that every route answers a wrong method in JSON.
     let app = app
         .fallback(not_found)
@@ -153,22 +151,20 @@ async fn health(State(handles): State<Handles>) -> Response {
     let snap = snapshot(&handles);
     let count = |h| snap.cameras.iter().filter(|c| c.state == h).count();
     let active = snap.cameras.iter().filter(|c| c.recording).count();
-    let recent_alerts = match &handles.alerts {
-        Some(alerts) => alerts
-            .recent(10)
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .map(|a| RecentAlert {
-                camera: a.camera.unwrap_or_else(|| snap.box_name.clone()),
-                severity: a.severity.as_str().to_string(),
-                message: a.message,
-                timestamp: a.timestamp.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-                resolved: a.resolved,
-            })
-            .collect(),
-        None => Vec::new(),
-    };
+    let recent_alerts = handles
+        .alerts
+        .recent(10)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| RecentAlert {
+            camera: a.camera.unwrap_or_else(|| snap.box_name.clone()),
+            severity: a.severity.as_str().to_string(),
+            message: a.message,
+            timestamp: a.timestamp.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            resolved: a.resolved,
+        })
+        .collect();
     Json(HealthDoc {
         total: snap.cameras.len(),
         online: count(Health::Online),

@@ -190,14 +190,21 @@ async fn a_silenced_camera_still_records_alerts_but_pages_nobody() {
 }
 
 /// A corrupt alert database is a loud error, not a reason to stop
-/// supervising recording: alerts still reach the log.
+/// supervising recording nor to stop paging: alerts are kept in memory, and
+/// the unusable database is itself a Critical alert, on the API and in the
+/// metrics.
 #[tokio::test]
-async fn a_corrupt_database_does_not_stop_supervision() {
+async fn a_corrupt_database_does_not_stop_supervision_nor_alerts() {
+    let (tg, messages) = telegram().await;
     let d = Daemon::start(Setup {
         files: vec![(
             "state/vms.db".into(),
             b"this is not a SQLite database, it is junk".repeat(200),
         )],
+        extra: format!(
+            "[alerts.telegram]\nenabled = true\nchat_id = \"-1\"\napi_base = \"http://{tg}\"\n"
+        ),
+        env: vec![("VMS_TELEGRAM_BOT_TOKEN".into(), "1:T".into())],
         ..Setup::default()
     });
     d.wait_all_recording(2).await;
@@ -206,6 +213,32 @@ async fn a_corrupt_database_does_not_stop_supervision() {
         "{}",
         d.logs()
     );
+    let text = |i: usize| {
+        messages.lock().unwrap()[i].1["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    d.wait_for(
+        "the Telegram message about the database",
+        secs(15),
+        || async { (!messages.lock().unwrap().is_empty()).then_some(()) },
+    )
+    .await;
+    assert!(
+        text(0).contains("Banco de alertas inutilizável"),
+        "{}",
+        text(0)
+    );
+    let s = d.status().await.unwrap();
+    let error = s["alert_store_error"].as_str().expect("alert_store_error");
+    assert!(
+        error.contains("vms.db") && error.contains("not a database"),
+        "{error}"
+    );
+    assert!(d.metrics().await.contains("vms_alert_store_durable 0"));
+
+    // A camera alert is still stored for the dashboard, and still logged.
     d.sim("POST", "/cameras/cam_2/down?mode=closed").await;
     d.wait_for("the camera alert in the log", secs(15), || async {
         d.logs()
@@ -214,4 +247,11 @@ async fn a_corrupt_database_does_not_stop_supervision() {
             .then_some(())
     })
     .await;
+    let alerts = d.alerts().await;
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a["camera_id"] == 2 && a["issue"] == "stream_down"),
+        "{alerts:?}"
+    );
 }

@@ -1218,17 +1218,30 @@ async fn english_texts_when_configured() {
     p.stop().await;
 }
 
+/// A corrupt database is a clear error; the daemon's fallback, the same
+/// pipeline in memory, still logs, stores (for the dashboard) and pages, and
+/// says that the history is not durable. The damaged file is left as it was.
+/// (Single-threaded: the log subscriber below is this thread's.)
 #[tokio::test]
-async fn corrupt_database_is_a_clear_error_and_alerts_still_reach_the_log() {
+async fn corrupt_database_is_a_clear_error_and_alerts_are_still_sent_from_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), Setup::default());
+    let tg = FakeTelegram::start(vec![]).await;
+    let cfg = config(
+        dir.path(),
+        Setup {
+            telegram: Some(tg.base.clone()),
+            ..Default::default()
+        },
+    );
     std::fs::create_dir_all(&cfg.state.dir).unwrap();
     let db = cfg.state.dir.join("vms.db");
-    std::fs::write(&db, vec![0x5a; 8192]).unwrap();
-    let err = match alerts::open(&cfg) {
+    let junk = vec![0x5a; 8192];
+    std::fs::write(&db, &junk).unwrap();
+    let error = match alerts::open(&cfg) {
         Ok(_) => panic!("a corrupt database must not open"),
-        Err(e) => e.to_string(),
+        Err(e) => e,
     };
+    let err = error.to_string();
     assert!(
         err.starts_with(&format!("alert database {}: ", db.display())),
         "{err}"
@@ -1236,7 +1249,6 @@ async fn corrupt_database_is_a_clear_error_and_alerts_still_reach_the_log() {
     assert!(err.contains("file is not a database"), "{err}");
     assert!(err.contains("move the file aside"), "{err}");
 
-    // The daemon keeps alerts in the log meanwhile.
     let buf = Arc::new(Mutex::new(Vec::<u8>::new()));
     let writer = LogBuf(buf.clone());
     let subscriber = tracing_subscriber::fmt()
@@ -1246,15 +1258,42 @@ async fn corrupt_database_is_a_clear_error_and_alerts_still_reach_the_log() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
     let (sink, rx) = AlertSink::channel(4);
+    let shutdown = CancellationToken::new();
+    let handle = alerts::open_in_memory(&cfg, &error)
+        .unwrap()
+        .with_options(options())
+        .start(rx, shutdown.clone());
+    assert_eq!(handle.store_error(), Some(err.as_str()));
     sink.send(seed_event()).await;
-    drop(sink);
-    alerts::log_only(rx, CancellationToken::new()).await;
+
+    let reqs = tg.wait_requests(1, Duration::from_secs(5)).await;
+    assert!(
+        reqs[0].body["text"]
+            .as_str()
+            .unwrap()
+            .contains("Gravação não recuperada após 3 tentativas"),
+        "{:?}",
+        reqs[0].body
+    );
+    let recent = handle.recent(10).await.unwrap();
+    assert_eq!(recent.len(), 1, "the dashboard still lists it");
+    shutdown.cancel();
+    handle.stopped().await;
+
     let out = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
-    let line: Value = serde_json::from_str(out.lines().next().expect("a log line")).unwrap();
-    assert_eq!(line["alert_level"], "CRITICAL");
+    let line: Value = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["alert_level"] == "CRITICAL")
+        .expect("the alert's log line");
     assert_eq!(line["camera_id"], 5);
     assert_eq!(line["issue"], "recording_stopped");
-    assert_eq!(line["action"], "not_stored");
+    assert_eq!(line["action"], "opened");
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        junk,
+        "the damaged file is kept as it was"
+    );
 }
 
 #[derive(Clone)]

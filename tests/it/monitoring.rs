@@ -98,6 +98,7 @@ const DAEMON_METRICS: &[&str] = &[
     "vms_alert_outbox_depth",
     "vms_alert_outbox_oldest_seconds",
     "vms_alert_deliveries_total",
+    "vms_alert_store_durable",
     "vms_build_info",
 ];
 
@@ -1363,6 +1364,8 @@ vms_alert_outbox_oldest_seconds{channel="telegram"} 12
 # TYPE vms_alert_deliveries_total counter
 vms_alert_deliveries_total{channel="telegram",result="success"} 4
 vms_alert_deliveries_total{channel="telegram",result="failure"} 1
+# TYPE vms_alert_store_durable gauge
+vms_alert_store_durable 1
 # TYPE vms_build_info gauge
 vms_build_info{commit="3c7bbce",version="0.1.0"} 1
 "#;
