@@ -56,8 +56,19 @@ fn load(path: &Path) -> Result<Config, Failure> {
 }
 
 /// For commands that talk to the running daemon: no secrets, no directories.
+/// The config for a command that talks to the running daemon. An invalid
+/// file is a warning, not a refusal: the daemon keeps running its previous
+/// config, and the administrator who broke the file needs `status` most.
 fn load_client(path: &Path) -> Result<Config, Failure> {
-    Config::load_for_client(path).map_err(|e| Failure::Config(path.to_path_buf(), e))
+    let (config, error) =
+        Config::load_for_client(path).map_err(|e| Failure::Config(path.to_path_buf(), e))?;
+    if let Some(e) = error {
+        eprintln!(
+            "warning: {}: {e} (the running daemon keeps its previous configuration; check it with `vms-supervisor check-config`)",
+            path.display()
+        );
+    }
+    Ok(config)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -256,6 +267,42 @@ async fn status_text(config: &Config) -> anyhow::Result<(String, bool)> {
                 " (aberto)"
             }
         ));
+    }
+    // What the seed's text has no line for, but an administrator must see.
+    let mut status = http().get(format!("{base}/api/status"));
+    if let Some(token) = read_token(config) {
+        status = status.bearer_auth(token);
+    }
+    let status: serde_json::Value = match status.send().await {
+        Ok(r) => r.json().await.unwrap_or_default(),
+        Err(_) => serde_json::Value::Null,
+    };
+    let mut warnings = Vec::new();
+    if status["mediamtx"]["up"] == false {
+        warnings.push("MediaMTX fora do ar (nenhuma câmera grava)".to_string());
+    }
+    if let Some(e) = status["config_error"].as_str() {
+        warnings.push(format!(
+            "Configuração inválida, a anterior continua em uso: {e}"
+        ));
+    }
+    if let Some(e) = status["alert_store_error"].as_str() {
+        warnings.push(format!(
+            "Banco de alertas inutilizável, histórico só em memória: {e}"
+        ));
+    }
+    if !warnings.is_empty() {
+        text.push_str(
+            "
+Atenção:
+",
+        );
+        for w in warnings {
+            text.push_str(&format!(
+                "⚠ {w}
+"
+            ));
+        }
     }
     Ok((text, n("offline") > 0 || failed > 0))
 }

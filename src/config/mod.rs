@@ -513,13 +513,53 @@ impl Config {
     /// the daemon's directories are the daemon's business, not the caller's
     /// (an administrator's shell has neither the bot token nor write access
     /// to the state directory).
-    pub fn load_for_client(path: &Path) -> Result<Config, ConfigError> {
+    ///
+    /// A file that was edited into an invalid state does not lock the
+    /// administrator out: the daemon keeps running its previous config, so
+    /// the keys a client needs (`api.listen`, `api.token_file`, `state.dir`,
+    /// `general.timezone`) are taken from the file where they are valid on
+    /// their own, and the error comes back beside the config for the caller
+    /// to print as a warning. Only a file that is not TOML at all is an error.
+    pub fn load_for_client(path: &Path) -> Result<(Config, Option<ConfigError>), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigError::new(path.display().to_string(), format!("cannot read: {e}"))
         })?;
-        let mut config = parse(&text)?;
-        check(&mut config, false)?;
-        Ok(config)
+        let error = match parse(&text).and_then(|mut c| check(&mut c, false).map(|()| c)) {
+            Ok(config) => return Ok((config, None)),
+            Err(e) => e,
+        };
+        let Ok(table) = text.parse::<toml::Table>() else {
+            return Err(error);
+        };
+        let mut minimal = toml::Table::new();
+        for (section, key) in CLIENT_KEYS {
+            let value = table
+                .get(*section)
+                .and_then(|s| s.get(*key))
+                .cloned()
+                .into_iter()
+                // A key that is itself wrong keeps its default.
+                .find(|v| {
+                    let mut one = toml::Table::new();
+                    let mut sec = toml::Table::new();
+                    sec.insert(key.to_string(), v.clone());
+                    one.insert(section.to_string(), toml::Value::Table(sec));
+                    parse(&one.to_string())
+                        .and_then(|mut c| check(&mut c, false))
+                        .is_ok()
+                });
+            if let Some(v) = value {
+                let sec = minimal
+                    .entry(section.to_string())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                if let Some(sec) = sec.as_table_mut() {
+                    sec.insert(key.to_string(), v);
+                }
+            }
+        }
+        let mut config = parse(&minimal.to_string()).map_err(|_| error.clone())?;
+        check(&mut config, false).map_err(|_| error.clone())?;
+        Ok((config, Some(error)))
     }
 
     pub fn camera(&self, id: u32) -> Option<&Camera> {
@@ -539,6 +579,14 @@ impl Config {
             .unwrap_or(chrono_tz::America::Sao_Paulo)
     }
 }
+
+/// What [`Config::load_for_client`] keeps from a file that is invalid.
+const CLIENT_KEYS: &[(&str, &str)] = &[
+    ("api", "listen"),
+    ("api", "token_file"),
+    ("state", "dir"),
+    ("general", "timezone"),
+];
 
 /// Step 1: strict parsing, naming the key of the first error.
 fn parse(text: &str) -> Result<Config, ConfigError> {
@@ -1171,5 +1219,38 @@ mod tests {
         assert!(looks_like_address("root@localhost"));
         assert!(!looks_like_address("prefeitura"));
         assert!(!looks_like_address("a b@c.d"));
+    }
+
+    /// A file broken by an edit still lets `status` reach the daemon: the
+    /// client keys that are valid are kept, a wrong one falls back to its
+    /// default, and the error is returned beside the config.
+    #[test]
+    fn clients_read_the_keys_they_need_from_an_invalid_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vms.toml");
+        let write = |text: &str| std::fs::write(&path, text).unwrap();
+
+        write("[api]\nlisten = \"127.0.0.1:9123\"\n");
+        let (c, warning) = Config::load_for_client(&path).unwrap();
+        assert_eq!(c.api.listen.port(), 9123);
+        assert_eq!(warning, None);
+
+        write(
+            "[api]\nlisten = \"127.0.0.1:9123\"\ntoken_file = \"/srv/token\"\n\
+             [general]\ntimezone = \"Mars/Olympus\"\n\
+             [monitor]\nstall_after = \"soon\"\n",
+        );
+        let (c, warning) = Config::load_for_client(&path).unwrap();
+        assert_eq!(c.api.listen.port(), 9123);
+        assert_eq!(c.api.token_file, PathBuf::from("/srv/token"));
+        assert_eq!(c.general.timezone, Config::default().general.timezone);
+        let warning = warning.expect("the error comes back");
+        assert!(
+            warning.key == "general.timezone" || warning.key == "monitor.stall_after",
+            "{warning}"
+        );
+
+        write("[api\nlisten = ");
+        assert!(Config::load_for_client(&path).is_err(), "not TOML at all");
     }
 }

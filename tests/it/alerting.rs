@@ -237,6 +237,13 @@ async fn a_corrupt_database_does_not_stop_supervision_nor_alerts() {
         "{error}"
     );
     assert!(d.metrics().await.contains("vms_alert_store_durable 0"));
+    let out = d.cli(&["status"]);
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        status
+            .contains("⚠ Banco de alertas inutilizável, histórico só em memória: alert database "),
+        "{status}"
+    );
 
     // A camera alert is still stored for the dashboard, and still logged.
     d.sim("POST", "/cameras/cam_2/down?mode=closed").await;

@@ -57,6 +57,7 @@ async fn records_every_camera_and_reports_health() {
     assert!(text.contains("🟢 Online: 2 câmeras"), "{text}");
     assert!(text.contains("🔴 Offline: 0 câmeras"), "{text}");
     assert!(text.contains("Alertas Recentes:"), "{text}");
+    assert!(!text.contains("Atenção"), "nothing to warn about: {text}");
 }
 
 #[tokio::test]
@@ -280,7 +281,11 @@ async fn config_edits_touch_only_the_cameras_that_changed() {
     );
 
     // An invalid edit keeps the old config running, names the key, warns.
-    d.write_config_text("[monitor]\nstall_after = \"soon\"\n");
+    d.write_config(
+        &[(1, "Portaria".into()), (3, "Recepção".into())],
+        "grace_period = \"2s\"\nstall_after = \"soon\"\n",
+        "",
+    );
     let s = d
         .wait_status("the config error is reported", secs(10), |s| {
             s["config_error"].is_string()
@@ -295,6 +300,13 @@ async fn config_edits_touch_only_the_cameras_that_changed() {
     );
     assert_eq!(s["cameras"].as_array().unwrap().len(), 2);
     assert!(d.logs().contains("monitor.stall_after"));
+    let out = d.cli(&["status"]);
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        status.contains("⚠ Configuração inválida, a anterior continua em uso: ")
+            && status.contains("monitor.stall_after"),
+        "{status}"
+    );
     d.wait_for("a config_invalid warning", secs(5), || async {
         d.alerts()
             .await
