@@ -149,6 +149,19 @@ where
     }
 }
 
+/// A healthy local Bot API and a config that sends Critical alerts to it.
+async fn with_telegram(dir: &Path) -> (FakeTelegram, Config) {
+    let tg = FakeTelegram::start(vec![]).await;
+    let cfg = config(
+        dir,
+        Setup {
+            telegram: Some(tg.base.clone()),
+            ..Default::default()
+        },
+    );
+    (tg, cfg)
+}
+
 struct Running {
     handle: AlertsHandle,
     sink: AlertSink,
@@ -424,14 +437,7 @@ impl Drop for Smtp {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn telegram_gets_the_seeds_message_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
-    let tg = FakeTelegram::start(vec![]).await;
-    let cfg = config(
-        dir.path(),
-        Setup {
-            telegram: Some(tg.base.clone()),
-            ..Default::default()
-        },
-    );
+    let (tg, cfg) = with_telegram(dir.path()).await;
     let p = Running::start(&cfg);
     let sent = Instant::now();
     p.sink.send(seed_event()).await;
@@ -744,14 +750,7 @@ async fn a_new_pipeline_delivers_what_the_old_one_left() {
     drop(h);
 
     // Second run on the same database, Telegram is back.
-    let tg = FakeTelegram::start(vec![]).await;
-    let cfg = config(
-        dir.path(),
-        Setup {
-            telegram: Some(tg.base.clone()),
-            ..Default::default()
-        },
-    );
+    let (tg, cfg) = with_telegram(dir.path()).await;
     let p = Running::start(&cfg);
     let reqs = tg.wait_requests(1, Duration::from_secs(5)).await;
     assert_eq!(reqs[0].body["text"], SEED_TEXT);
@@ -891,14 +890,7 @@ const AM_FIRING: &str = r#"{
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alertmanager_webhook_goes_through_the_outbox() {
     let dir = tempfile::tempdir().unwrap();
-    let tg = FakeTelegram::start(vec![]).await;
-    let cfg = config(
-        dir.path(),
-        Setup {
-            telegram: Some(tg.base.clone()),
-            ..Default::default()
-        },
-    );
+    let (tg, cfg) = with_telegram(dir.path()).await;
     let p = Running::start(&cfg);
     let addr = serve_api(p.handle.clone(), Some("api-secret")).await;
     let url = format!("http://{addr}/api/alerts/webhook");
@@ -1068,14 +1060,7 @@ async fn webhook_without_a_configured_token_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maintenance_silence_through_the_api() {
     let dir = tempfile::tempdir().unwrap();
-    let tg = FakeTelegram::start(vec![]).await;
-    let cfg = config(
-        dir.path(),
-        Setup {
-            telegram: Some(tg.base.clone()),
-            ..Default::default()
-        },
-    );
+    let (tg, cfg) = with_telegram(dir.path()).await;
     let p = Running::start(&cfg);
     let addr = serve_api(p.handle.clone(), Some("api-secret")).await;
     let http = reqwest::Client::new();
@@ -1225,14 +1210,7 @@ async fn english_texts_when_configured() {
 #[tokio::test]
 async fn corrupt_database_is_a_clear_error_and_alerts_are_still_sent_from_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let tg = FakeTelegram::start(vec![]).await;
-    let cfg = config(
-        dir.path(),
-        Setup {
-            telegram: Some(tg.base.clone()),
-            ..Default::default()
-        },
-    );
+    let (tg, cfg) = with_telegram(dir.path()).await;
     std::fs::create_dir_all(&cfg.state.dir).unwrap();
     let db = cfg.state.dir.join("vms.db");
     let junk = vec![0x5a; 8192];
@@ -1400,14 +1378,7 @@ impl Drop for Alertmanager {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_alertmanager_firing_and_resolved_reach_telegram() {
     let dir = tempfile::tempdir().unwrap();
-    let tg = FakeTelegram::start(vec![]).await;
-    let cfg = config(
-        dir.path(),
-        Setup {
-            telegram: Some(tg.base.clone()),
-            ..Default::default()
-        },
-    );
+    let (tg, cfg) = with_telegram(dir.path()).await;
     let p = Running::start(&cfg);
     let api = serve_api(p.handle.clone(), Some("api-secret")).await;
     let am = Alertmanager::start(&format!("http://{api}/api/alerts/webhook"), "api-secret").await;
