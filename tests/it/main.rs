@@ -14,4 +14,5 @@ mod monitoring;
 mod openapi;
 mod render;
 mod scrape;
+mod soak;
 mod util;
