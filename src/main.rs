@@ -209,11 +209,15 @@ fn read_token(config: &Config) -> Option<String> {
 /// The seed's dashboard text, from the running daemon.
 async fn status_text(config: &Config) -> anyhow::Result<(String, bool)> {
     let base = api_base(config);
-    let mut req = http().get(format!("{base}/api/cameras/health"));
-    if let Some(token) = read_token(config) {
-        req = req.bearer_auth(token);
-    }
-    let health: serde_json::Value = req
+    let token = read_token(config);
+    let get = |path: &str| {
+        let req = http().get(format!("{base}{path}"));
+        match &token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    };
+    let health: serde_json::Value = get("/api/cameras/health")
         .send()
         .await
         .and_then(|r| r.error_for_status())
@@ -269,11 +273,7 @@ async fn status_text(config: &Config) -> anyhow::Result<(String, bool)> {
         ));
     }
     // What the seed's text has no line for, but an administrator must see.
-    let mut status = http().get(format!("{base}/api/status"));
-    if let Some(token) = read_token(config) {
-        status = status.bearer_auth(token);
-    }
-    let status: serde_json::Value = match status.send().await {
+    let status: serde_json::Value = match get("/api/status").send().await {
         Ok(r) => r.json().await.unwrap_or_default(),
         Err(_) => serde_json::Value::Null,
     };

@@ -537,9 +537,8 @@ impl Config {
                 .get(*section)
                 .and_then(|s| s.get(*key))
                 .cloned()
-                .into_iter()
                 // A key that is itself wrong keeps its default.
-                .find(|v| {
+                .filter(|v| {
                     let mut one = toml::Table::new();
                     let mut sec = toml::Table::new();
                     sec.insert(key.to_string(), v.clone());

@@ -5,36 +5,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::routing::post;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::harness::{Daemon, Setup};
+use crate::harness::{telegram, Daemon, Setup};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
-}
-
-/// A local Telegram Bot API that records every `sendMessage` body.
-async fn telegram() -> (SocketAddr, Arc<Mutex<Vec<(String, serde_json::Value)>>>) {
-    let seen: Arc<Mutex<Vec<(String, serde_json::Value)>>> = Arc::default();
-    let s = seen.clone();
-    let app = axum::Router::new().route(
-        "/{bot}/sendMessage",
-        post(
-            move |axum::extract::Path(bot): axum::extract::Path<String>,
-                  axum::Json(body): axum::Json<serde_json::Value>| {
-                let s = s.clone();
-                async move {
-                    s.lock().unwrap().push((bot, body));
-                    axum::Json(serde_json::json!({"ok": true, "result": {"message_id": 7}}))
-                }
-            },
-        ),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (addr, seen)
 }
 
 #[derive(Debug, Default, Clone)]

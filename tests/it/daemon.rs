@@ -7,14 +7,10 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
-use crate::harness::{alive, camera, mvhd_duration, tail, Daemon, Setup};
+use crate::harness::{alive, camera, mediamtx_pid, mvhd_duration, tail, Daemon, Setup};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
-}
-
-fn mediamtx_pid(status: &serde_json::Value) -> Option<u32> {
-    status["mediamtx"]["pid"].as_u64().map(|p| p as u32)
 }
 
 /// Waits for MediaMTX to be back with a new pid after `old` went away.

@@ -413,6 +413,23 @@ impl Daemon {
         .await
     }
 
+    /// Waits until the daemon's recovery has removed and re-created `path`
+    /// in the stand-in (a new path has written no part yet). A re-created
+    /// path has a fresh recorder, which the stand-in's `stall` fault does not
+    /// model: tests clear the fault at this point.
+    pub async fn wait_path_recreated(&self, path: &str) {
+        self.wait_for(
+            "the path re-created by the daemon",
+            Duration::from_secs(30),
+            || async {
+                let st = self.sim_state().await?;
+                let p = &st["paths"][path];
+                (p.is_object() && p["parts_written"] == 0).then_some(())
+            },
+        )
+        .await
+    }
+
     /// A call to the stand-in's control endpoint.
     pub async fn sim(&self, method: &str, path: &str) -> Value {
         let url = format!("http://{}{path}", self.control);
@@ -531,4 +548,33 @@ pub fn camera(status: &Value, id: u32) -> &Value {
         .iter()
         .find(|c| c["id"] == id)
         .unwrap_or_else(|| panic!("camera {id} not in {status}"))
+}
+
+/// A local Telegram Bot API that answers ok and records every
+/// `sendMessage` as (the `bot<token>` path segment, the JSON body).
+pub async fn telegram() -> (SocketAddr, Arc<Mutex<Vec<(String, Value)>>>) {
+    let seen: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let s = seen.clone();
+    let app = axum::Router::new().route(
+        "/{bot}/sendMessage",
+        axum::routing::post(
+            move |axum::extract::Path(bot): axum::extract::Path<String>,
+                  axum::Json(body): axum::Json<Value>| {
+                let s = s.clone();
+                async move {
+                    s.lock().unwrap().push((bot, body));
+                    axum::Json(serde_json::json!({"ok": true, "result": {"message_id": 7}}))
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, seen)
+}
+
+/// MediaMTX's pid in a `/api/status` document.
+pub fn mediamtx_pid(status: &Value) -> Option<u32> {
+    status["mediamtx"]["pid"].as_u64().map(|p| p as u32)
 }

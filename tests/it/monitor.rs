@@ -72,15 +72,8 @@ async fn a_recorder_stall_is_detected_and_repaired() {
     assert!(t0.elapsed() < secs(10));
     assert_eq!(camera(&s, 1)["state"], "recovering");
     assert_eq!(camera(&s, 1)["recovery_level"], 2);
-    // The daemon removes and re-creates the path; a re-created path gets a
-    // fresh recorder, which the stand-in's fault does not model: clear it
-    // when the path is re-created (new segment file).
-    d.wait_for("the path re-created by the daemon", secs(10), || async {
-        let st = d.sim_state().await?;
-        let p = &st["paths"]["cam_1"];
-        (p.is_object() && p["parts_written"] == 0).then_some(())
-    })
-    .await;
+    // The daemon removes and re-creates the path: clear the fault then.
+    d.wait_path_recreated("cam_1").await;
     d.sim("POST", "/recorder/cam_1/resume").await;
     let s = d
         .wait_status("camera 1 recording again", secs(20), |s| {

@@ -17,16 +17,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::routing::post;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use nix::sys::signal::Signal;
 
-use crate::harness::{camera, Daemon, Setup};
+use crate::harness::{camera, mediamtx_pid, telegram, Daemon, Setup};
 
 const CAMERAS: u32 = 8;
 /// How long the box must stay quiet after a fault is repaired.
@@ -129,28 +126,6 @@ fn soak_duration() -> Duration {
     })
 }
 
-/// A local Telegram Bot API that counts `sendMessage` calls.
-async fn telegram() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
-    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-    let s = seen.clone();
-    let app = axum::Router::new().route(
-        "/{bot}/sendMessage",
-        post(move |axum::Json(body): axum::Json<serde_json::Value>| {
-            let s = s.clone();
-            async move {
-                s.lock()
-                    .unwrap()
-                    .push(body["text"].as_str().unwrap_or_default().to_string());
-                axum::Json(serde_json::json!({"ok": true, "result": {"message_id": 1}}))
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (addr, seen)
-}
-
 fn proc_value(pid: u32, key: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -180,12 +155,6 @@ async fn new_alerts(d: &Daemon, last: &mut i64) -> Vec<serde_json::Value> {
         *last = id;
     }
     fresh
-}
-
-async fn mediamtx_pid(d: &Daemon) -> u64 {
-    d.status().await.unwrap()["mediamtx"]["pid"]
-        .as_u64()
-        .unwrap_or(0)
 }
 
 /// Injects `fault` on camera `k`, waits until the daemon has seen it and the
@@ -218,20 +187,17 @@ async fn inject(d: &Daemon, fault: Fault, k: u32) -> (f64, f64) {
             d.sim("POST", &format!("/recorder/{cam}/stall")).await;
             d.wait_status("the stall seen", secs(30), not_online).await;
             let detected = t0.elapsed();
-            // Level 1 removes and re-creates the path; a re-created path
-            // has a fresh recorder, which the stand-in's fault does not
-            // model: clear the fault once the new path exists.
-            d.wait_for("the path re-created by the daemon", secs(30), || async {
-                let st = d.sim_state().await?;
-                let p = &st["paths"][cam.as_str()];
-                (p.is_object() && p["parts_written"] == 0).then_some(())
-            })
-            .await;
+            d.wait_path_recreated(&cam).await;
             d.sim("POST", &format!("/recorder/{cam}/resume")).await;
             detected
         }
         Fault::MediamtxKilled | Fault::ApiHung => {
-            let old = mediamtx_pid(d).await;
+            let old = d
+                .status()
+                .await
+                .as_ref()
+                .and_then(mediamtx_pid)
+                .unwrap_or(0);
             if fault == Fault::MediamtxKilled {
                 nix::sys::signal::kill(nix::unistd::Pid::from_raw(old as i32), Signal::SIGKILL)
                     .unwrap();
@@ -239,7 +205,7 @@ async fn inject(d: &Daemon, fault: Fault, k: u32) -> (f64, f64) {
                 d.sim("POST", "/api/hang").await;
             }
             d.wait_status("MediaMTX seen down", secs(60), |s| {
-                s["mediamtx"]["up"] == false || s["mediamtx"]["pid"].as_u64() != Some(old)
+                s["mediamtx"]["up"] == false || mediamtx_pid(s) != Some(old)
             })
             .await;
             let detected = t0.elapsed();
@@ -247,7 +213,7 @@ async fn inject(d: &Daemon, fault: Fault, k: u32) -> (f64, f64) {
                 // The stand-in keeps its faults across restarts: clear the
                 // hang on the new process, as a restart clears a real hang.
                 d.wait_status("a new MediaMTX process", secs(60), |s| {
-                    s["mediamtx"]["pid"].as_u64().is_some_and(|p| p != old)
+                    mediamtx_pid(s).is_some_and(|p| p != old)
                 })
                 .await;
                 d.sim("POST", "/api/unhang").await;
