@@ -126,6 +126,30 @@ pub struct AlertEvent {
 }
 
 impl AlertEvent {
+    /// An event about the box rather than a camera (MediaMTX, the disk, the
+    /// config file, the alert database, the webhook): no camera, no
+    /// recovery attempts, no last recording.
+    pub fn system(
+        at: DateTime<Utc>,
+        severity: Severity,
+        phase: Phase,
+        key: impl Into<String>,
+        issue: Issue,
+        details: impl Into<String>,
+    ) -> AlertEvent {
+        AlertEvent {
+            at,
+            severity,
+            phase,
+            key: key.into(),
+            issue,
+            camera: None,
+            recovery_attempts: 0,
+            last_recording: None,
+            details: details.into(),
+        }
+    }
+
     /// The conventional key of a camera problem.
     pub fn camera_key(id: u32, issue: Issue) -> String {
         format!("camera:{id}:{}", issue.as_str())

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use vms_supervisor::config::{self, Config, ConfigError};
-use vms_supervisor::{alerts, daemon, logging, mediamtx};
+use vms_supervisor::{app, cli, daemon, logging, mediamtx};
 
 /// sysexits EX_CONFIG: the unit's `RestartPreventExitStatus=78` keeps systemd
 /// from restarting in a loop on a bad config.
@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         Err(Failure::Other(e)) => {
             tracing::error!(error = format!("{e:#}"), "fatal");
             eprintln!("vms-supervisor: {e:#}");
-            if e.downcast_ref::<daemon::MissingBinary>().is_some() {
+            if e.downcast_ref::<app::MissingBinary>().is_some() {
                 ExitCode::from(EXIT_CONFIG)
             } else {
                 ExitCode::FAILURE
@@ -55,7 +55,6 @@ fn load(path: &Path) -> Result<Config, Failure> {
     Config::load(path).map_err(|e| Failure::Config(path.to_path_buf(), e))
 }
 
-/// For commands that talk to the running daemon: no secrets, no directories.
 /// The config for a command that talks to the running daemon. An invalid
 /// file is a warning, not a refusal: the daemon keeps running its previous
 /// config, and the administrator who broke the file needs `status` most.
@@ -118,10 +117,10 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                     .with_context(|| format!("listening on {} (api.listen)", config.api.listen))?;
                 let shutdown = CancellationToken::new();
                 tokio::spawn(signals(shutdown.clone()));
-                daemon::run(
+                app::run(
                     config,
                     listener,
-                    daemon::Options { config_path: watch },
+                    daemon::RunOptions { config_path: watch },
                     shutdown,
                 )
                 .await
@@ -130,7 +129,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Status => {
             let config = load_client(&cli.config)?;
-            let (text, problem) = runtime()?.block_on(status_text(&config))?;
+            let (text, problem) = runtime()?.block_on(cli::status::text(&config))?;
             print!("{text}");
             Ok(if problem {
                 ExitCode::from(EXIT_PROBLEM)
@@ -140,15 +139,19 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Alerts { limit, action } => {
             let config = load_client(&cli.config)?;
-            let text = match action {
-                None => alerts::cli::recent_text(&config, limit)?,
-                Some(AlertsAction::Silence {
-                    id,
-                    duration,
-                    reason,
-                }) => alerts::cli::silence(&config, id, duration.get(), &reason)?,
-                Some(AlertsAction::Unsilence { id }) => alerts::cli::unsilence(&config, id)?,
-            };
+            let text = runtime()?.block_on(async {
+                match action {
+                    None => cli::alerts::recent_text(&config, limit).await,
+                    Some(AlertsAction::Silence {
+                        id,
+                        duration,
+                        reason,
+                    }) => cli::alerts::silence(&config, id, duration.get(), &reason).await,
+                    Some(AlertsAction::Unsilence { id }) => {
+                        cli::alerts::unsilence(&config, id).await
+                    }
+                }
+            })?;
             print!("{text}");
             if !text.ends_with('\n') {
                 println!();
@@ -159,8 +162,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             action: CameraAction::Reset { id },
         } => {
             let config = load_client(&cli.config)?;
-            runtime()?.block_on(reset_camera(&config, id))?;
-            println!("camera {id}: reset; it is supervised again");
+            print!("{}", runtime()?.block_on(cli::reset_camera(&config, id))?);
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -181,157 +183,6 @@ async fn signals(shutdown: CancellationToken) {
         _ = int.recv() => tracing::info!("SIGINT received"),
     }
     shutdown.cancel();
-}
-
-fn api_base(config: &Config) -> String {
-    let addr = config.api.listen;
-    let host = if addr.ip().is_unspecified() {
-        std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
-    } else {
-        addr
-    };
-    format!("http://{host}")
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(5))
-        .build()
-        .expect("a plain HTTP client")
-}
-
-fn read_token(config: &Config) -> Option<String> {
-    std::fs::read_to_string(&config.api.token_file)
-        .ok()
-        .map(|t| t.trim().to_string())
-}
-
-/// The seed's dashboard text, from the running daemon.
-async fn status_text(config: &Config) -> anyhow::Result<(String, bool)> {
-    let base = api_base(config);
-    let token = read_token(config);
-    let get = |path: &str| {
-        let req = http().get(format!("{base}{path}"));
-        match &token {
-            Some(t) => req.bearer_auth(t),
-            None => req,
-        }
-    };
-    let health: serde_json::Value = get("/api/cameras/health")
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .with_context(|| {
-            format!("the daemon does not answer at {base} (is vms-supervisor running?)")
-        })?
-        .json()
-        .await
-        .context("reading the health document")?;
-    let n = |k: &str| health[k].as_u64().unwrap_or(0);
-    let plural = |n: u64| if n == 1 { "câmera" } else { "câmeras" };
-    let mut text = format!(
-        "🟢 Online: {} {}\n🟡 Recuperando: {} {}\n🔴 Offline: {} {}\n",
-        n("online"),
-        plural(n("online")),
-        n("recovering"),
-        plural(n("recovering")),
-        n("offline"),
-        plural(n("offline"))
-    );
-    let rec = &health["recording_health"];
-    let failed = rec["failed"].as_u64().unwrap_or(0);
-    text.push_str(&format!(
-        "Gravação: {} ativas, {} paradas; disco {}\n",
-        rec["active"].as_u64().unwrap_or(0),
-        failed,
-        rec["disk_usage"].as_str().unwrap_or("?")
-    ));
-    text.push_str("\nAlertas Recentes:\n");
-    let tz = config.timezone();
-    let alerts = health["recent_alerts"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    if alerts.is_empty() {
-        text.push_str("(nenhum)\n");
-    }
-    for a in alerts {
-        let time = a["timestamp"]
-            .as_str()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&tz).format("%H:%M").to_string())
-            .unwrap_or_default();
-        text.push_str(&format!(
-            "• {time} - Câmera {}: {}{}\n",
-            a["camera"].as_str().unwrap_or("?"),
-            a["message"].as_str().unwrap_or(""),
-            if a["resolved"].as_bool() == Some(true) {
-                ""
-            } else {
-                " (aberto)"
-            }
-        ));
-    }
-    // What the seed's text has no line for, but an administrator must see.
-    let status: serde_json::Value = match get("/api/status").send().await {
-        Ok(r) => r.json().await.unwrap_or_default(),
-        Err(_) => serde_json::Value::Null,
-    };
-    let mut warnings = Vec::new();
-    if status["mediamtx"]["up"] == false {
-        warnings.push("MediaMTX fora do ar (nenhuma câmera grava)".to_string());
-    }
-    if let Some(e) = status["config_error"].as_str() {
-        warnings.push(format!(
-            "Configuração inválida, a anterior continua em uso: {e}"
-        ));
-    }
-    if let Some(e) = status["alert_store_error"].as_str() {
-        warnings.push(format!(
-            "Banco de alertas inutilizável, histórico só em memória: {e}"
-        ));
-    }
-    if !warnings.is_empty() {
-        text.push_str(
-            "
-Atenção:
-",
-        );
-        for w in warnings {
-            text.push_str(&format!(
-                "⚠ {w}
-"
-            ));
-        }
-    }
-    Ok((text, n("offline") > 0 || failed > 0))
-}
-
-async fn reset_camera(config: &Config, id: u32) -> anyhow::Result<()> {
-    let base = api_base(config);
-    let token = read_token(config).with_context(|| {
-        format!(
-            "cannot read the API token {} (run as root or as the vms user)",
-            config.api.token_file.display()
-        )
-    })?;
-    let resp = http()
-        .post(format!("{base}/api/cameras/{id}/reset"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .with_context(|| {
-            format!("the daemon does not answer at {base} (is vms-supervisor running?)")
-        })?;
-    if !resp.status().is_success() {
-        let status = resp.status();
-        let body: serde_json::Value = resp.json().await.unwrap_or_default();
-        anyhow::bail!(
-            "{status}: {}",
-            body["error"].as_str().unwrap_or("request failed")
-        );
-    }
-    Ok(())
 }
 
 /// Keeps 24/7 camera recording alive: supervises MediaMTX, watches

@@ -8,8 +8,7 @@ use std::sync::OnceLock;
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::daemon::Snapshot;
-use crate::supervisor::cameras::Health;
+use crate::status::{Health, Snapshot};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -104,6 +103,15 @@ fn describe() {
         "vms_alert_store_durable",
         "The alert history is kept in its database file (1), or in memory only because the file cannot be used (0)"
     );
+    describe_gauge!(
+        "vms_alert_outbox_depth",
+        "Alert messages waiting for delivery, by channel"
+    );
+    describe_gauge!(
+        "vms_alert_outbox_oldest_seconds",
+        Unit::Seconds,
+        "Age of the oldest alert message waiting for delivery, by channel"
+    );
     describe_gauge!("vms_build_info", "Version and commit of this build");
 }
 
@@ -122,6 +130,16 @@ pub fn recovery_finished(camera: u32, level: u8, success: bool, problem: &str, s
         counter!("vms_recovery_failures_total", "camera_id" => id, "failure_type" => problem.to_string())
             .increment(1);
     }
+}
+
+/// One live-latency measurement reported by a viewer's player.
+pub fn stream_latency(camera: u32, protocol: &'static str, seconds: f64) {
+    histogram!(
+        "vms_stream_latency_seconds",
+        "camera_id" => camera.to_string(),
+        "protocol" => protocol
+    )
+    .record(seconds);
 }
 
 pub fn mediamtx_restart(reason: &str) {
@@ -144,7 +162,7 @@ pub fn update(snap: &Snapshot) {
             } else {
                 0.0
             });
-        for state in [Health::Online, Health::Recovering, Health::Offline] {
+        for state in Health::ALL {
             gauge!("vms_camera_state", "camera_id" => id.clone(), "state" => state.as_str())
                 .set(if cam.state == state { 1.0 } else { 0.0 });
         }

@@ -46,7 +46,7 @@ const DAY_MASK: WatchMask = WatchMask::CREATE
     .union(WatchMask::MOVED_TO);
 
 fn camera_of(name: &str) -> Option<u32> {
-    name.strip_prefix("cam_")?.parse().ok()
+    crate::config::camera_of_path(name)
 }
 
 impl Watches {

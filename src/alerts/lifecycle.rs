@@ -15,7 +15,7 @@ pub struct OpenAlert {
 
 /// What an event did to the alert with its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub enum Outcome {
     /// Opened a new alert.
     Opened,
     /// Same key is already open: deduplicated.
@@ -30,15 +30,15 @@ pub enum Action {
     Notice,
 }
 
-impl Action {
+impl Outcome {
     pub fn as_str(self) -> &'static str {
         match self {
-            Action::Opened => "opened",
-            Action::Repeated => "repeated",
-            Action::Escalated => "escalated",
-            Action::Resolved => "resolved",
-            Action::NothingOpen => "nothing_open",
-            Action::Notice => "notice",
+            Outcome::Opened => "opened",
+            Outcome::Repeated => "repeated",
+            Outcome::Escalated => "escalated",
+            Outcome::Resolved => "resolved",
+            Outcome::NothingOpen => "nothing_open",
+            Outcome::Notice => "notice",
         }
     }
 }
@@ -52,7 +52,7 @@ pub enum Push {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
-    pub action: Action,
+    pub outcome: Outcome,
     pub push: Option<Push>,
 }
 
@@ -71,20 +71,20 @@ pub struct Decision {
 /// * A silenced camera's alerts are stored and logged, never pushed.
 pub fn decide(open: Option<&OpenAlert>, event: &AlertEvent, silenced: bool) -> Decision {
     let pageable = event.severity == Severity::Critical && !silenced;
-    let (action, push) = match (event.phase, open) {
-        (Phase::Firing, None) => (Action::Opened, pageable.then_some(Push::Alert)),
+    let (outcome, push) = match (event.phase, open) {
+        (Phase::Firing, None) => (Outcome::Opened, pageable.then_some(Push::Alert)),
         (Phase::Firing, Some(o)) if event.severity > o.severity => {
-            (Action::Escalated, pageable.then_some(Push::Alert))
+            (Outcome::Escalated, pageable.then_some(Push::Alert))
         }
         (Phase::Firing, Some(o)) => (
-            Action::Repeated,
+            Outcome::Repeated,
             (pageable && !o.pushed && o.severity == Severity::Critical).then_some(Push::Alert),
         ),
-        (Phase::Resolved, Some(o)) => (Action::Resolved, o.pushed.then_some(Push::Resolved)),
-        (Phase::Resolved, None) => (Action::NothingOpen, None),
-        (Phase::Notice, _) => (Action::Notice, pageable.then_some(Push::Alert)),
+        (Phase::Resolved, Some(o)) => (Outcome::Resolved, o.pushed.then_some(Push::Resolved)),
+        (Phase::Resolved, None) => (Outcome::NothingOpen, None),
+        (Phase::Notice, _) => (Outcome::Notice, pageable.then_some(Push::Alert)),
     };
-    Decision { action, push }
+    Decision { outcome, push }
 }
 
 #[cfg(test)]
@@ -119,7 +119,7 @@ mod tests {
         use Severity::*;
         for (sev, push) in [(Info, None), (Warning, None), (Critical, Some(Push::Alert))] {
             let d = decide(None, &ev(sev, Phase::Firing), false);
-            assert_eq!(d.action, Action::Opened);
+            assert_eq!(d.outcome, Outcome::Opened);
             assert_eq!(d.push, push, "{sev:?}");
         }
     }
@@ -131,7 +131,7 @@ mod tests {
         assert_eq!(
             d,
             Decision {
-                action: Action::Repeated,
+                outcome: Outcome::Repeated,
                 push: None
             }
         );
@@ -141,7 +141,7 @@ mod tests {
     fn escalation_to_critical_pages() {
         let o = open(Severity::Warning, false);
         let d = decide(Some(&o), &ev(Severity::Critical, Phase::Firing), false);
-        assert_eq!(d.action, Action::Escalated);
+        assert_eq!(d.outcome, Outcome::Escalated);
         assert_eq!(d.push, Some(Push::Alert));
         // A lower severity repeat neither escalates nor pages.
         let o = open(Severity::Critical, true);
@@ -149,7 +149,7 @@ mod tests {
         assert_eq!(
             d,
             Decision {
-                action: Action::Repeated,
+                outcome: Outcome::Repeated,
                 push: None
             }
         );
@@ -165,7 +165,7 @@ mod tests {
         assert_eq!(
             d,
             Decision {
-                action: Action::Resolved,
+                outcome: Outcome::Resolved,
                 push: Some(Push::Resolved)
             }
         );
@@ -177,7 +177,7 @@ mod tests {
         assert_eq!(
             d,
             Decision {
-                action: Action::Resolved,
+                outcome: Outcome::Resolved,
                 push: None
             }
         );
@@ -185,7 +185,7 @@ mod tests {
         assert_eq!(
             d,
             Decision {
-                action: Action::NothingOpen,
+                outcome: Outcome::NothingOpen,
                 push: None
             }
         );
@@ -197,7 +197,7 @@ mod tests {
         assert_eq!(
             d,
             Decision {
-                action: Action::Opened,
+                outcome: Outcome::Opened,
                 push: None
             }
         );
@@ -207,7 +207,7 @@ mod tests {
         assert_eq!(
             d,
             Decision {
-                action: Action::Repeated,
+                outcome: Outcome::Repeated,
                 push: Some(Push::Alert)
             }
         );
@@ -220,7 +220,7 @@ mod tests {
         assert_eq!(
             d,
             Decision {
-                action: Action::Notice,
+                outcome: Outcome::Notice,
                 push: None
             }
         );
@@ -228,7 +228,7 @@ mod tests {
         assert_eq!(
             d,
             Decision {
-                action: Action::Notice,
+                outcome: Outcome::Notice,
                 push: Some(Push::Alert)
             }
         );

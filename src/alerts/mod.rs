@@ -25,9 +25,9 @@
 //!   pt-BR or English.
 //! * [`outbox`]: the delivery workers, Telegram and SMTP, and [`RetryPolicy`].
 //! * [`webhook`]: Alertmanager's webhook payload (version 4) to events.
-//! * [`api`]: `POST /api/alerts/webhook`, `GET /api/alerts`, the incident
-//!   ledger and maintenance silences.
-//! * [`cli`]: `vms-supervisor alerts` (and silence / unsilence).
+//!
+//! The HTTP routes are in [`crate::http::alerts`]; the CLI in
+//! [`crate::cli::alerts`].
 //!
 //! # Guarantees
 //!
@@ -70,12 +70,8 @@
 //!     Ok(pipeline) => pipeline.start(rx, shutdown.clone()),
 //!     Err(e) => open_in_memory(&config, &e)?.start(rx, shutdown.clone()),
 //! };
-//! let router = alerts::api::router(alerts.clone(), token);
 //! ```
 
-pub mod api;
-pub mod cli;
-mod db;
 pub mod lifecycle;
 pub mod outbox;
 pub mod store;
@@ -97,10 +93,10 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Config, Language, Secret, SmtpSecurity};
 use crate::events::{AlertEvent, Issue, Phase, Severity};
 
-pub use lifecycle::Action;
+pub use lifecycle::Outcome;
 pub use outbox::RetryPolicy;
 pub use store::{
-    AlertRow, ChannelStats, Filter, Incident, Ingested, OpenCounts, OutboxRow, Silence, Store,
+    AlertRow, ChannelStats, Filter, IncidentRow, Ingested, OpenCounts, OutboxRow, Silence, Store,
 };
 
 /// The database file inside `state.dir`.
@@ -145,6 +141,12 @@ pub enum AlertsError {
     /// The pipeline was shut down.
     #[error("the alert pipeline has stopped")]
     Stopped,
+}
+
+impl From<crate::sqlite::Stopped> for AlertsError {
+    fn from(_: crate::sqlite::Stopped) -> AlertsError {
+        AlertsError::Stopped
+    }
 }
 
 impl AlertsError {
@@ -220,7 +222,7 @@ pub struct EmailSettings {
 
 /// What the pipeline takes from the config (replaced on reload).
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct AlertSettings {
     pub language: Language,
     pub tz: Tz,
     pub box_name: String,
@@ -233,8 +235,8 @@ pub struct Settings {
     pub camera_names: HashMap<u32, String>,
 }
 
-impl Settings {
-    pub fn from_config(config: &Config) -> Settings {
+impl AlertSettings {
+    pub fn from_config(config: &Config) -> AlertSettings {
         let a = &config.alerts;
         let telegram = match (&config.secrets.telegram_bot_token, a.telegram.enabled) {
             (Some(token), true) => Some(TelegramSettings {
@@ -260,7 +262,7 @@ impl Settings {
         if email.is_some() {
             channels.push(Channel::Email);
         }
-        Settings {
+        AlertSettings {
             language: config.general.language,
             tz: config.timezone(),
             box_name: config.general.box_name.clone(),
@@ -287,15 +289,15 @@ impl Settings {
 
 /// Tuning for tests and the daemon.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub struct PipelineOptions {
     pub retry: RetryPolicy,
     /// How often reminders are checked and the metrics refreshed.
     pub tick: Duration,
 }
 
-impl Default for Options {
+impl Default for PipelineOptions {
     fn default() -> Self {
-        Options {
+        PipelineOptions {
             retry: RetryPolicy::default(),
             tick: Duration::from_secs(10),
         }
@@ -305,8 +307,8 @@ impl Default for Options {
 /// The alert pipeline with its database open, not started yet.
 pub struct Pipeline {
     store: Store,
-    settings: Settings,
-    options: Options,
+    settings: AlertSettings,
+    options: PipelineOptions,
     /// Why the database file could not be used ([`open_in_memory`]).
     store_error: Option<String>,
 }
@@ -316,7 +318,7 @@ pub struct Pipeline {
 /// [`AlertsError::Database`] on a corrupt or unwritable database; the daemon
 /// then falls back to [`open_in_memory`].
 pub fn open(config: &Config) -> Result<Pipeline, AlertsError> {
-    open_at(&db_path(config), Settings::from_config(config))
+    open_at(&db_path(config), AlertSettings::from_config(config))
 }
 
 /// The daemon's fallback when [`open`] fails: the same pipeline on a
@@ -328,8 +330,8 @@ pub fn open(config: &Config) -> Result<Pipeline, AlertsError> {
 pub fn open_in_memory(config: &Config, error: &AlertsError) -> Result<Pipeline, AlertsError> {
     Ok(Pipeline {
         store: Store::open_in_memory()?,
-        settings: Settings::from_config(config),
-        options: Options::default(),
+        settings: AlertSettings::from_config(config),
+        options: PipelineOptions::default(),
         store_error: Some(error.to_string()),
     })
 }
@@ -337,21 +339,18 @@ pub fn open_in_memory(config: &Config, error: &AlertsError) -> Result<Pipeline, 
 /// The Critical alert for an alert database that cannot be used: it pages,
 /// because until it is fixed a restart forgets every open alert.
 pub fn store_unusable(error: &str, at: DateTime<Utc>) -> AlertEvent {
-    AlertEvent {
+    AlertEvent::system(
         at,
-        severity: Severity::Critical,
-        phase: Phase::Firing,
-        key: "alerts:store".into(),
-        issue: Issue::AlertStoreUnusable,
-        camera: None,
-        recovery_attempts: 0,
-        last_recording: None,
-        details: error.to_string(),
-    }
+        Severity::Critical,
+        Phase::Firing,
+        "alerts:store",
+        Issue::AlertStoreUnusable,
+        error,
+    )
 }
 
 /// [`open`] with an explicit database path and settings.
-pub fn open_at(path: &Path, settings: Settings) -> Result<Pipeline, AlertsError> {
+pub fn open_at(path: &Path, settings: AlertSettings) -> Result<Pipeline, AlertsError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| {
             AlertsError::database(path, format!("cannot create {}: {e}", dir.display()))
@@ -360,7 +359,7 @@ pub fn open_at(path: &Path, settings: Settings) -> Result<Pipeline, AlertsError>
     Ok(Pipeline {
         store: Store::open(path)?,
         settings,
-        options: Options::default(),
+        options: PipelineOptions::default(),
         store_error: None,
     })
 }
@@ -376,7 +375,7 @@ pub fn spawn(
 }
 
 impl Pipeline {
-    pub fn with_options(mut self, options: Options) -> Pipeline {
+    pub fn with_options(mut self, options: PipelineOptions) -> Pipeline {
         self.options = options;
         self
     }
@@ -392,7 +391,7 @@ impl Pipeline {
     ) -> AlertsHandle {
         let tracker = TaskTracker::new();
         requeue_failed(&self.store);
-        let db = db::Db::start(self.store);
+        let db = crate::sqlite::Owner::start("alerts-db", self.store);
         let handle = AlertsHandle {
             inner: Arc::new(Inner {
                 db,
@@ -420,16 +419,17 @@ impl Pipeline {
 }
 
 struct Inner {
-    db: db::Db,
-    settings: RwLock<Arc<Settings>>,
+    db: crate::sqlite::Owner<Store>,
+    settings: RwLock<Arc<AlertSettings>>,
     /// One per channel: wakes its worker when a row is queued.
     wake: [Arc<Notify>; 2],
     tracker: TaskTracker,
     shutdown: CancellationToken,
     retry: RetryPolicy,
-    /// Critical alerts paged without the outbox because the database failed
-    /// (see [`AlertsHandle::submit`]), by key, for dedup and "resolved".
-    unstored: std::sync::Mutex<HashMap<String, AlertEvent>>,
+    /// Alerts open while the database failed (see [`AlertsHandle::submit`]),
+    /// by key: the opening event and whether it was paged, for the same
+    /// dedup and "resolved" decisions as the store's.
+    unstored: std::sync::Mutex<HashMap<String, (AlertEvent, bool)>>,
     /// Set when the history lives in memory only (see [`open_in_memory`]).
     store_error: Option<String>,
 }
@@ -454,7 +454,7 @@ impl AlertsHandle {
         self.inner.store_error.as_deref()
     }
 
-    pub fn settings(&self) -> Arc<Settings> {
+    pub fn settings(&self) -> Arc<AlertSettings> {
         self.inner
             .settings
             .read()
@@ -467,7 +467,7 @@ impl AlertsHandle {
     /// rendered with; rows that failed permanently in the last day are
     /// retried with the new settings.
     pub fn reload(&self, config: &Config) {
-        let new = Arc::new(Settings::from_config(config));
+        let new = Arc::new(AlertSettings::from_config(config));
         match self.inner.settings.write() {
             Ok(mut s) => *s = new,
             Err(p) => *p.into_inner() = new,
@@ -512,6 +512,7 @@ impl AlertsHandle {
             .db
             .call(move |store| store.ingest(&ev, Utc::now(), &s))
             .await
+            .map_err(AlertsError::from)
             .and_then(|r| r);
         match &result {
             Ok(ingested) => {
@@ -530,20 +531,52 @@ impl AlertsHandle {
         result
     }
 
-    /// The no-database path of [`AlertsHandle::submit`].
-    fn push_unstored(&self, event: &AlertEvent, settings: &Settings) {
-        if settings.channels.is_empty() || self.inner.shutdown.is_cancelled() {
+    /// The no-database path of [`AlertsHandle::submit`]: the same
+    /// [`lifecycle::decide`] as the store, over alerts kept in memory.
+    fn push_unstored(&self, event: &AlertEvent, settings: &AlertSettings) {
+        if self.inner.shutdown.is_cancelled() {
             return;
         }
         let message = {
-            let mut paged = self
+            let mut open = self
                 .inner
                 .unstored
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            match event.phase {
-                Phase::Resolved => match paged.remove(&event.key) {
-                    Some(opening) => Some((
+            let current = open
+                .get(&event.key)
+                .map(|(opening, pushed)| lifecycle::OpenAlert {
+                    incident_id: 0,
+                    severity: opening.severity,
+                    pushed: *pushed,
+                });
+            let decision = lifecycle::decide(current.as_ref(), event, false);
+            let opening = open.get(&event.key).map(|(e, _)| e.clone());
+            match decision.outcome {
+                Outcome::Opened => {
+                    open.insert(event.key.clone(), (event.clone(), decision.push.is_some()));
+                }
+                Outcome::Escalated | Outcome::Repeated => {
+                    if let Some(entry) = open.get_mut(&event.key) {
+                        if decision.outcome == Outcome::Escalated {
+                            entry.0.severity = event.severity;
+                        }
+                        entry.1 |= decision.push.is_some();
+                    }
+                }
+                Outcome::Resolved => {
+                    open.remove(&event.key);
+                }
+                Outcome::NothingOpen | Outcome::Notice => {}
+            }
+            match decision.push {
+                None => None,
+                Some(lifecycle::Push::Alert) => Some((
+                    text::Kind::Alert,
+                    text::render(text::Kind::Alert, event, event.at, None, &settings.style()),
+                )),
+                Some(lifecycle::Push::Resolved) => opening.map(|opening| {
+                    (
                         text::Kind::Resolved,
                         text::render(
                             text::Kind::Resolved,
@@ -552,22 +585,13 @@ impl AlertsHandle {
                             Some(opening.at),
                             &settings.style(),
                         ),
-                    )),
-                    None => None,
-                },
-                _ if event.severity != Severity::Critical => None,
-                Phase::Firing if paged.contains_key(&event.key) => None,
-                phase => {
-                    if phase == Phase::Firing {
-                        paged.insert(event.key.clone(), event.clone());
-                    }
-                    Some((
-                        text::Kind::Alert,
-                        text::render(text::Kind::Alert, event, event.at, None, &settings.style()),
-                    ))
-                }
+                    )
+                }),
             }
         };
+        if settings.channels.is_empty() {
+            return;
+        }
         let Some((kind, message)) = message else {
             return;
         };
@@ -635,7 +659,7 @@ impl AlertsHandle {
         &self,
         camera_id: Option<u32>,
         limit: usize,
-    ) -> Result<Vec<Incident>, AlertsError> {
+    ) -> Result<Vec<IncidentRow>, AlertsError> {
         self.call(move |st| st.incidents(camera_id, limit)).await
     }
 
@@ -694,7 +718,12 @@ impl AlertsHandle {
         &self,
         f: impl FnOnce(&mut Store) -> Result<R, AlertsError> + Send + 'static,
     ) -> Result<R, AlertsError> {
-        self.inner.db.call(f).await.and_then(|r| r)
+        self.inner
+            .db
+            .call(f)
+            .await
+            .map_err(AlertsError::from)
+            .and_then(|r| r)
     }
 
     fn wake_of(&self, channel: Channel) -> Arc<Notify> {
@@ -839,7 +868,7 @@ pub fn log_event(event: &AlertEvent, ingested: Option<&Ingested>) {
         Phase::Resolved => "resolved",
         Phase::Notice => "notice",
     };
-    let action = ingested.map(|i| i.action.as_str()).unwrap_or("not_stored");
+    let action = ingested.map(|i| i.outcome.as_str()).unwrap_or("not_stored");
     let alert_id = ingested.map(|i| i.alert_id);
     let silenced = ingested.is_some_and(|i| i.silenced);
     let message = text::dashboard_message(event, Language::En);

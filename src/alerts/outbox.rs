@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::store::Pending;
-use super::{AlertsHandle, Channel, EmailSettings, Settings, TelegramSettings};
+use super::{AlertSettings, AlertsHandle, Channel, EmailSettings, TelegramSettings};
 use crate::config::SmtpSecurity;
 
 /// How deliveries are retried.
@@ -303,7 +303,7 @@ pub(crate) async fn deliver_unstored(
 
 async fn deliver(
     client: &reqwest::Client,
-    settings: &Settings,
+    settings: &AlertSettings,
     row: &Pending,
     policy: &RetryPolicy,
 ) -> Outcome {

@@ -19,9 +19,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 
-use super::lifecycle::{self, Action, OpenAlert, Push};
+use super::lifecycle::{self, OpenAlert, Outcome, Push};
 use super::text::{self, Kind};
-use super::{AlertsError, Channel, Settings};
+use super::{AlertSettings, AlertsError, Channel};
 use crate::events::{AlertEvent, CameraRef, Issue, Phase, Severity};
 
 /// The schema, one migration per `PRAGMA user_version` step. Never edit a
@@ -157,7 +157,7 @@ fn sql_err(path: &Path, e: rusqlite::Error) -> AlertsError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ingested {
     pub alert_id: i64,
-    pub action: Action,
+    pub outcome: Outcome,
     pub silenced: bool,
     /// Outbox rows created, by channel.
     pub queued: Vec<Channel>,
@@ -203,7 +203,7 @@ pub struct Filter {
 
 /// One incident of the audit ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Incident {
+pub struct IncidentRow {
     pub id: i64,
     pub key: String,
     pub severity: Severity,
@@ -441,7 +441,7 @@ impl Store {
         &mut self,
         event: &AlertEvent,
         now: DateTime<Utc>,
-        settings: &Settings,
+        settings: &AlertSettings,
     ) -> Result<Ingested, AlertsError> {
         let path = self.path.clone();
         let e = |err: rusqlite::Error| sql_err(&path, err);
@@ -485,15 +485,15 @@ impl Store {
                 event.recovery_attempts,
                 event.last_recording.map(ts),
                 event.details,
-                decision.action.as_str(),
+                decision.outcome.as_str(),
                 silenced,
             ],
         )
         .map_err(e)?;
         let alert_id = tx.last_insert_rowid();
 
-        let incident_id = match (decision.action, &open) {
-            (Action::Opened, _) => {
+        let incident_id = match (decision.outcome, &open) {
+            (Outcome::Opened, _) => {
                 let gap_start = text::is_recording_gap(event.issue)
                     .then(|| ts(event.last_recording.unwrap_or(event.at)));
                 tx.execute(
@@ -515,7 +515,7 @@ impl Store {
                 .map_err(e)?;
                 Some(tx.last_insert_rowid())
             }
-            (Action::Escalated, Some((o, _, _))) => {
+            (Outcome::Escalated, Some((o, _, _))) => {
                 tx.execute(
                     "UPDATE incidents SET severity = ?2, last_seen_at = ?3, alert_id = ?4 WHERE id = ?1",
                     params![o.incident_id, event.severity.as_str(), ts(event.at), alert_id],
@@ -523,7 +523,7 @@ impl Store {
                 .map_err(e)?;
                 Some(o.incident_id)
             }
-            (Action::Repeated, Some((o, _, _))) => {
+            (Outcome::Repeated, Some((o, _, _))) => {
                 tx.execute(
                     "UPDATE incidents SET last_seen_at = ?2 WHERE id = ?1",
                     params![o.incident_id, ts(event.at)],
@@ -531,7 +531,7 @@ impl Store {
                 .map_err(e)?;
                 Some(o.incident_id)
             }
-            (Action::Resolved, Some((o, _, _))) => {
+            (Outcome::Resolved, Some((o, _, _))) => {
                 tx.execute(
                     "UPDATE incidents SET resolved_at = ?2, last_seen_at = ?2, resolution = ?3,
                          recording_gap_end = CASE WHEN recording_gap_start IS NULL THEN NULL ELSE ?2 END
@@ -588,7 +588,7 @@ impl Store {
         tx.commit().map_err(e)?;
         Ok(Ingested {
             alert_id,
-            action: decision.action,
+            outcome: decision.outcome,
             silenced,
             queued,
         })
@@ -658,7 +658,7 @@ impl Store {
     pub fn remind(
         &mut self,
         now: DateTime<Utc>,
-        settings: &Settings,
+        settings: &AlertSettings,
     ) -> Result<usize, AlertsError> {
         let Some(after) = settings.reminder_after else {
             return Ok(0);
@@ -909,7 +909,7 @@ impl Store {
         filter: &Filter,
         limit: usize,
         offset: usize,
-        settings: &Settings,
+        settings: &AlertSettings,
     ) -> Result<(Vec<AlertRow>, u64), AlertsError> {
         let mut conds = vec!["1=1".to_string()];
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
@@ -964,7 +964,7 @@ impl Store {
         &self,
         camera_id: Option<u32>,
         limit: usize,
-    ) -> Result<Vec<Incident>, AlertsError> {
+    ) -> Result<Vec<IncidentRow>, AlertsError> {
         let mut stmt = self
             .conn
             .prepare(
@@ -976,7 +976,7 @@ impl Store {
         let opt_ts = |s: Option<String>| s.map(|s| parse_ts(&s));
         let rows = stmt
             .query_map(params![camera_id, limit as i64], |r| {
-                Ok(Incident {
+                Ok(IncidentRow {
                     id: r.get(0)?,
                     key: r.get(1)?,
                     severity: parse_severity(&r.get::<_, String>(2)?),
@@ -1092,7 +1092,7 @@ impl Store {
     }
 }
 
-fn row_to_alert(r: &Row<'_>, settings: &Settings) -> rusqlite::Result<AlertRow> {
+fn row_to_alert(r: &Row<'_>, settings: &AlertSettings) -> rusqlite::Result<AlertRow> {
     let camera_id: Option<u32> = r.get(6)?;
     let camera_name: Option<String> = r.get(7)?;
     let event = AlertEvent {

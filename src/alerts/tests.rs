@@ -17,8 +17,8 @@ fn secs(n: i64) -> chrono::Duration {
     chrono::Duration::seconds(n)
 }
 
-fn settings() -> Settings {
-    Settings {
+fn settings() -> AlertSettings {
+    AlertSettings {
         language: crate::config::Language::PtBr,
         tz: chrono_tz::America::Sao_Paulo,
         box_name: "nvr-centro".into(),
@@ -89,7 +89,7 @@ fn critical_is_stored_and_queued_for_both_channels() {
     let mut d = db();
     let s = settings();
     let i = d.store.ingest(&stopped(t0()), t0(), &s).unwrap();
-    assert_eq!(i.action, Action::Opened);
+    assert_eq!(i.outcome, Outcome::Opened);
     assert_eq!(i.queued, vec![Channel::Telegram, Channel::Email]);
     let rows = d.store.outbox().unwrap();
     assert_eq!(rows.len(), 2);
@@ -141,7 +141,7 @@ fn repeats_are_deduplicated() {
             .store
             .ingest(&stopped(t0() + secs(k * 30)), t0() + secs(k * 30), &s)
             .unwrap();
-        assert_eq!(i.action, Action::Repeated);
+        assert_eq!(i.outcome, Outcome::Repeated);
         assert!(i.queued.is_empty());
     }
     assert_eq!(d.store.outbox().unwrap().len(), 2);
@@ -158,7 +158,7 @@ fn resolved_closes_and_sends_resolved_once() {
         .store
         .ingest(&resolved(t0() + secs(725)), t0() + secs(725), &s)
         .unwrap();
-    assert_eq!(r.action, Action::Resolved);
+    assert_eq!(r.outcome, Outcome::Resolved);
     assert_eq!(r.queued.len(), 2);
     let rows = d.store.outbox().unwrap();
     assert_eq!(rows[2].kind, Kind::Resolved);
@@ -175,7 +175,7 @@ fn resolved_closes_and_sends_resolved_once() {
         .store
         .ingest(&resolved(t0() + secs(800)), t0() + secs(800), &s)
         .unwrap();
-    assert_eq!(again.action, Action::NothingOpen);
+    assert_eq!(again.outcome, Outcome::NothingOpen);
     assert!(again.queued.is_empty());
     assert_eq!(d.store.open_counts().unwrap().critical, 0);
     // The next Firing opens a new alert and pages again.
@@ -183,7 +183,7 @@ fn resolved_closes_and_sends_resolved_once() {
         .store
         .ingest(&stopped(t0() + secs(900)), t0() + secs(900), &s)
         .unwrap();
-    assert_eq!(reopened.action, Action::Opened);
+    assert_eq!(reopened.outcome, Outcome::Opened);
     assert_eq!(reopened.queued.len(), 2);
 }
 
@@ -201,7 +201,7 @@ fn a_resolved_warning_sends_nothing() {
         t0() + secs(10),
     );
     let i = d.store.ingest(&r, t0() + secs(10), &s).unwrap();
-    assert_eq!(i.action, Action::Resolved);
+    assert_eq!(i.outcome, Outcome::Resolved);
     assert!(i.queued.is_empty());
 }
 
@@ -311,7 +311,7 @@ fn silenced_camera_is_stored_but_not_pushed_until_the_silence_ends() {
         .silence(5, t0() + secs(1800), "lens cleaning", t0())
         .unwrap();
     let i = d.store.ingest(&stopped(t0()), t0(), &s).unwrap();
-    assert_eq!(i.action, Action::Opened);
+    assert_eq!(i.outcome, Outcome::Opened);
     assert!(i.silenced);
     assert!(i.queued.is_empty());
     // Other cameras still page.
@@ -332,7 +332,7 @@ fn silenced_camera_is_stored_but_not_pushed_until_the_silence_ends() {
     // After the silence, a repeat of the never-pushed alert pages.
     let later = t0() + secs(1900);
     let i = d.store.ingest(&stopped(later), later, &s).unwrap();
-    assert_eq!(i.action, Action::Repeated);
+    assert_eq!(i.outcome, Outcome::Repeated);
     assert_eq!(i.queued.len(), 2);
     assert!(
         d.store.silences(later).unwrap().is_empty(),
@@ -376,7 +376,7 @@ fn escalation_pages_once() {
         .store
         .ingest(&stopped(t0() + secs(60)), t0() + secs(60), &s)
         .unwrap();
-    assert_eq!(i.action, Action::Escalated);
+    assert_eq!(i.outcome, Outcome::Escalated);
     assert_eq!(i.queued.len(), 2);
     assert_eq!(
         d.store.open_counts().unwrap(),
@@ -390,7 +390,7 @@ fn escalation_pages_once() {
         .store
         .ingest(&stopped(t0() + secs(90)), t0() + secs(90), &s)
         .unwrap();
-    assert_eq!(i.action, Action::Repeated);
+    assert_eq!(i.outcome, Outcome::Repeated);
     assert!(i.queued.is_empty());
 }
 
@@ -715,7 +715,7 @@ fn log_line_carries_the_fields_as_tracing_fields() {
             &ev,
             Some(&Ingested {
                 alert_id: 7,
-                action: Action::Opened,
+                outcome: Outcome::Opened,
                 silenced: false,
                 queued: vec![],
             }),

@@ -15,7 +15,7 @@ mod units;
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -452,6 +452,42 @@ impl Camera {
 /// The MediaMTX path name of camera `id` (fixed interface: `cam_{id}`).
 pub fn path_name(id: u32) -> String {
     format!("cam_{id}")
+}
+
+/// Where to reach a listener from this box: a wildcard address (`0.0.0.0`,
+/// `[::]`) is reached through the loopback of the same family.
+pub fn connect_addr(listen: SocketAddr) -> SocketAddr {
+    match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), listen.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), listen.port())
+        }
+        _ => listen,
+    }
+}
+
+/// [`connect_addr`] for MediaMTX's `host:port` listener strings, where an
+/// empty host (`:8888`) also means every interface.
+pub fn connect_addr_str(listen: &str) -> String {
+    match listen.rsplit_once(':') {
+        Some(("", port)) => format!("127.0.0.1:{port}"),
+        _ => match listen.parse::<SocketAddr>() {
+            Ok(a) => connect_addr(a).to_string(),
+            Err(_) => listen.to_string(),
+        },
+    }
+}
+
+/// The camera id of a MediaMTX path name or recordings directory
+/// (`cam_5` → 5); `None` for anything that is not one of ours.
+pub fn camera_of_path(name: &str) -> Option<u32> {
+    let digits = name.strip_prefix("cam_")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 impl fmt::Debug for Camera {
@@ -1251,5 +1287,31 @@ mod tests {
 
         write("[api\nlisten = ");
         assert!(Config::load_for_client(&path).is_err(), "not TOML at all");
+    }
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_are_reached_through_loopback_of_their_family() {
+        let a = |s: &str| connect_addr(s.parse().unwrap()).to_string();
+        assert_eq!(a("0.0.0.0:8000"), "127.0.0.1:8000");
+        assert_eq!(a("[::]:8000"), "[::1]:8000");
+        assert_eq!(a("10.1.2.3:8000"), "10.1.2.3:8000");
+        assert_eq!(connect_addr_str(":8888"), "127.0.0.1:8888");
+        assert_eq!(connect_addr_str("0.0.0.0:8888"), "127.0.0.1:8888");
+        assert_eq!(connect_addr_str("[::]:8888"), "[::1]:8888");
+        assert_eq!(connect_addr_str("10.1.2.3:8888"), "10.1.2.3:8888");
+    }
+
+    #[test]
+    fn camera_ids_come_only_from_our_path_names() {
+        assert_eq!(camera_of_path("cam_5"), Some(5));
+        assert_eq!(camera_of_path("cam_+5"), None);
+        assert_eq!(camera_of_path("cam_"), None);
+        assert_eq!(camera_of_path("cam_5x"), None);
+        assert_eq!(camera_of_path("other"), None);
     }
 }

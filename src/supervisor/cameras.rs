@@ -36,38 +36,17 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
+use crate::clock::Now;
 use crate::config::{Camera, Monitor};
 use crate::events::{AlertEvent, CameraRef, Issue, Phase, Severity};
+use crate::status::{CameraView, Health, Step};
 
 /// Cameras failing within this window of each other fail "at the same moment".
 const SYSTEMIC_WINDOW: Duration = Duration::from_secs(5);
 /// A systemic restart is tried at most this often; after that, cameras that
 /// are really all down (a dead switch) get their own ladders.
 const SYSTEMIC_COOLDOWN: Duration = Duration::from_secs(600);
-
-/// The clock, both kinds: monotonic for decisions, wall for reports.
-#[derive(Debug, Clone, Copy)]
-pub struct Now {
-    pub mono: Instant,
-    pub wall: DateTime<Utc>,
-}
-
-impl Now {
-    pub fn system() -> Now {
-        Now {
-            mono: Instant::now(),
-            wall: Utc::now(),
-        }
-    }
-    pub fn plus(self, d: Duration) -> Now {
-        Now {
-            mono: self.mono + d,
-            wall: self.wall + chrono::Duration::from_std(d).unwrap_or_default(),
-        }
-    }
-}
 
 /// A path as seen in `/v3/paths/list`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,7 +86,8 @@ pub enum Action {
     CreatePath { camera: u32 },
     /// Hand an event to the alert pipeline.
     Alert(AlertEvent),
-    /// Every camera failed at once: restart MediaMTX (one incident).
+    /// Every camera failed at once: restart MediaMTX (one incident, whose
+    /// notice comes as an [`Action::Alert`] just before).
     RestartMediamtx { detail: String },
     /// A recovery attempt ended (for metrics).
     RecoveryFinished {
@@ -118,35 +98,6 @@ pub enum Action {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Health {
-    Online,
-    Recovering,
-    Offline,
-}
-
-impl Health {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Health::Online => "online",
-            Health::Recovering => "recovering",
-            Health::Offline => "offline",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Step {
-    /// Path removed; re-created at `until`.
-    Removed,
-    /// Path re-created; verified at `until` (or as soon as data flows).
-    Verifying,
-    /// Level 2 only: recording checked again at `until`.
-    Rechecking,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Recovery {
     level: u8,
@@ -154,28 +105,6 @@ struct Recovery {
     until: Instant,
     started: Instant,
     recreated_at: Option<Instant>,
-}
-
-/// What the API shows about one camera.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct CameraView {
-    pub id: u32,
-    pub name: String,
-    pub path: String,
-    pub state: Health,
-    pub stream_available: Option<bool>,
-    pub recording: bool,
-    pub last_data: Option<DateTime<Utc>>,
-    pub last_data_age_seconds: Option<f64>,
-    pub current_segment: Option<String>,
-    pub segments_completed: u64,
-    pub inbound_bytes: u64,
-    pub problem: Option<&'static str>,
-    pub recovery_level: Option<u8>,
-    pub recovery_step: Option<Step>,
-    pub consecutive_failures: u32,
-    pub recoveries_total: u64,
-    pub recovery_failures_total: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -336,7 +265,7 @@ impl CameraMachine {
             Event::Paths(list) => {
                 let mut seen = BTreeMap::new();
                 for p in list {
-                    if let Some(id) = camera_id(&p.name) {
+                    if let Some(id) = crate::config::camera_of_path(&p.name) {
                         seen.insert(id, p);
                     }
                 }
@@ -485,9 +414,16 @@ impl CameraMachine {
                 c.problem = None;
                 c.failed_at = None;
             }
-            out.push(Action::RestartMediamtx {
-                detail: format!("all {} cameras failed at the same moment", ids.len()),
-            });
+            let detail = format!("all {} cameras failed at the same moment", ids.len());
+            out.push(Action::Alert(AlertEvent::system(
+                now.wall,
+                Severity::Warning,
+                Phase::Notice,
+                "mediamtx:systemic",
+                Issue::MediamtxDown,
+                detail.clone(),
+            )));
+            out.push(Action::RestartMediamtx { detail });
             return;
         }
         for (id, problem) in newly_failing {
@@ -525,10 +461,6 @@ impl CameraMachine {
             _ => None,
         }
     }
-}
-
-fn camera_id(path: &str) -> Option<u32> {
-    path.strip_prefix("cam_")?.parse().ok()
 }
 
 fn set_available(c: &mut Cam, available: bool, now: Instant) {

@@ -23,6 +23,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::config::Mediamtx as Settings;
+use crate::events::{AlertEvent, Issue, Phase, Severity};
 
 /// Why MediaMTX is being (re)started or stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,13 +96,13 @@ pub enum Action {
         detail: String,
     },
     /// Raise or resolve an incident about the process.
-    Incident(Incident),
+    Alert(ProcessAlert),
     /// Shutdown finished: the process is gone.
     Stopped,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Incident {
+pub enum ProcessAlert {
     /// MediaMTX is down (exit or hang); resolved when ready again.
     DownFiring {
         reason: Reason,
@@ -121,8 +122,63 @@ pub enum Incident {
     },
 }
 
+impl ProcessAlert {
+    /// The alert event of this process incident: a down MediaMTX is a
+    /// Warning (the cameras' own Critical alerts follow if recording stops),
+    /// a restart storm is Critical, a memory restart a one-off Warning.
+    pub fn event(self, at: chrono::DateTime<chrono::Utc>) -> AlertEvent {
+        let (severity, phase, issue, details) = match self {
+            ProcessAlert::DownFiring { reason, detail } => (
+                Severity::Warning,
+                Phase::Firing,
+                Issue::MediamtxDown,
+                format!("MediaMTX {}: {detail}", reason.as_str()),
+            ),
+            ProcessAlert::DownResolved => (
+                Severity::Warning,
+                Phase::Resolved,
+                Issue::MediamtxDown,
+                "MediaMTX is back".into(),
+            ),
+            ProcessAlert::StormFiring { restarts, window } => (
+                Severity::Critical,
+                Phase::Firing,
+                Issue::MediamtxRestartStorm,
+                format!(
+                    "MediaMTX cannot be kept running: {restarts} restarts within {}s",
+                    window.as_secs()
+                ),
+            ),
+            ProcessAlert::StormResolved => (
+                Severity::Critical,
+                Phase::Resolved,
+                Issue::MediamtxRestartStorm,
+                "MediaMTX has been running steadily again".into(),
+            ),
+            ProcessAlert::MemoryRestart { rss, limit } => (
+                Severity::Warning,
+                Phase::Notice,
+                Issue::MediamtxMemory,
+                format!(
+                    "MediaMTX used {} MiB (limit {} MiB); restarted gracefully",
+                    rss >> 20,
+                    limit >> 20
+                ),
+            ),
+        };
+        AlertEvent::system(
+            at,
+            severity,
+            phase,
+            format!("mediamtx:{}", issue.as_str()),
+            issue,
+            details,
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Phase {
+pub enum State {
     /// Not started yet, or stopped for good.
     Idle,
     /// Waiting `until` before the next spawn.
@@ -152,7 +208,7 @@ pub struct ProcessStatus {
 pub struct ProcessMachine {
     settings: Settings,
     probe_every: Duration,
-    phase: Phase,
+    state: State,
     pid: Option<u32>,
     /// Consecutive failures, for the backoff (reset after a healthy run).
     failures: u32,
@@ -175,7 +231,7 @@ impl ProcessMachine {
         ProcessMachine {
             settings,
             probe_every,
-            phase: Phase::Idle,
+            state: State::Idle,
             pid: None,
             failures: 0,
             recent_restarts: VecDeque::new(),
@@ -200,12 +256,12 @@ impl ProcessMachine {
         self.pid
     }
 
-    pub fn phase(&self) -> &Phase {
-        &self.phase
+    pub fn state(&self) -> &State {
+        &self.state
     }
 
     pub fn is_running(&self) -> bool {
-        matches!(self.phase, Phase::Running { .. })
+        matches!(self.state, State::Running { .. })
     }
 
     pub fn status(&self) -> ProcessStatus {
@@ -220,18 +276,18 @@ impl ProcessMachine {
 
     /// The first spawn.
     pub fn start(&mut self, now: Instant) -> Vec<Action> {
-        self.phase = Phase::Starting { since: now };
+        self.state = State::Starting { since: now };
         self.next_probe = Some(now);
         vec![Action::Spawn]
     }
 
     /// When the driver must call [`Event::Tick`] next at the latest.
     pub fn next_deadline(&self) -> Option<Instant> {
-        match &self.phase {
-            Phase::Idle => None,
-            Phase::Backoff { until } => Some(*until),
-            Phase::Starting { .. } | Phase::Running { .. } => self.next_probe,
-            Phase::Stopping {
+        match &self.state {
+            State::Idle => None,
+            State::Backoff { until } => Some(*until),
+            State::Starting { .. } | State::Running { .. } => self.next_probe,
+            State::Stopping {
                 kill_at, killed, ..
             } => (!killed).then_some(*kill_at),
         }
@@ -253,18 +309,18 @@ impl ProcessMachine {
             Event::Exited { status } => {
                 self.pid = None;
                 self.last_exit = Some(status.clone());
-                match self.phase.clone() {
-                    Phase::Stopping { reason, .. } => {
+                match self.state.clone() {
+                    State::Stopping { reason, .. } => {
                         if self.shutting_down {
-                            self.phase = Phase::Idle;
+                            self.state = State::Idle;
                             out.push(Action::Stopped);
                         } else {
                             self.schedule_restart(now, reason, &mut out);
                         }
                     }
-                    Phase::Idle => {}
+                    State::Idle => {}
                     _ if self.shutting_down => {
-                        self.phase = Phase::Idle;
+                        self.state = State::Idle;
                         out.push(Action::Stopped);
                     }
                     _ => self.went_down(now, Reason::Exited, status, &mut out),
@@ -272,19 +328,19 @@ impl ProcessMachine {
             }
             Event::Rss { bytes } => self.on_rss(now, bytes, &mut out),
             Event::Restart { reason } => {
-                if matches!(self.phase, Phase::Running { .. } | Phase::Starting { .. }) {
+                if matches!(self.state, State::Running { .. } | State::Starting { .. }) {
                     self.stop(now, reason, &mut out);
                 }
             }
             Event::Shutdown => {
                 self.shutting_down = true;
-                match self.phase {
-                    Phase::Running { .. } | Phase::Starting { .. } => {
+                match self.state {
+                    State::Running { .. } | State::Starting { .. } => {
                         self.stop(now, Reason::Shutdown, &mut out)
                     }
-                    Phase::Stopping { .. } => {}
-                    Phase::Idle | Phase::Backoff { .. } => {
-                        self.phase = Phase::Idle;
+                    State::Stopping { .. } => {}
+                    State::Idle | State::Backoff { .. } => {
+                        self.state = State::Idle;
                         out.push(Action::Stopped);
                     }
                 }
@@ -295,34 +351,34 @@ impl ProcessMachine {
     }
 
     fn on_tick(&mut self, now: Instant, out: &mut Vec<Action>) {
-        match self.phase.clone() {
-            Phase::Backoff { until } if now >= until => {
-                self.phase = Phase::Starting { since: now };
+        match self.state.clone() {
+            State::Backoff { until } if now >= until => {
+                self.state = State::Starting { since: now };
                 self.next_probe = Some(now);
                 out.push(Action::Spawn);
             }
-            Phase::Starting { .. } | Phase::Running { .. } => {
+            State::Starting { .. } | State::Running { .. } => {
                 if self.next_probe.is_some_and(|t| now >= t) {
                     self.next_probe = None; // set again when the answer comes
                     out.push(Action::Probe);
                 }
-                if let Phase::Running { since } = self.phase {
+                if let State::Running { since } = self.state {
                     // A healthy run resets the backoff and ends a storm.
                     if now.duration_since(since) >= self.settings.healthy_after.get() {
                         self.failures = 0;
                         if self.storm_open {
                             self.storm_open = false;
-                            out.push(Action::Incident(Incident::StormResolved));
+                            out.push(Action::Alert(ProcessAlert::StormResolved));
                         }
                     }
                 }
             }
-            Phase::Stopping {
+            State::Stopping {
                 reason,
                 kill_at,
                 killed: false,
             } if now >= kill_at => {
-                self.phase = Phase::Stopping {
+                self.state = State::Stopping {
                     reason,
                     kill_at,
                     killed: true,
@@ -334,16 +390,16 @@ impl ProcessMachine {
     }
 
     fn on_probe(&mut self, now: Instant, ok: bool, out: &mut Vec<Action>) {
-        match self.phase.clone() {
-            Phase::Starting { since } => {
+        match self.state.clone() {
+            State::Starting { since } => {
                 if ok {
-                    self.phase = Phase::Running { since: now };
+                    self.state = State::Running { since: now };
                     self.failed_probes = 0;
                     self.next_probe = Some(now + self.probe_every);
                     out.push(Action::BecameReady);
                     if self.down_open {
                         self.down_open = false;
-                        out.push(Action::Incident(Incident::DownResolved));
+                        out.push(Action::Alert(ProcessAlert::DownResolved));
                     }
                 } else if now.duration_since(since) >= self.settings.startup_timeout.get() {
                     let detail = format!(
@@ -356,7 +412,7 @@ impl ProcessMachine {
                     self.next_probe = Some(now + Duration::from_millis(200));
                 }
             }
-            Phase::Running { .. } => {
+            State::Running { .. } => {
                 if ok {
                     self.failed_probes = 0;
                 } else {
@@ -396,7 +452,7 @@ impl ProcessMachine {
         let since = *self.rss_high_since.get_or_insert(now);
         if now.duration_since(since) >= self.settings.memory_limit_for.get() {
             self.rss_high_since = None;
-            out.push(Action::Incident(Incident::MemoryRestart {
+            out.push(Action::Alert(ProcessAlert::MemoryRestart {
                 rss: bytes,
                 limit,
             }));
@@ -419,14 +475,14 @@ impl ProcessMachine {
         if self.pid.is_none() {
             // Nothing to stop (spawn failed or already gone).
             if self.shutting_down {
-                self.phase = Phase::Idle;
+                self.state = State::Idle;
                 out.push(Action::Stopped);
             } else {
                 self.schedule_restart(now, reason, out);
             }
             return;
         }
-        self.phase = Phase::Stopping {
+        self.state = State::Stopping {
             reason,
             kill_at: now + self.settings.stop_timeout.get(),
             killed: false,
@@ -437,7 +493,7 @@ impl ProcessMachine {
     fn open_down(&mut self, reason: Reason, detail: String, out: &mut Vec<Action>) {
         if !self.down_open {
             self.down_open = true;
-            out.push(Action::Incident(Incident::DownFiring { reason, detail }));
+            out.push(Action::Alert(ProcessAlert::DownFiring { reason, detail }));
         }
     }
 
@@ -483,7 +539,7 @@ impl ProcessMachine {
         let delay = if storm {
             if !self.storm_open {
                 self.storm_open = true;
-                out.push(Action::Incident(Incident::StormFiring {
+                out.push(Action::Alert(ProcessAlert::StormFiring {
                     restarts: self.recent_restarts.len(),
                     window,
                 }));
@@ -492,7 +548,7 @@ impl ProcessMachine {
         } else {
             delay
         };
-        self.phase = Phase::Backoff { until: now + delay };
+        self.state = State::Backoff { until: now + delay };
         if delay.is_zero() {
             self.on_tick(now, out);
         }
@@ -532,7 +588,7 @@ mod tests {
         m: ProcessMachine,
         now: Instant,
         spawns: Vec<Instant>,
-        incidents: Vec<Incident>,
+        incidents: Vec<ProcessAlert>,
         pid: u32,
     }
 
@@ -560,7 +616,7 @@ mod tests {
                         let acts = self.m.handle(self.now, Event::Spawned { pid: self.pid });
                         self.apply(acts);
                     }
-                    Action::Incident(i) => self.incidents.push(i),
+                    Action::Alert(i) => self.incidents.push(i),
                     _ => {}
                 }
             }
@@ -609,12 +665,12 @@ mod tests {
         assert_eq!(delays, vec![1, 2, 4, 8, 16]);
         assert!(matches!(
             s.incidents[0],
-            Incident::DownFiring {
+            ProcessAlert::DownFiring {
                 reason: Reason::Exited,
                 ..
             }
         ));
-        assert!(s.incidents.contains(&Incident::DownResolved));
+        assert!(s.incidents.contains(&ProcessAlert::DownResolved));
     }
 
     #[test]
@@ -646,7 +702,7 @@ mod tests {
         // Crashes right after every start, for 10 minutes.
         let start = s.now;
         while s.now.duration_since(start) < secs(600) {
-            if s.m.pid.is_some() && matches!(s.m.phase, Phase::Starting { .. }) {
+            if s.m.pid.is_some() && matches!(s.m.state, State::Starting { .. }) {
                 s.ev(Event::Exited {
                     status: "killed by SIGABRT".into(),
                 });
@@ -656,24 +712,24 @@ mod tests {
         let storms = s
             .incidents
             .iter()
-            .filter(|i| matches!(i, Incident::StormFiring { .. }))
+            .filter(|i| matches!(i, ProcessAlert::StormFiring { .. }))
             .count();
         assert_eq!(storms, 1);
         let downs = s
             .incidents
             .iter()
-            .filter(|i| matches!(i, Incident::DownFiring { .. }))
+            .filter(|i| matches!(i, ProcessAlert::DownFiring { .. }))
             .count();
         assert_eq!(downs, 1, "one down incident for the whole outage");
         // 1+2+4+8+16 s, then one every 30 s: about 24 in 10 minutes, not thousands.
         assert!(s.spawns.len() <= 25, "{} spawns", s.spawns.len());
         // It recovers: a healthy run ends the storm.
-        while !matches!(s.m.phase, Phase::Starting { .. }) {
+        while !matches!(s.m.state, State::Starting { .. }) {
             s.advance(Duration::from_millis(100));
         }
         s.ready();
         s.advance(secs(61));
-        assert!(s.incidents.contains(&Incident::StormResolved));
+        assert!(s.incidents.contains(&ProcessAlert::StormResolved));
     }
 
     #[test]
@@ -688,7 +744,7 @@ mod tests {
         assert!(acts.contains(&Action::Terminate), "{acts:?}");
         assert!(matches!(
             s.incidents[0],
-            Incident::DownFiring {
+            ProcessAlert::DownFiring {
                 reason: Reason::Hung,
                 ..
             }
@@ -737,7 +793,7 @@ mod tests {
         assert!(acts.contains(&Action::Terminate), "{acts:?}");
         assert!(matches!(
             s.incidents.last(),
-            Some(Incident::MemoryRestart { .. })
+            Some(ProcessAlert::MemoryRestart { .. })
         ));
         let n = s.spawns.len();
         s.ev(Event::Exited {
@@ -747,7 +803,7 @@ mod tests {
         assert!(!s
             .incidents
             .iter()
-            .any(|i| matches!(i, Incident::DownFiring { .. })));
+            .any(|i| matches!(i, ProcessAlert::DownFiring { .. })));
     }
 
     #[test]

@@ -20,9 +20,10 @@ use chrono::Utc;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use vms_supervisor::alerts::{self, AlertsHandle, Options, RetryPolicy};
+use vms_supervisor::alerts::{self, AlertsHandle, PipelineOptions, RetryPolicy};
 use vms_supervisor::config::Config;
 use vms_supervisor::events::{AlertEvent, AlertSink, CameraRef, Issue, Phase, Severity};
+use vms_supervisor::token::ApiToken;
 
 const TOKEN: &str = "123456:TEST-SECRET-TOKEN";
 const SEED_TEXT: &str = "ALERTA CRÍTICO\n\
@@ -41,8 +42,8 @@ fn fast_retry() -> RetryPolicy {
     }
 }
 
-fn options() -> Options {
-    Options {
+fn options() -> PipelineOptions {
+    PipelineOptions {
         retry: fast_retry(),
         tick: Duration::from_millis(200),
     }
@@ -867,7 +868,10 @@ async fn sigkill_then_restart_delivers() {
 async fn serve_api(handle: AlertsHandle, token: Option<&str>) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = alerts::api::router(handle, token.map(|t| Arc::new(t.to_string())));
+    let app = vms_supervisor::http::alerts::router(
+        handle,
+        Arc::new(token.map(ApiToken::fixed).unwrap_or_else(ApiToken::none)),
+    );
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
 }
@@ -1145,13 +1149,12 @@ async fn cli_lists_from_the_daemon_and_falls_back_to_the_database() {
         !h.recent(1).await.unwrap().is_empty()
     })
     .await;
-    let app = alerts::api::router(p.handle.clone(), None);
+    let app = vms_supervisor::http::alerts::router(p.handle.clone(), Arc::new(ApiToken::none()));
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let c = cfg.clone();
-    let text = tokio::task::spawn_blocking(move || alerts::cli::recent_text(&c, 10))
+    let text = vms_supervisor::cli::alerts::recent_text(&c, 10)
         .await
-        .unwrap()
         .unwrap();
     assert!(
         text.starts_with(&format!("source: running daemon (http://{api}/api/alerts")),
@@ -1168,9 +1171,8 @@ async fn cli_lists_from_the_daemon_and_falls_back_to_the_database() {
     p.stop().await;
     drop(h);
     let c = cfg.clone();
-    let text = tokio::task::spawn_blocking(move || alerts::cli::recent_text(&c, 10))
+    let text = vms_supervisor::cli::alerts::recent_text(&c, 10)
         .await
-        .unwrap()
         .unwrap();
     assert!(text.starts_with("source: database "), "{text}");
     assert!(text.contains("vms.db"), "{text}");
@@ -1434,16 +1436,16 @@ async fn cli_silence_through_the_daemon_and_the_database() {
         },
     );
     let p = Running::start(&cfg);
-    let app = alerts::api::router(p.handle.clone(), Some(Arc::new("api-secret".into())));
+    let app = vms_supervisor::http::alerts::router(
+        p.handle.clone(),
+        Arc::new(ApiToken::fixed("api-secret")),
+    );
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let c = cfg.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        alerts::cli::silence(&c, 5, Duration::from_secs(3600), "manutenção")
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let out = vms_supervisor::cli::alerts::silence(&c, 5, Duration::from_secs(3600), "manutenção")
+        .await
+        .unwrap();
     assert!(
         out.contains("camera 5 silenced until") && out.contains("through the running daemon"),
         "{out}"
@@ -1457,10 +1459,7 @@ async fn cli_silence_through_the_daemon_and_the_database() {
     assert!(left > chrono::Duration::minutes(59) && left <= chrono::Duration::minutes(60));
 
     let c = cfg.clone();
-    let out = tokio::task::spawn_blocking(move || alerts::cli::unsilence(&c, 5))
-        .await
-        .unwrap()
-        .unwrap();
+    let out = vms_supervisor::cli::alerts::unsilence(&c, 5).await.unwrap();
     assert_eq!(out, "camera 5 is no longer silenced\n");
     assert!(p.handle.silences().await.unwrap().is_empty());
 
@@ -1469,12 +1468,9 @@ async fn cli_silence_through_the_daemon_and_the_database() {
     let _ = server.await;
     p.stop().await;
     let c = cfg.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        alerts::cli::silence(&c, 6, Duration::from_secs(600), "")
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let out = vms_supervisor::cli::alerts::silence(&c, 6, Duration::from_secs(600), "")
+        .await
+        .unwrap();
     assert!(out.contains("written to the database"), "{out}");
     let p = Running::start(&cfg);
     let s = p.handle.silences().await.unwrap();
@@ -1657,7 +1653,7 @@ async fn shutdown_does_not_wait_for_a_hung_channel() {
     );
     let (sink, rx) = AlertSink::channel(8);
     let shutdown = CancellationToken::new();
-    let slow = Options {
+    let slow = PipelineOptions {
         retry: RetryPolicy {
             request_timeout: Duration::from_secs(30),
             ..fast_retry()

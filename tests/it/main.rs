@@ -9,6 +9,7 @@ mod config_cli;
 mod daemon;
 mod harness;
 mod latency;
+mod modules;
 mod monitor;
 mod monitoring;
 mod openapi;

@@ -14,7 +14,7 @@ const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 /// `(METHOD, path)` of every `.route(...)` in the routers' sources.
 fn routes_in_source() -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
-    for file in ["src/api/mod.rs", "src/alerts/api.rs"] {
+    for file in ["src/http/mod.rs", "src/http/alerts.rs"] {
         let src = std::fs::read_to_string(crate::util::repo().join(file)).unwrap();
         for call in src.split(".route(\"").skip(1) {
             let (path, rest) = call.split_once('"').unwrap();

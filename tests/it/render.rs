@@ -285,8 +285,8 @@ fn atomic_write_replaces_and_is_private() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("mediamtx.yml");
-    render::write_atomic(&target, b"one").unwrap();
-    render::write_atomic(&target, b"two").unwrap();
+    vms_supervisor::durable::write_atomic(&target, b"one").unwrap();
+    vms_supervisor::durable::write_atomic(&target, b"two").unwrap();
     assert_eq!(std::fs::read(&target).unwrap(), b"two");
     let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);

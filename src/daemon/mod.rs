@@ -1,0 +1,424 @@
+//! The daemon's loop: one task owns all state, feeds the state machines of
+//! [`crate::supervisor`] with events (ticks, child exits, API answers,
+//! inotify events, MediaMTX log lines, config edits, commands) and executes
+//! their actions. It decides nothing itself.
+//!
+//! Slow work (HTTP calls to MediaMTX, `statvfs`) runs in spawned tasks that
+//! report back on a channel, so the loop never waits on the network. The
+//! clock is read once per event and handed to the machines. What the loop
+//! knows is published as a [`Snapshot`] on a `watch` channel; the HTTP edge
+//! and the metrics read it and never lock anything the loop holds.
+//!
+//! * [`process`]: executes the MediaMTX process machine's actions (spawn,
+//!   signals, probes, log lines).
+//! * [`cameras`]: executes the camera machine's actions (path removal and
+//!   re-creation through MediaMTX's API, alerts, metrics).
+//! * [`periodic`]: the timed observations (the one-call path poll, path
+//!   convergence, the HLS listener, the disk).
+//! * [`reload`]: edits of `vms.toml` and writes of `mediamtx.yml`.
+
+mod cameras;
+mod periodic;
+mod process;
+mod reload;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::alerts::AlertsHandle;
+use crate::clock::Now;
+use crate::config::Config;
+use crate::events::{AlertEvent, AlertSink};
+use crate::mediamtx::{api::Client, child, logs, render};
+use crate::notify;
+use crate::recordings::{self, RecEvent};
+use crate::status::{DiskView, MediamtxView, Snapshot};
+use crate::supervisor::cameras::{self as camera_machine, CameraMachine, PathObs};
+use crate::supervisor::disk::DiskWatch;
+use crate::supervisor::files::{ConfigErrors, WriteSpacer, WRITE_SPACING};
+use crate::supervisor::process::{self as process_machine, ProcessMachine};
+
+/// How often the loop ticks: the resolution of every timer.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Requests from the API and the CLI.
+#[derive(Debug)]
+pub enum Command {
+    /// Bring an offline camera back under supervision; `false` if unknown.
+    ResetCamera {
+        camera: u32,
+        reply: oneshot::Sender<bool>,
+    },
+}
+
+/// What the HTTP edge holds of the daemon: the published snapshot and the
+/// way to send it commands.
+#[derive(Clone)]
+pub struct Handle {
+    pub snapshot: watch::Receiver<Arc<Snapshot>>,
+    pub commands: mpsc::Sender<Command>,
+}
+
+/// The loop's ends of the [`Handle`] channels.
+pub struct Ends {
+    snapshot: watch::Sender<Arc<Snapshot>>,
+    commands: mpsc::Receiver<Command>,
+}
+
+/// The channels between the loop and the HTTP edge, with a first snapshot
+/// (no cameras known yet).
+pub fn channels(config: &Config, alert_store_error: Option<String>) -> (Handle, Ends) {
+    let now = Utc::now();
+    let (snap_tx, snap_rx) = watch::channel(Arc::new(Snapshot {
+        box_name: config.general.box_name.clone(),
+        version: crate::VERSION,
+        started_at: now,
+        updated_at: now,
+        mediamtx: MediamtxView::default(),
+        cameras: Vec::new(),
+        disk: None,
+        config_error: None,
+        alert_store_error,
+    }));
+    let (cmd_tx, cmd_rx) = mpsc::channel(16);
+    (
+        Handle {
+            snapshot: snap_rx,
+            commands: cmd_tx,
+        },
+        Ends {
+            snapshot: snap_tx,
+            commands: cmd_rx,
+        },
+    )
+}
+
+/// Where the loop gets its inputs besides the config.
+pub struct RunOptions {
+    /// The config file to watch for edits (`None` for the embedded demo).
+    pub config_path: Option<PathBuf>,
+}
+
+/// Results of work done outside the loop.
+enum Report {
+    Probe { ok: bool },
+    Paths(Result<Vec<PathObs>, String>),
+    ChildExited { pid: u32, status: String },
+    Hls { listening: bool },
+    Log(logs::PathSignal),
+    Converged { fixed: Vec<String> },
+    Disk(Option<crate::supervisor::disk::DiskReading>),
+}
+
+/// The running daemon's state. Fields are the machines, the executors'
+/// handles and the timers of the periodic work.
+pub struct Daemon {
+    config: Arc<Config>,
+    binary: PathBuf,
+    client: Client,
+    process: ProcessMachine,
+    cameras: CameraMachine,
+    disk_watch: DiskWatch,
+    config_errors: ConfigErrors,
+    writes: WriteSpacer,
+    sink: AlertSink,
+    alerts: AlertsHandle,
+    alert_events: broadcast::Sender<AlertEvent>,
+    ends: Ends,
+    reports_tx: mpsc::Sender<Report>,
+    reports_rx: mpsc::Receiver<Report>,
+    started_at: DateTime<Utc>,
+    timers: periodic::Timers,
+    disk: Option<DiskView>,
+    hls_listening: Option<bool>,
+    ready_sent: bool,
+    last_status: String,
+    log_limiter: Arc<Mutex<logs::RateLimiter>>,
+}
+
+impl Daemon {
+    /// Stops a MediaMTX left running by a previous daemon and writes the
+    /// generated `mediamtx.yml`.
+    pub async fn new(
+        config: Arc<Config>,
+        binary: PathBuf,
+        sink: AlertSink,
+        alerts: AlertsHandle,
+        alert_events: broadcast::Sender<AlertEvent>,
+        ends: Ends,
+    ) -> anyhow::Result<Daemon> {
+        let now = Now::system();
+        let config_path = config.mediamtx_config_path();
+        if let Some(pid) = child::stop_leftover(
+            &config.state.dir,
+            &config_path,
+            config.mediamtx.stop_timeout.get(),
+        )
+        .await
+        {
+            tracing::warn!(pid, "stopped a MediaMTX left running by a previous daemon");
+        }
+        let rendered = render::render(&config);
+        crate::durable::write_atomic(&config_path, rendered.as_bytes())
+            .with_context(|| format!("writing {}", config_path.display()))?;
+        let (reports_tx, reports_rx) = mpsc::channel(1024);
+        Ok(Daemon {
+            client: Client::new(
+                config.mediamtx.api_address,
+                config.monitor.probe_timeout.get(),
+            ),
+            process: ProcessMachine::new(
+                config.mediamtx.clone(),
+                config.monitor.api_poll_interval.get(),
+            ),
+            cameras: CameraMachine::new(
+                config.monitor.clone(),
+                config.recording.part_duration.get(),
+                &config.cameras,
+                now,
+            ),
+            disk_watch: DiskWatch::new(),
+            config_errors: ConfigErrors::default(),
+            writes: WriteSpacer::new(WRITE_SPACING, rendered, now.mono),
+            log_limiter: Arc::new(Mutex::new(logs::RateLimiter::new(
+                config.mediamtx.log_lines_per_second,
+            ))),
+            config,
+            binary,
+            sink,
+            alerts,
+            alert_events,
+            ends,
+            reports_tx,
+            reports_rx,
+            started_at: now.wall,
+            timers: periodic::Timers::new(now.mono),
+            disk: None,
+            hls_listening: None,
+            ready_sent: false,
+            last_status: String::new(),
+        })
+    }
+
+    /// Runs until `shutdown` fires, then stops MediaMTX gracefully.
+    pub async fn run(
+        mut self,
+        options: RunOptions,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let (rec_tx, mut rec_rx) = mpsc::channel(4096);
+        let _watcher = recordings::spawn(&self.config.recording.path, rec_tx)
+            .with_context(|| format!("watching {}", self.config.recording.path.display()))?;
+        let (edit_tx, mut edit_rx) = mpsc::channel(16);
+        let _config_watch = match &options.config_path {
+            Some(path) => Some(reload::watch_config_file(path, edit_tx)?),
+            None => None,
+        };
+        let watchdog = notify::watchdog_interval();
+        let mut next_watchdog = Instant::now();
+        let mut ticker = tokio::time::interval(TICK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stopping = false;
+        let mut next_publish = Instant::now();
+
+        let now = Now::system();
+        let acts = self.process.start(now.mono);
+        self.process_actions(now, acts).await;
+
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled(), if !stopping => {
+                    stopping = true;
+                    tracing::info!("stopping: MediaMTX is asked to finalize its segments");
+                    notify::stopping();
+                    let now = Now::system();
+                    let acts = self.process.handle(now.mono, process_machine::Event::Shutdown);
+                    if self.process_actions(now, acts).await {
+                        break;
+                    }
+                }
+                _ = ticker.tick() => {
+                    let now = Now::system();
+                    let acts = self.process.handle(now.mono, process_machine::Event::Tick);
+                    if self.process_actions(now, acts).await {
+                        break;
+                    }
+                    if !stopping {
+                        self.periodic(now).await;
+                        let acts = self.cameras.handle(now, camera_machine::Event::Tick);
+                        self.camera_actions(now, acts).await;
+                    }
+                    if now.mono >= next_publish {
+                        next_publish = now.mono + Duration::from_secs(1);
+                        self.publish(now);
+                    }
+                    if let Some(every) = watchdog {
+                        if now.mono >= next_watchdog {
+                            next_watchdog = now.mono + every;
+                            notify::watchdog();
+                        }
+                    }
+                }
+                Some(report) = self.reports_rx.recv() => {
+                    if self.report(Now::system(), report).await {
+                        break;
+                    }
+                }
+                Some(ev) = rec_rx.recv(), if !stopping => {
+                    let event = match ev {
+                        RecEvent::Data { camera, file } => camera_machine::Event::SegmentData { camera, file },
+                        RecEvent::Closed { camera, file } => camera_machine::Event::SegmentClosed { camera, file },
+                        RecEvent::Overflow => continue,
+                    };
+                    let now = Now::system();
+                    let acts = self.cameras.handle(now, event);
+                    self.camera_actions(now, acts).await;
+                }
+                Some(()) = edit_rx.recv(), if !stopping => {
+                    // Let an editor finish (several events per save).
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    while edit_rx.try_recv().is_ok() {}
+                    if let Some(path) = &options.config_path {
+                        self.reload(Now::system(), path).await;
+                    }
+                }
+                Some(cmd) = self.ends.commands.recv() => self.command(Now::system(), cmd).await,
+            }
+        }
+        let _ = std::fs::remove_file(child::pid_file(&self.config.state.dir));
+        self.publish(Now::system());
+        tracing::info!("stopped");
+        Ok(())
+    }
+
+    /// Stores and pushes an alert, and shows it on the live event stream.
+    async fn alert(&self, event: AlertEvent) {
+        let _ = self.alert_events.send(event.clone());
+        self.sink.send(event).await;
+    }
+
+    /// Handles a report; true when the daemon has stopped.
+    async fn report(&mut self, now: Now, report: Report) -> bool {
+        match report {
+            Report::Probe { ok } => {
+                let acts = self
+                    .process
+                    .handle(now.mono, process_machine::Event::Probe { ok });
+                if self.process_actions(now, acts).await {
+                    return true;
+                }
+                if let Some(bytes) = self.process.pid().and_then(child::rss_bytes) {
+                    let acts = self
+                        .process
+                        .handle(now.mono, process_machine::Event::Rss { bytes });
+                    return self.process_actions(now, acts).await;
+                }
+            }
+            Report::Paths(result) => {
+                self.timers.poll_in_flight = false;
+                match result {
+                    Ok(list) if self.process.is_running() => {
+                        let acts = self.cameras.handle(now, camera_machine::Event::Paths(list));
+                        self.camera_actions(now, acts).await;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "paths poll failed"),
+                }
+            }
+            Report::ChildExited { pid, status } => {
+                if self.process.pid() != Some(pid) {
+                    return false;
+                }
+                let _ = std::fs::remove_file(child::pid_file(&self.config.state.dir));
+                tracing::info!(pid, status = %status, "MediaMTX exited");
+                let acts = self
+                    .process
+                    .handle(now.mono, process_machine::Event::Exited { status });
+                return self.process_actions(now, acts).await;
+            }
+            Report::Log(signal) => {
+                let (path, available) = match signal {
+                    logs::PathSignal::Available(p) => (p, true),
+                    logs::PathSignal::Unavailable(p) => (p, false),
+                };
+                if let Some(camera) = crate::config::camera_of_path(&path) {
+                    if self.process.is_running() {
+                        let acts = self.cameras.handle(
+                            now,
+                            camera_machine::Event::PathAvailability { camera, available },
+                        );
+                        self.camera_actions(now, acts).await;
+                    }
+                }
+            }
+            Report::Hls { listening } => {
+                if !listening && self.process.is_running() {
+                    tracing::warn!(address = %self.config.mediamtx.hls_address, "MediaMTX's HLS server does not accept connections");
+                }
+                self.hls_listening = Some(listening);
+            }
+            Report::Converged { fixed } => {
+                if !fixed.is_empty() {
+                    tracing::warn!(paths = ?fixed, "MediaMTX's running paths differed from the config; converged");
+                }
+            }
+            Report::Disk(reading) => self.disk_observed(now, reading).await,
+        }
+        false
+    }
+
+    async fn command(&mut self, now: Now, cmd: Command) {
+        match cmd {
+            Command::ResetCamera { camera, reply } => {
+                let known = self.config.camera(camera).is_some();
+                if known {
+                    tracing::info!(camera_id = camera, "manual reset");
+                    let acts = self
+                        .cameras
+                        .handle(now, camera_machine::Event::Reset { camera });
+                    self.camera_actions(now, acts).await;
+                }
+                let _ = reply.send(known);
+            }
+        }
+    }
+
+    fn snapshot(&self, now: Now) -> Snapshot {
+        let st = self.process.status();
+        Snapshot {
+            box_name: self.config.general.box_name.clone(),
+            version: crate::VERSION,
+            started_at: self.started_at,
+            updated_at: now.wall,
+            mediamtx: MediamtxView {
+                up: st.up,
+                pid: st.pid,
+                restarts: st.restarts,
+                last_exit: st.last_exit,
+                restart_storm: st.storm,
+                hls_listening: self.hls_listening.filter(|_| st.up),
+            },
+            cameras: self.cameras.views(now),
+            disk: self.disk.clone(),
+            config_error: self.config_errors.current().map(str::to_string),
+            alert_store_error: self.alerts.store_error().map(str::to_string),
+        }
+    }
+
+    fn publish(&mut self, now: Now) {
+        let snap = self.snapshot(now);
+        crate::metrics::update(&snap);
+        let summary = snap.summary();
+        if summary != self.last_status {
+            notify::status(&summary);
+            self.last_status = summary;
+        }
+        self.ends.snapshot.send_replace(Arc::new(snap));
+    }
+}

@@ -1,0 +1,180 @@
+//! The alert routes of the HTTP API.
+//!
+//! * `POST /api/alerts/webhook`: Alertmanager's webhook (payload version 4).
+//!   Needs `Authorization: Bearer <api token>` (401 otherwise, also when the
+//!   daemon has no token). A malformed payload gets 400 `{"error": "..."}`;
+//!   a database failure 503 (Alertmanager retries 5xx). Each alert is
+//!   stored and delivered through the same pipeline and outbox as the
+//!   daemon's own alerts.
+//! * `GET /api/alerts?limit=&offset=&severity=&camera_id=&open=`: stored
+//!   alerts, newest first, `{"alerts": [...], "total", "limit", "offset"}`.
+//! * `GET /api/alerts/incidents?camera_id=&limit=`: the audit ledger,
+//!   newest first: each incident with when it opened and closed, why, and
+//!   the camera's recording gap (`recording_gap_start` .. `recording_gap_end`).
+//! * `GET /api/alerts/silences`, `POST /api/alerts/silences`
+//!   (`{"camera_id": 5, "minutes": 120, "reason": "..."}` or `"until"`),
+//!   `DELETE /api/alerts/silences/{camera_id}`: maintenance silences; the
+//!   mutations need the token.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth;
+use super::error::ApiError;
+use crate::alerts::{webhook, AlertsHandle, Filter};
+use crate::events::Severity;
+use crate::token::ApiToken;
+
+#[derive(Clone)]
+struct AlertsState {
+    handle: AlertsHandle,
+    token: Arc<ApiToken>,
+}
+
+pub const DEFAULT_LIMIT: usize = 50;
+pub const MAX_LIMIT: usize = 1000;
+
+type Reply = Result<Json<Value>, ApiError>;
+
+pub fn router(handle: AlertsHandle, token: Arc<ApiToken>) -> Router {
+    Router::new()
+        .route("/api/alerts", get(list))
+        .route("/api/alerts/webhook", post(webhook))
+        .route("/api/alerts/incidents", get(incidents))
+        .route("/api/alerts/silences", get(silences).post(add_silence))
+        .route("/api/alerts/silences/{camera_id}", delete(remove_silence))
+        .with_state(AlertsState { handle, token })
+}
+
+async fn webhook(
+    State(state): State<AlertsState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply {
+    auth::require(&state.token, &headers)?;
+    let body = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    let events = webhook::parse(&body).map_err(|e| {
+        tracing::warn!(error = %e, "rejected an Alertmanager webhook payload");
+        ApiError::bad_request(e.0)
+    })?;
+    let mut stored = Vec::with_capacity(events.len());
+    for event in events {
+        let i = state.handle.submit(event).await?;
+        stored.push(json!({ "id": i.alert_id, "action": i.outcome.as_str() }));
+    }
+    Ok(Json(json!({ "stored": stored.len(), "alerts": stored })))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+    offset: Option<usize>,
+    severity: Option<Severity>,
+    camera_id: Option<u32>,
+    open: Option<bool>,
+}
+
+async fn list(
+    State(state): State<AlertsState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Reply {
+    let Query(q) = query?;
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+    // SQLite's OFFSET is an i64: beyond it, the wrapped value would be
+    // negative, which SQLite reads as 0 (the first page instead of none).
+    let offset = q.offset.unwrap_or(0).min(i64::MAX as usize);
+    let filter = Filter {
+        severity: q.severity,
+        camera_id: q.camera_id,
+        open: q.open,
+    };
+    let (alerts, total) = state.handle.list(filter, limit, offset).await?;
+    Ok(Json(json!({
+        "alerts": alerts,
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct IncidentQuery {
+    camera_id: Option<u32>,
+    limit: Option<usize>,
+}
+
+async fn incidents(
+    State(state): State<AlertsState>,
+    query: Result<Query<IncidentQuery>, QueryRejection>,
+) -> Reply {
+    let Query(q) = query?;
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+    let list = state.handle.incidents(q.camera_id, limit).await?;
+    Ok(Json(json!({ "incidents": list })))
+}
+
+async fn silences(State(state): State<AlertsState>) -> Reply {
+    let s = state.handle.silences().await?;
+    Ok(Json(json!({ "silences": s })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SilenceRequest {
+    camera_id: u32,
+    minutes: Option<u64>,
+    until: Option<DateTime<Utc>>,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn add_silence(
+    State(state): State<AlertsState>,
+    headers: HeaderMap,
+    body: Result<Json<SilenceRequest>, JsonRejection>,
+) -> Reply {
+    auth::require(&state.token, &headers)?;
+    let Json(req) = body?;
+    let until = match (req.minutes, req.until) {
+        (Some(m), None) if m > 0 => Utc::now() + chrono::Duration::minutes(m.min(525_600) as i64),
+        (None, Some(u)) if u > Utc::now() => u,
+        (None, Some(_)) => return Err(ApiError::bad_request("\"until\" is in the past")),
+        _ => {
+            return Err(ApiError::bad_request(
+                "give either \"minutes\" (> 0) or \"until\" (RFC 3339)",
+            ))
+        }
+    };
+    state
+        .handle
+        .silence(req.camera_id, until, &req.reason)
+        .await?;
+    Ok(Json(json!({ "camera_id": req.camera_id, "until": until })))
+}
+
+async fn remove_silence(
+    State(state): State<AlertsState>,
+    headers: HeaderMap,
+    camera_id: Result<Path<u32>, PathRejection>,
+) -> Reply {
+    auth::require(&state.token, &headers)?;
+    // A camera id that is not a u32 is a JSON 400 like every other error
+    // (axum's own rejection is plain text).
+    let Path(camera_id) = camera_id?;
+    if state.handle.unsilence(camera_id).await? {
+        Ok(Json(json!({ "camera_id": camera_id, "silenced": false })))
+    } else {
+        Err(ApiError::not_found(format!(
+            "camera {camera_id} is not silenced"
+        )))
+    }
+}

@@ -1,0 +1,111 @@
+//! The HTTP edge (axum): the API, the dashboard page, server-sent events and
+//! `/metrics`. Handlers read the published [`crate::status::Snapshot`] and
+//! the alert store; the only way to change the supervisor is a
+//! [`crate::daemon::Command`] sent to the loop.
+//!
+//! * [`cameras`]: health, cameras, status, reset, latency reports.
+//! * [`alerts`]: alert history, incidents, silences, Alertmanager's webhook.
+//! * [`events`]: `GET /api/events`.
+//! * [`auth`]: the machine token; [`error`]: the one JSON error type;
+//!   [`types`]: the response types `openapi.yaml` describes.
+//!
+//! The contract of every route is `openapi.yaml` at the repository root;
+//! `scripts/api-contract` checks the running daemon against it.
+
+pub mod alerts;
+pub mod auth;
+pub mod cameras;
+pub mod error;
+pub mod events;
+pub mod types;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::header;
+use axum::middleware;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::alerts::AlertsHandle;
+use crate::daemon;
+use crate::events::AlertEvent;
+use crate::token::ApiToken;
+
+/// The largest request body the API reads (a webhook batch of many alerts
+/// fits; anything larger is a mistake or an attack).
+pub const MAX_BODY: usize = 256 * 1024;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub daemon: daemon::Handle,
+    /// Alerts as they happen, for server-sent events.
+    pub alert_events: broadcast::Sender<AlertEvent>,
+    pub alerts: AlertsHandle,
+    pub token: Arc<ApiToken>,
+}
+
+/// Serves until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: CancellationToken,
+) {
+    let loopback = listener
+        .local_addr()
+        .map(|a| a.ip().is_loopback())
+        .unwrap_or(false);
+    let app = router(state, loopback);
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "HTTP API stopped");
+    }
+}
+
+/// Every route. On a listener that is not loopback, every request needs the
+/// token.
+pub fn router(state: ApiState, loopback: bool) -> Router {
+    let token = state.token.clone();
+    let app = Router::new()
+        .route("/", get(dashboard))
+        .route("/api/cameras/health", get(cameras::health))
+        .route("/api/cameras", get(cameras::list))
+        .route("/api/cameras/{id}", get(cameras::one))
+        .route("/api/cameras/{id}/reset", post(cameras::reset))
+        .route("/api/cameras/{id}/latency", post(cameras::latency))
+        .route("/api/events", get(events::stream))
+        .route("/api/status", get(cameras::status))
+        .route("/metrics", get(metrics))
+        .with_state(state.clone())
+        .merge(alerts::router(state.alerts.clone(), state.token.clone()))
+        // After the merge, so that every route answers in JSON.
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY));
+    if loopback {
+        app
+    } else {
+        app.layer(middleware::from_fn_with_state(token, auth::everything))
+    }
+}
+
+async fn metrics() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(),
+    )
+        .into_response()
+}
+
+async fn dashboard() -> Html<&'static str> {
+    Html(include_str!("dashboard.html"))
+}

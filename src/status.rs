@@ -1,0 +1,126 @@
+//! What the daemon publishes about itself: one [`Snapshot`] per change, sent
+//! on a `watch` channel by the loop and read by the HTTP edge, the metrics
+//! and `sd_notify`. A leaf: it depends on nothing of ours, so every layer
+//! can read it without reaching into the loop.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A camera's state as the design names it (🟢 / 🟡 / 🔴).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Online,
+    Recovering,
+    Offline,
+}
+
+impl Health {
+    pub const ALL: [Health; 3] = [Health::Online, Health::Recovering, Health::Offline];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Online => "online",
+            Health::Recovering => "recovering",
+            Health::Offline => "offline",
+        }
+    }
+}
+
+/// Where a recovery attempt is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// Path removed; re-created when the wait is over.
+    Removed,
+    /// Path re-created; verified when the wait is over (or as soon as data flows).
+    Verifying,
+    /// Level 2 only: recording checked again when the wait is over.
+    Rechecking,
+}
+
+/// One camera as the camera machine sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraView {
+    pub id: u32,
+    pub name: String,
+    pub path: String,
+    pub state: Health,
+    pub stream_available: Option<bool>,
+    pub recording: bool,
+    pub last_data: Option<DateTime<Utc>>,
+    pub last_data_age_seconds: Option<f64>,
+    pub current_segment: Option<String>,
+    pub segments_completed: u64,
+    pub inbound_bytes: u64,
+    pub problem: Option<&'static str>,
+    pub recovery_level: Option<u8>,
+    pub recovery_step: Option<Step>,
+    pub consecutive_failures: u32,
+    pub recoveries_total: u64,
+    pub recovery_failures_total: u64,
+}
+
+/// MediaMTX's process as the process machine sees it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MediamtxView {
+    pub up: bool,
+    pub pid: Option<u32>,
+    pub restarts: u64,
+    pub last_exit: Option<String>,
+    pub restart_storm: bool,
+    /// The HLS server accepts connections (a plain TCP connect: an HLS
+    /// request would create a reader session and a muxer per probe,
+    /// docs/mediamtx.md §i).
+    pub hls_listening: Option<bool>,
+}
+
+/// The recordings filesystem.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiskView {
+    pub mount_point: String,
+    pub percent: f64,
+    pub used_bytes: u64,
+    pub total_bytes: u64,
+}
+
+/// Everything the daemon shows, published by the loop.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub box_name: String,
+    pub version: &'static str,
+    pub started_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub mediamtx: MediamtxView,
+    pub cameras: Vec<CameraView>,
+    pub disk: Option<DiskView>,
+    /// The last invalid edit of vms.toml, while it is not fixed.
+    pub config_error: Option<String>,
+    /// Why the alert database is not used (alerts live in memory only).
+    pub alert_store_error: Option<String>,
+}
+
+impl Snapshot {
+    /// How many cameras are in `state`.
+    pub fn count(&self, state: Health) -> usize {
+        self.cameras.iter().filter(|c| c.state == state).count()
+    }
+
+    /// How many cameras write segment data.
+    pub fn recording(&self) -> usize {
+        self.cameras.iter().filter(|c| c.recording).count()
+    }
+
+    /// The one-line summary of `systemctl status` (`STATUS=`).
+    pub fn summary(&self) -> String {
+        format!(
+            "{} cameras: {} online, {} recovering, {} offline; {} recording; MediaMTX {}",
+            self.cameras.len(),
+            self.count(Health::Online),
+            self.count(Health::Recovering),
+            self.count(Health::Offline),
+            self.recording(),
+            if self.mediamtx.up { "up" } else { "down" }
+        )
+    }
+}
