@@ -22,6 +22,43 @@ use crate::{alerts, http, mediamtx};
 #[error("{0}")]
 pub struct MissingBinary(pub String);
 
+/// The lock file of a state directory.
+pub const LOCK_FILE: &str = "vms-supervisor.lock";
+
+/// Takes the state directory for this process (an exclusive `flock` held
+/// until the returned file is dropped, released by the kernel if the process
+/// dies), or fails naming the daemon that holds it. Two daemons on one
+/// directory would kill each other's MediaMTX and write the same database.
+pub fn lock_state_dir(dir: &std::path::Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    use nix::fcntl::{Flock, FlockArg};
+    use std::io::{Read as _, Seek as _, Write as _};
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(mut lock) => {
+            lock.set_len(0)?;
+            lock.rewind()?;
+            writeln!(lock, "{}", std::process::id())?;
+            Ok(lock)
+        }
+        Err((mut file, _)) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            anyhow::bail!(
+                "another vms-supervisor (pid {}) is already running with the state directory {}; stop it first, or give this one its own [state] dir",
+                pid.trim(),
+                dir.display()
+            )
+        }
+    }
+}
+
 /// Runs the daemon until `shutdown` fires, then stops MediaMTX gracefully,
 /// the API and the alert pipeline (which stores what is still queued).
 pub async fn run(
@@ -37,6 +74,9 @@ pub async fn run(
     })?;
     std::fs::create_dir_all(&config.state.dir)
         .with_context(|| format!("creating {}", config.state.dir.display()))?;
+    // Before anything touches MediaMTX or the database: one daemon per
+    // state directory.
+    let _lock = lock_state_dir(&config.state.dir)?;
     std::fs::create_dir_all(&config.recording.path)
         .with_context(|| format!("creating {}", config.recording.path.display()))?;
     let token = Arc::new(match ApiToken::open(&config.api.token_file) {
@@ -74,7 +114,7 @@ pub async fn run(
         }
     };
 
-    let (handle, ends) = daemon::channels(&config, alerts.store_error().map(str::to_string));
+    let (handle, ends) = daemon::channels(&config, alerts.store_error());
     let (alert_events, _) = broadcast::channel(256);
     let api_shutdown = CancellationToken::new();
     let api_task = tokio::spawn(http::serve(

@@ -60,6 +60,11 @@ pub enum Issue {
     DiskCritical,
     /// The alert database cannot be used: the history lives in memory only.
     AlertStoreUnusable,
+    /// A push channel (Telegram, e-mail) refuses every message: its
+    /// configuration is wrong.
+    AlertChannelFailed,
+    /// The recordings disk has no space left: no camera can record.
+    DiskFull,
     /// Received through the Alertmanager webhook.
     External,
 }
@@ -80,6 +85,8 @@ impl Issue {
             Issue::DiskWarning => "disk_warning",
             Issue::DiskCritical => "disk_critical",
             Issue::AlertStoreUnusable => "alert_store_unusable",
+            Issue::AlertChannelFailed => "alert_channel_failed",
+            Issue::DiskFull => "disk_full",
             Issue::External => "external",
         }
     }

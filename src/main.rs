@@ -116,11 +116,17 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                     .await
                     .with_context(|| format!("listening on {} (api.listen)", config.api.listen))?;
                 let shutdown = CancellationToken::new();
-                tokio::spawn(signals(shutdown.clone()));
+                let (reload_tx, reload) = tokio::sync::mpsc::channel(1);
+                tokio::spawn(
+                    signals(shutdown.clone(), reload_tx).context("installing signal handlers")?,
+                );
                 app::run(
                     config,
                     listener,
-                    daemon::RunOptions { config_path: watch },
+                    daemon::RunOptions {
+                        config_path: watch,
+                        reload,
+                    },
                     shutdown,
                 )
                 .await
@@ -168,21 +174,35 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
     }
 }
 
-/// SIGTERM (systemd) or SIGINT (Ctrl-C): a graceful stop.
-async fn signals(shutdown: CancellationToken) {
+/// SIGTERM (systemd) or SIGINT (Ctrl-C): a graceful stop. SIGHUP: reload
+/// the configuration file (as an edit of it would). SIGUSR1 and SIGUSR2:
+/// ignored (their default action would kill the daemon, and with it the
+/// recording).
+///
+/// The handlers are installed before this returns (so no signal that comes
+/// early takes its default action); the returned future handles them.
+fn signals(
+    shutdown: CancellationToken,
+    reload: tokio::sync::mpsc::Sender<()>,
+) -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
-    shutdown.cancel();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
+    Ok(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => { tracing::info!("SIGTERM received"); break; }
+                _ = int.recv() => { tracing::info!("SIGINT received"); break; }
+                _ = hup.recv() => { let _ = reload.try_send(()); }
+                _ = usr1.recv() => tracing::info!("SIGUSR1 received; ignored"),
+                _ = usr2.recv() => tracing::info!("SIGUSR2 received; ignored"),
+            }
+        }
+        shutdown.cancel();
+    })
 }
 
 /// Keeps 24/7 camera recording alive: supervises MediaMTX, watches

@@ -5,8 +5,14 @@
 //! `IN_MODIFY` on the current segment: the freshest possible signal that a
 //! camera records, with no directory walk. New per-camera and per-day
 //! directories are watched as they appear (and scanned once, for what was
-//! created before the watch). A full rescan happens only at start and after
-//! an inotify queue overflow.
+//! created before the watch). A full rescan happens only at start, after an
+//! inotify queue overflow, and when the recordings root itself was deleted
+//! (`rm -rf` of the tree: MediaMTX re-creates it at its next segment, and
+//! the watcher re-arms itself as soon as the root exists again).
+//!
+//! Only bytes count: an event reports [`RecEvent::Data`] only when the file
+//! is larger than it was (a writer on a full disk still creates empty
+//! segment files and closes them; that is not recording).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -35,6 +41,8 @@ enum Dir {
 struct Watches {
     inotify_watches: inotify::Watches,
     by_wd: HashMap<WatchDescriptor, (Dir, PathBuf)>,
+    /// The size last seen of each segment being written.
+    sizes: HashMap<PathBuf, u64>,
 }
 
 const ROOT_MASK: WatchMask = WatchMask::CREATE
@@ -50,6 +58,20 @@ fn camera_of(name: &str) -> Option<u32> {
 }
 
 impl Watches {
+    fn root_watched(&self) -> bool {
+        self.by_wd.values().any(|(d, _)| matches!(d, Dir::Root))
+    }
+
+    /// Whether `file` has more bytes than when last seen (and remembers
+    /// its size). A file that cannot be read has not grown.
+    fn grew(&mut self, file: &Path) -> bool {
+        let Ok(size) = std::fs::metadata(file).map(|m| m.len()) else {
+            return false;
+        };
+        let before = self.sizes.insert(file.to_path_buf(), size).unwrap_or(0);
+        size > before
+    }
+
     fn add(&mut self, dir: Dir, path: &Path) {
         let mask = match dir {
             Dir::Root | Dir::Camera(_) => ROOT_MASK,
@@ -70,7 +92,9 @@ impl Watches {
         self.add(dir.clone(), path);
         if let Dir::Day(id) = dir {
             if let Some(file) = newest_file(path) {
-                found.push(RecEvent::Data { camera: id, file });
+                if self.grew(&file) {
+                    found.push(RecEvent::Data { camera: id, file });
+                }
             }
         }
         let Ok(entries) = std::fs::read_dir(path) else {
@@ -105,18 +129,39 @@ pub fn spawn(
     let mut watches = Watches {
         inotify_watches: inotify.watches(),
         by_wd: HashMap::new(),
+        sizes: HashMap::new(),
     };
     // Old segments found at start say nothing about the present.
     watches.scan(Dir::Root, root, &mut Vec::new());
     let root = root.to_path_buf();
     let mut stream = inotify.into_event_stream(vec![0u8; 64 * 1024])?;
     Ok(tokio::spawn(async move {
-        while let Some(event) = stream.next().await {
-            let event = match event {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::error!(error = %e, "inotify read failed");
-                    break;
+        // While the root is gone, look for it again every second.
+        let mut rearm = tokio::time::interval(std::time::Duration::from_secs(1));
+        rearm.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let event = tokio::select! {
+                event = stream.next() => match event {
+                    Some(Ok(e)) => e,
+                    Some(Err(e)) => {
+                        tracing::error!(error = %e, "inotify read failed");
+                        break;
+                    }
+                    None => break,
+                },
+                _ = rearm.tick(), if !watches.root_watched() => {
+                    if root.is_dir() {
+                        tracing::warn!(path = %root.display(), "the recordings root exists again; watching it");
+                        let mut found = Vec::new();
+                        watches.sizes.clear();
+                        watches.scan(Dir::Root, &root, &mut found);
+                        for ev in found {
+                            if tx.send(ev).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    continue;
                 }
             };
             if event.mask.contains(EventMask::Q_OVERFLOW) {
@@ -129,7 +174,9 @@ pub fn spawn(
                 continue;
             }
             if event.mask.contains(EventMask::IGNORED) {
-                watches.by_wd.remove(&event.wd);
+                if let Some((Dir::Root, path)) = watches.by_wd.remove(&event.wd) {
+                    tracing::error!(path = %path.display(), "the recordings root was deleted or moved; re-arming when it exists again");
+                }
                 continue;
             }
             let Some((dir, dir_path)) = watches.by_wd.get(&event.wd).cloned() else {
@@ -149,17 +196,25 @@ pub fn spawn(
                 }
                 Dir::Camera(id) if is_dir => watches.scan(Dir::Day(id), &path, &mut out),
                 Dir::Day(id) if !is_dir && name.ends_with(".mp4") => {
-                    out.push(if event.mask.contains(EventMask::CLOSE_WRITE) {
-                        RecEvent::Closed {
+                    if event.mask.contains(EventMask::CLOSE_WRITE) {
+                        // The last bytes may come with the close.
+                        if watches.grew(&path) {
+                            out.push(RecEvent::Data {
+                                camera: id,
+                                file: path.clone(),
+                            });
+                        }
+                        watches.sizes.remove(&path);
+                        out.push(RecEvent::Closed {
                             camera: id,
                             file: path,
-                        }
-                    } else {
-                        RecEvent::Data {
+                        });
+                    } else if watches.grew(&path) {
+                        out.push(RecEvent::Data {
                             camera: id,
                             file: path,
-                        }
-                    });
+                        });
+                    }
                 }
                 _ => {}
             }
@@ -205,6 +260,7 @@ mod tests {
         std::fs::create_dir_all(&day).unwrap();
         let file = day.join("10-00-00-000001.mp4");
         let mut f = std::fs::File::create(&file).unwrap();
+        f.write_all(b"ftyp").unwrap();
         // The day directory may be watched after the file appeared: either
         // way the first event names the file.
         let first = next(&mut rx).await;
@@ -274,6 +330,73 @@ mod tests {
                     );
                     break;
                 }
+            }
+        }
+    }
+
+    /// Regression (disk 100 % full): the writer left a 0-byte segment every
+    /// few seconds and each creation counted as recording.
+    #[tokio::test]
+    async fn empty_segments_on_a_full_disk_are_not_recording() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = dir.path().join("cam_2/2026-11-25");
+        std::fs::create_dir_all(&day).unwrap();
+        let (tx, mut rx) = mpsc::channel(64);
+        let _h = spawn(dir.path(), tx).unwrap();
+        for i in 0..3 {
+            let empty = day.join(format!("10-00-0{i}-000001.mp4"));
+            drop(std::fs::File::create(&empty).unwrap());
+            assert_eq!(
+                next(&mut rx).await,
+                RecEvent::Closed {
+                    camera: 2,
+                    file: empty
+                },
+                "an empty file is closed, never data"
+            );
+        }
+        let real = day.join("10-00-09-000001.mp4");
+        std::fs::write(&real, b"moof").unwrap();
+        assert_eq!(
+            next(&mut rx).await,
+            RecEvent::Data {
+                camera: 2,
+                file: real
+            }
+        );
+    }
+
+    /// Regression (`rm -rf` of the recordings root while running): the
+    /// watches were gone for good and every camera looked stopped.
+    #[tokio::test]
+    async fn recordings_root_deleted_while_running_is_watched_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("recordings");
+        let day = root.join("cam_4/2026-11-25");
+        std::fs::create_dir_all(&day).unwrap();
+        let (tx, mut rx) = mpsc::channel(64);
+        let _h = spawn(&root, tx).unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+        // MediaMTX re-creates the tree at its next segment.
+        std::fs::create_dir_all(&day).unwrap();
+        let file = day.join("10-01-00-000001.mp4");
+        std::fs::write(&file, b"moof").unwrap();
+        let ev = next(&mut rx).await;
+        assert_eq!(
+            ev,
+            RecEvent::Data {
+                camera: 4,
+                file: file.clone()
+            }
+        );
+        // And it keeps being watched: the next write is seen too.
+        let more = day.join("10-02-00-000001.mp4");
+        std::fs::write(&more, b"moof").unwrap();
+        loop {
+            match next(&mut rx).await {
+                RecEvent::Data { file: f, .. } if f == more => break,
+                RecEvent::Data { .. } | RecEvent::Closed { .. } => {}
+                other => panic!("unexpected {other:?}"),
             }
         }
     }

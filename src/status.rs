@@ -98,6 +98,9 @@ pub struct Snapshot {
     pub config_error: Option<String>,
     /// Why the alert database is not used (alerts live in memory only).
     pub alert_store_error: Option<String>,
+    /// Push channels that refuse every message (a configuration error), and
+    /// why: `("telegram", "HTTP 400 Bad Request: chat not found")`.
+    pub alert_channel_errors: Vec<(String, String)>,
 }
 
 impl Snapshot {

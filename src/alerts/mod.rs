@@ -117,6 +117,8 @@ pub const ALL_ISSUES: &[Issue] = &[
     Issue::DiskWarning,
     Issue::DiskCritical,
     Issue::AlertStoreUnusable,
+    Issue::AlertChannelFailed,
+    Issue::DiskFull,
     Issue::External,
 ];
 
@@ -138,6 +140,10 @@ pub enum AlertsError {
     /// what to do.
     #[error("alert database {}: {message}", path.display())]
     Database { path: PathBuf, message: String },
+    /// Another process holds a lock on the database longer than the busy
+    /// timeout: the write is retried later, nothing is lost.
+    #[error("alert database {} is locked by another process: {message}", path.display())]
+    Busy { path: PathBuf, message: String },
     /// The pipeline was shut down.
     #[error("the alert pipeline has stopped")]
     Stopped,
@@ -401,10 +407,14 @@ impl Pipeline {
                 shutdown: shutdown.clone(),
                 retry: self.options.retry.clone(),
                 unstored: Default::default(),
-                store_error: self.store_error,
+                store_error: RwLock::new(self.store_error),
+                channel_errors: Default::default(),
             }),
         };
         for channel in Channel::ALL {
+            if handle.settings().channels.contains(&channel) {
+                metrics::gauge!("vms_alert_channel_up", "channel" => channel.as_str()).set(1.0);
+            }
             tracker.spawn(outbox::worker(
                 handle.clone(),
                 channel,
@@ -430,8 +440,11 @@ struct Inner {
     /// by key: the opening event and whether it was paged, for the same
     /// dedup and "resolved" decisions as the store's.
     unstored: std::sync::Mutex<HashMap<String, (AlertEvent, bool)>>,
-    /// Set when the history lives in memory only (see [`open_in_memory`]).
-    store_error: Option<String>,
+    /// Set when the history lives in memory only (see [`open_in_memory`]),
+    /// at start or since the file failed.
+    store_error: RwLock<Option<String>>,
+    /// Why a channel refuses every message, while it does.
+    channel_errors: [RwLock<Option<String>>; 2],
 }
 
 /// The running pipeline: cheap to clone, for the API, the health document,
@@ -450,8 +463,12 @@ impl std::fmt::Debug for AlertsHandle {
 impl AlertsHandle {
     /// Why the alert database file is not used, when the history lives in
     /// memory only ([`open_in_memory`]); `None` when it is durable.
-    pub fn store_error(&self) -> Option<&str> {
-        self.inner.store_error.as_deref()
+    pub fn store_error(&self) -> Option<String> {
+        self.inner
+            .store_error
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn settings(&self) -> Arc<AlertSettings> {
@@ -486,14 +503,81 @@ impl AlertsHandle {
         });
     }
 
+    /// Why `channel` refuses every message, while it does.
+    pub fn channel_error(&self, channel: Channel) -> Option<String> {
+        self.inner.channel_errors[channel.index()]
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Every broken channel and why.
+    pub fn channel_errors(&self) -> Vec<(Channel, String)> {
+        Channel::ALL
+            .into_iter()
+            .filter_map(|c| self.channel_error(c).map(|e| (c, e)))
+            .collect()
+    }
+
+    /// A channel refuses every message: one Critical alert (the other
+    /// channel delivers it), `vms_alert_channel_up{channel}` 0.
+    pub(crate) async fn channel_broken(&self, channel: Channel, error: &str) {
+        let first = self.inner.channel_errors[channel.index()]
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(error.to_string())
+            .is_none();
+        metrics::gauge!("vms_alert_channel_up", "channel" => channel.as_str()).set(0.0);
+        if first {
+            let event = AlertEvent::system(
+                Utc::now(),
+                Severity::Critical,
+                Phase::Firing,
+                format!("alerts:channel:{}", channel.as_str()),
+                Issue::AlertChannelFailed,
+                format!("{}: {error}", channel.as_str()),
+            );
+            let _ = self.submit(event).await;
+        }
+    }
+
+    /// A broken channel delivered again.
+    pub(crate) async fn channel_repaired(&self, channel: Channel) {
+        let was = self.inner.channel_errors[channel.index()]
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        metrics::gauge!("vms_alert_channel_up", "channel" => channel.as_str()).set(1.0);
+        if was.is_some() {
+            tracing::info!(channel = channel.as_str(), "alert channel delivers again");
+            let event = AlertEvent::system(
+                Utc::now(),
+                Severity::Critical,
+                Phase::Resolved,
+                format!("alerts:channel:{}", channel.as_str()),
+                Issue::AlertChannelFailed,
+                format!("{} delivers again", channel.as_str()),
+            );
+            let _ = self.submit(event).await;
+        }
+    }
+
     /// Stores, logs and routes one event, as if it came through the
     /// [`crate::events::AlertSink`] (the webhook uses this). Returns what
     /// was done with it.
     ///
-    /// If the database fails (the disk that fills with footage usually
-    /// holds the database too), the event is still logged, and a Critical
-    /// one is still pushed, directly and without durability: retried in
-    /// memory until delivered or shutdown, deduplicated by key in memory.
+    /// * A database locked by another process ([`AlertsError::Busy`]): the
+    ///   event is logged and the error returned; the pipeline keeps it and
+    ///   stores it when the lock is released (the webhook answers 503 and
+    ///   Alertmanager sends it again). Nothing is pushed before it is
+    ///   stored, so nothing is pushed twice.
+    /// * Any other failure (the disk that fills with footage usually holds
+    ///   the database too; the file deleted): handled as a database that
+    ///   cannot be opened at start. The pipeline switches to a database in
+    ///   memory, raises the Critical [`store_unusable`] alert, and stores
+    ///   the event there.
+    /// * If even that fails, a Critical event is still pushed, directly and
+    ///   without durability, deduplicated in memory.
     pub async fn submit(&self, mut event: AlertEvent) -> Result<Ingested, AlertsError> {
         let settings = self.settings();
         if let Some(c) = event.camera.as_mut() {
@@ -505,15 +589,13 @@ impl AlertsHandle {
                     .unwrap_or_else(|| crate::config::path_name(c.id));
             }
         }
-        let ev = event.clone();
-        let s = settings.clone();
-        let result = self
-            .inner
-            .db
-            .call(move |store| store.ingest(&ev, Utc::now(), &s))
-            .await
-            .map_err(AlertsError::from)
-            .and_then(|r| r);
+        let mut result = self.ingest(&event, &settings).await;
+        if let Err(e @ AlertsError::Database { .. }) = &result {
+            let why = e.to_string();
+            if self.fall_back_to_memory(&why).await {
+                result = self.ingest(&event, &settings).await;
+            }
+        }
         match &result {
             Ok(ingested) => {
                 log_event(&event, Some(ingested));
@@ -522,6 +604,10 @@ impl AlertsHandle {
                 }
                 self.publish_open_counts().await;
             }
+            Err(e @ AlertsError::Busy { .. }) => {
+                log_event(&event, None);
+                tracing::warn!(error = %e, key = %event.key, "alert database locked; the alert is stored when the lock is released");
+            }
             Err(e) => {
                 log_event(&event, None);
                 tracing::error!(error = %e, key = %event.key, "alert not stored in the database");
@@ -529,6 +615,77 @@ impl AlertsHandle {
             }
         }
         result
+    }
+
+    async fn ingest(
+        &self,
+        event: &AlertEvent,
+        settings: &Arc<AlertSettings>,
+    ) -> Result<Ingested, AlertsError> {
+        let ev = event.clone();
+        let s = settings.clone();
+        self.inner
+            .db
+            .call(move |store| store.ingest(&ev, Utc::now(), &s))
+            .await
+            .map_err(AlertsError::from)
+            .and_then(|r| r)
+    }
+
+    /// The database file failed while running: from now on the history
+    /// lives in memory, exactly as when it cannot be opened at start
+    /// ([`open_in_memory`]), and a Critical alert says so. Returns whether
+    /// the switch happened (false if already in memory).
+    async fn fall_back_to_memory(&self, why: &str) -> bool {
+        {
+            let mut err = self
+                .inner
+                .store_error
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            if err.is_some() {
+                return false;
+            }
+            *err = Some(why.to_string());
+        }
+        tracing::error!(
+            error = %why,
+            "the alert database failed: alerts are kept in memory (still shown and sent, lost on restart) until vms-supervisor restarts with a usable file"
+        );
+        let swapped = self
+            .inner
+            .db
+            .call(|store| Store::open_in_memory().map(|mem| *store = mem))
+            .await
+            .map_err(AlertsError::from)
+            .and_then(|r| r);
+        if let Err(e) = swapped {
+            tracing::error!(error = %e, "cannot open a database in memory");
+            return false;
+        }
+        let settings = self.settings();
+        let alarm = store_unusable(why, Utc::now());
+        match self.ingest(&alarm, &settings).await {
+            Ok(ingested) => {
+                log_event(&alarm, Some(&ingested));
+                for channel in &ingested.queued {
+                    self.inner.wake[channel.index()].notify_one();
+                }
+            }
+            Err(_) => self.push_unstored(&alarm, &settings),
+        }
+        true
+    }
+
+    /// Checks that the database file is still the one opened (not deleted
+    /// or replaced); falls back to memory if not.
+    pub async fn check_store(&self) {
+        if self.store_error().is_some() {
+            return;
+        }
+        if let Ok(Err(e)) = self.inner.db.call(|st| st.check_file()).await {
+            self.fall_back_to_memory(&e.to_string()).await;
+        }
     }
 
     /// The no-database path of [`AlertsHandle::submit`]: the same
@@ -785,23 +942,39 @@ async fn run(
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut rx_open = true;
     let mut next_prune = tokio::time::Instant::now();
+    // Events that met a locked database, in the order they were raised:
+    // stored before any newer one, so that the history keeps its order.
+    let mut waiting: std::collections::VecDeque<AlertEvent> = Default::default();
+    let retry_every = Duration::from_millis(500);
+    let mut retry = tokio::time::interval(retry_every);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => {
                 // Store what producers already sent; delivery resumes at the
-                // next start.
+                // next start. Events still waiting for a lock are logged
+                // (their log line is the record of last resort).
                 rx.close();
                 while let Some(event) = rx.recv().await {
-                    let _ = handle.submit(event).await;
+                    waiting.push_back(event);
+                }
+                store_waiting(&handle, &mut waiting).await;
+                for event in waiting {
+                    tracing::error!(key = %event.key, issue = event.issue.as_str(), "alert database still locked at shutdown; alert only logged");
                 }
                 break;
             }
             event = rx.recv(), if rx_open => match event {
-                Some(event) => { let _ = handle.submit(event).await; }
+                Some(event) => {
+                    waiting.push_back(event);
+                    store_waiting(&handle, &mut waiting).await;
+                }
                 None => rx_open = false,
             },
+            _ = retry.tick(), if !waiting.is_empty() => store_waiting(&handle, &mut waiting).await,
             _ = interval.tick() => {
+                handle.check_store().await;
                 if let Err(e) = handle.remind().await {
                     tracing::error!(error = %e, "cannot check alert reminders");
                 }
@@ -817,6 +990,19 @@ async fn run(
                 }
             }
         }
+    }
+}
+
+/// Stores the waiting events in order, until the database is locked again.
+async fn store_waiting(
+    handle: &AlertsHandle,
+    waiting: &mut std::collections::VecDeque<AlertEvent>,
+) {
+    while let Some(event) = waiting.front().cloned() {
+        if let Err(AlertsError::Busy { .. }) = handle.submit(event).await {
+            return;
+        }
+        waiting.pop_front();
     }
 }
 

@@ -9,9 +9,23 @@
 //! * Transient failures (network, timeout, 5xx, SMTP 4xx) retry with
 //!   exponential backoff ([`RetryPolicy`]); Telegram's 429 waits its
 //!   `retry_after` for the whole channel.
-//! * Permanent failures (Telegram 4xx other than 429, SMTP 5xx, an invalid
-//!   address) are logged and the row keeps its error, with `failed_at` set.
+//! * Messages leave each channel in the order they were raised: the oldest
+//!   undelivered row goes first, and a failed one holds the rest back (the
+//!   channel backs off, not the row), so "RESOLVIDO" never overtakes the
+//!   alert it resolves, and a channel that comes back drains at once.
+//! * A refused message (Telegram 400 for its text) is a permanent failure
+//!   of that row: logged, kept with its error and `failed_at`.
+//! * A broken channel (Telegram 401/403/404 or "chat not found", an SMTP
+//!   login or address refused) keeps every row queued, raises one Critical
+//!   "alert channel failed" alert (which e-mail delivers when Telegram is
+//!   the broken one), sets `vms_alert_channel_up{channel}` to 0, and waits
+//!   for a config reload (or [`BROKEN_RETRY`]); the first delivery after
+//!   it resolves the alert and sends what waited, in order.
+//! * An outcome that cannot be written (the database is locked) is kept in
+//!   memory and written before anything else is sent: a delivered message
+//!   is never sent again because its acknowledgement was late.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -64,9 +78,26 @@ pub enum Outcome {
     /// Try again after this long (Telegram 429 `retry_after`), for the whole
     /// channel.
     RetryAfter(Duration, String),
-    /// Never try this row again.
+    /// Never try this row again (the message itself is refused).
     Permanent(String),
+    /// The channel's configuration is wrong (a bad bot token or chat id, a
+    /// refused SMTP login or address): no message can get through until it
+    /// is fixed. The row stays queued, in order, and the channel waits.
+    ChannelBroken(String),
 }
+
+/// What is written to the outbox row after an attempt.
+#[derive(Debug, Clone)]
+enum Mark {
+    Delivered(chrono::DateTime<Utc>),
+    Retry(chrono::DateTime<Utc>, String),
+    Failed(chrono::DateTime<Utc>, String),
+}
+
+/// How long a broken channel waits before trying its oldest message again
+/// when its configuration did not change (someone may have fixed the other
+/// side: added the bot to the group, unlocked the mailbox).
+pub const BROKEN_RETRY: Duration = Duration::from_secs(600);
 
 const BATCH: usize = 32;
 
@@ -91,18 +122,42 @@ pub(crate) async fn worker(
             return;
         }
     };
-    // A 429 pauses the whole channel.
+    // A failure or a 429 pauses the whole channel: messages keep their order.
     let mut paused_until: Option<Instant> = None;
     let mut disabled_logged = false;
+    // Outcomes sent but not yet written (the database was locked), by row.
+    let mut unrecorded: Vec<(i64, Mark)> = Vec::new();
+    // The settings a broken channel failed with: a reload that changes them
+    // ends the pause at once.
+    let mut broken_with: Option<Arc<AlertSettings>> = None;
     loop {
         if shutdown.is_cancelled() {
             return;
         }
         let settings = handle.settings();
+        if broken_with
+            .as_ref()
+            .is_some_and(|b| !Arc::ptr_eq(b, &settings))
+        {
+            tracing::info!(
+                channel = channel.as_str(),
+                "configuration reloaded; trying the broken channel again"
+            );
+            broken_with = None;
+            paused_until = None;
+        }
         let enabled = settings.channels.contains(&channel);
         let mut more = false;
         let mut worked = false;
-        if enabled && paused_until.is_none_or(|p| Instant::now() >= p) {
+        // Bookkeeping first: what was sent is never sent again.
+        let mut still = Vec::new();
+        for (id, mark) in std::mem::take(&mut unrecorded) {
+            if !still.is_empty() || write_mark(&handle, id, mark.clone()).await.is_err() {
+                still.push((id, mark));
+            }
+        }
+        unrecorded = still;
+        if enabled && unrecorded.is_empty() && paused_until.is_none_or(|p| Instant::now() >= p) {
             paused_until = None;
             disabled_logged = false;
             let due = match handle
@@ -130,7 +185,32 @@ pub(crate) async fn worker(
                     _ = shutdown.cancelled() => return,
                     o = deliver(&client, &settings, &row, &policy) => o,
                 };
-                if let Some(pause) = record(&handle, &row, outcome, &policy).await {
+                let delivered = outcome == Outcome::Delivered;
+                if delivered {
+                    broken_with = None;
+                    if handle.channel_error(channel).is_some() {
+                        handle.channel_repaired(channel).await;
+                    }
+                }
+                let (mark, pause) = match outcome {
+                    Outcome::ChannelBroken(error) => {
+                        tracing::error!(channel = channel.as_str(), outbox_id = row.id, error = %error, "alert channel refuses every message: its configuration must be fixed; messages wait in order");
+                        record_delivery(row.channel, "broken");
+                        handle.channel_broken(channel, &error).await;
+                        broken_with = Some(settings.clone());
+                        paused_until = Some(Instant::now() + BROKEN_RETRY);
+                        more = false;
+                        break;
+                    }
+                    outcome => outcome_mark(&row, outcome, &policy),
+                };
+                if let Err(e) = write_mark(&handle, row.id, mark.clone()).await {
+                    tracing::error!(channel = channel.as_str(), outbox_id = row.id, error = %e, "cannot record the delivery outcome yet; kept until it can be written");
+                    unrecorded.push((row.id, mark));
+                    more = false;
+                    break;
+                }
+                if let Some(pause) = pause {
                     paused_until = Some(Instant::now() + pause);
                     more = false;
                     break;
@@ -145,7 +225,7 @@ pub(crate) async fn worker(
         if more {
             continue;
         }
-        let next = if enabled {
+        let next = if enabled && unrecorded.is_empty() {
             handle
                 .call(move |st| st.next_due_at(channel))
                 .await
@@ -160,6 +240,9 @@ pub(crate) async fn worker(
         });
         if let Some(p) = paused_until {
             deadline = Some(deadline.map_or(p, |d| d.max(p)));
+        }
+        if !unrecorded.is_empty() {
+            deadline = Some(Instant::now() + Duration::from_millis(500));
         }
         // A row that is due but was not returned (clock step, database
         // trouble) must not turn this loop into a busy loop.
@@ -182,17 +265,15 @@ pub(crate) async fn worker(
     }
 }
 
-/// Records an attempt's outcome. Returns a pause for the channel on 429.
-async fn record(
-    handle: &AlertsHandle,
-    row: &Pending,
-    outcome: Outcome,
-    policy: &RetryPolicy,
-) -> Option<Duration> {
+/// The row's new state after an attempt, and a pause for the channel
+/// (after a failure: the backoff; after a 429: its `retry_after`).
+fn outcome_mark(row: &Pending, outcome: Outcome, policy: &RetryPolicy) -> (Mark, Option<Duration>) {
     let channel = row.channel.as_str();
     let id = row.id;
     let attempt = row.attempts + 1;
-    let (result, pause, stored) = match outcome {
+    let now = Utc::now();
+    let later = |d: Duration| now + chrono::Duration::from_std(d).unwrap_or_default();
+    match outcome {
         Outcome::Delivered => {
             tracing::info!(
                 channel,
@@ -201,41 +282,36 @@ async fn record(
                 kind = row.kind.as_str(),
                 "alert delivered"
             );
-            let r = handle
-                .call(move |st| st.mark_delivered(id, Utc::now()))
-                .await;
-            ("delivered", None, r)
+            record_delivery(row.channel, "delivered");
+            (Mark::Delivered(now), None)
         }
         Outcome::Retry(error) => {
             let delay = policy.backoff(attempt);
-            tracing::warn!(channel, outbox_id = id, attempt, retry_in_ms = delay.as_millis() as u64, error = %error, "alert delivery failed; will retry");
-            let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-            let r = handle.call(move |st| st.mark_retry(id, next, &error)).await;
-            ("retry", None, r)
+            tracing::warn!(channel, outbox_id = id, attempt, retry_in_ms = delay.as_millis() as u64, error = %error, "alert delivery failed; the channel retries");
+            record_delivery(row.channel, "retry");
+            (Mark::Retry(later(delay), error), Some(delay))
         }
         Outcome::RetryAfter(delay, error) => {
             tracing::warn!(channel, outbox_id = id, attempt, retry_in_ms = delay.as_millis() as u64, error = %error, "alert delivery rate-limited; will retry");
-            let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-            let r = handle.call(move |st| st.mark_retry(id, next, &error)).await;
-            ("retry", Some(delay), r)
+            record_delivery(row.channel, "retry");
+            (Mark::Retry(later(delay), error), Some(delay))
         }
-        Outcome::Permanent(error) => {
-            tracing::error!(channel, outbox_id = id, attempt, error = %error, "alert delivery failed permanently; not retrying");
-            let r = handle
-                .call(move |st| st.mark_failed(id, Utc::now(), &error))
-                .await;
-            ("failed", None, r)
+        Outcome::Permanent(error) | Outcome::ChannelBroken(error) => {
+            tracing::error!(channel, outbox_id = id, attempt, error = %error, "alert message refused; not retrying it");
+            record_delivery(row.channel, "failed");
+            (Mark::Failed(now, error), None)
         }
-    };
-    if let Err(e) = &stored {
-        tracing::error!(channel, outbox_id = id, error = %e, "cannot record the delivery outcome");
     }
-    record_delivery(row.channel, result);
-    if stored.is_err() {
-        // The database refused the bookkeeping: do not spin on the row.
-        return Some(policy.initial);
-    }
-    pause
+}
+
+async fn write_mark(handle: &AlertsHandle, id: i64, mark: Mark) -> Result<(), super::AlertsError> {
+    handle
+        .call(move |st| match mark {
+            Mark::Delivered(at) => st.mark_delivered(id, at),
+            Mark::Retry(next, error) => st.mark_retry(id, next, &error),
+            Mark::Failed(at, error) => st.mark_failed(id, at, &error),
+        })
+        .await
 }
 
 /// Counts one attempt in `vms_alert_deliveries_total{channel,result}`
@@ -279,7 +355,7 @@ pub(crate) async fn deliver_unstored(
                 record_delivery(channel, "delivered");
                 return;
             }
-            Outcome::Permanent(error) => {
+            Outcome::Permanent(error) | Outcome::ChannelBroken(error) => {
                 tracing::error!(channel = channel.as_str(), error = %error, "unstored alert failed permanently");
                 record_delivery(channel, "failed");
                 return;
@@ -339,7 +415,9 @@ pub async fn send_telegram(
     .await;
     let response = match response {
         Err(_) => return Outcome::Retry(format!("timed out after {timeout:?}")),
-        Ok(Err(e)) => return Outcome::Retry(format!("request failed: {}", e.without_url())),
+        Ok(Err(e)) => {
+            return Outcome::Retry(format!("request failed: {}", error_chain(&e.without_url())))
+        }
         Ok(Ok(r)) => r,
     };
     let status = response.status();
@@ -373,7 +451,16 @@ pub async fn send_telegram(
             format!("HTTP 429 retry_after={secs}: {description}"),
         )
     } else if status.is_client_error() {
-        Outcome::Permanent(format!("HTTP {status}: {description}"))
+        let error = format!("HTTP {status}: {description}");
+        // 401: bad token; 403: the bot was blocked or removed from the
+        // chat; 404: no such bot; 400 "chat not found": a wrong chat_id.
+        // Anything else in 4xx is about this message.
+        let about_the_chat = description.to_ascii_lowercase().contains("chat not found");
+        if matches!(status.as_u16(), 401 | 403 | 404) || about_the_chat {
+            Outcome::ChannelBroken(error)
+        } else {
+            Outcome::Permanent(error)
+        }
     } else {
         Outcome::Retry(format!("HTTP {status}: {description}"))
     }
@@ -393,12 +480,14 @@ pub async fn send_email(
     let mut builder = Message::builder().subject(subject);
     match e.from.parse() {
         Ok(from) => builder = builder.from(from),
-        Err(err) => return Outcome::Permanent(format!("invalid from address {:?}: {err}", e.from)),
+        Err(err) => {
+            return Outcome::ChannelBroken(format!("invalid from address {:?}: {err}", e.from))
+        }
     }
     for to in &e.to {
         match to.parse() {
             Ok(addr) => builder = builder.to(addr),
-            Err(err) => return Outcome::Permanent(format!("invalid recipient {to:?}: {err}")),
+            Err(err) => return Outcome::ChannelBroken(format!("invalid recipient {to:?}: {err}")),
         }
     }
     let message = match builder
@@ -417,7 +506,7 @@ pub async fn send_email(
     };
     let mut builder = match builder {
         Ok(b) => b.port(e.port).timeout(Some(timeout)),
-        Err(err) => return Outcome::Permanent(format!("invalid SMTP settings: {err}")),
+        Err(err) => return Outcome::ChannelBroken(format!("invalid SMTP settings: {err}")),
     };
     if !e.username.is_empty() {
         let password = e
@@ -431,9 +520,29 @@ pub async fn send_email(
     match tokio::time::timeout(timeout * 2, transport.send(message)).await {
         Err(_) => Outcome::Retry(format!("SMTP timed out after {:?}", timeout * 2)),
         Ok(Ok(_)) => Outcome::Delivered,
-        Ok(Err(err)) if err.is_permanent() => Outcome::Permanent(format!("SMTP: {err}")),
-        Ok(Err(err)) => Outcome::Retry(format!("SMTP: {err}")),
+        // A permanent SMTP refusal is about the login, the sender or the
+        // recipients: the configuration, not this message.
+        Ok(Err(err)) if err.is_permanent() => {
+            Outcome::ChannelBroken(format!("SMTP: {}", error_chain(&err)))
+        }
+        Ok(Err(err)) => Outcome::Retry(format!("SMTP: {}", error_chain(&err))),
     }
+}
+
+/// An error with its causes: "error sending request: connection refused"
+/// says what to fix; the first line alone does not.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
 use super::lifecycle::{self, OpenAlert, Outcome, Push};
@@ -149,8 +149,18 @@ fn parse_issue(s: &str) -> Issue {
         .unwrap_or(Issue::External)
 }
 
+/// A SQLite error as ours: a lock held by another process (an admin's
+/// `sqlite3` shell, a backup tool) is [`AlertsError::Busy`], which delays a
+/// write; anything else makes the database unusable.
 fn sql_err(path: &Path, e: rusqlite::Error) -> AlertsError {
-    AlertsError::database(path, e.to_string())
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => AlertsError::Busy {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        },
+        _ => AlertsError::database(path, e.to_string()),
+    }
 }
 
 /// What [`Store::ingest`] did.
@@ -283,6 +293,13 @@ const MEMORY: &str = ":memory:";
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Device and inode of the file when it was opened.
+    identity: Option<(u64, u64)>,
+}
+
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 impl Store {
@@ -310,9 +327,30 @@ impl Store {
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
+            identity: file_identity(path),
         };
         store.prepare()?;
         Ok(store)
+    }
+
+    /// Whether the file this store writes is still the one at its path: a
+    /// database deleted or replaced while the daemon runs would take every
+    /// write with it (SQLite writes on into the unlinked file).
+    pub fn check_file(&self) -> Result<(), AlertsError> {
+        if !self.durable() {
+            return Ok(());
+        }
+        match (self.identity, file_identity(&self.path)) {
+            (Some(opened), Some(now)) if opened == now => Ok(()),
+            (_, None) => Err(AlertsError::database(
+                &self.path,
+                "the database file was deleted while the daemon ran; alerts are kept in memory until vms-supervisor restarts (it then creates a new file)".into(),
+            )),
+            _ => Err(AlertsError::database(
+                &self.path,
+                "the database file was replaced while the daemon ran; alerts are kept in memory until vms-supervisor restarts".into(),
+            )),
+        }
     }
 
     /// A database in memory, with the same schema: the daemon's fallback
@@ -321,7 +359,11 @@ impl Store {
     pub fn open_in_memory() -> Result<Store, AlertsError> {
         let path = PathBuf::from(MEMORY);
         let conn = Connection::open_in_memory().map_err(|e| sql_err(&path, e))?;
-        let mut store = Store { conn, path };
+        let mut store = Store {
+            conn,
+            path,
+            identity: None,
+        };
         store.prepare()?;
         Ok(store)
     }
@@ -345,6 +387,7 @@ impl Store {
         let store = Store {
             conn,
             path: path.to_path_buf(),
+            identity: None,
         };
         let version: i64 = store
             .conn
@@ -404,7 +447,9 @@ impl Store {
             ));
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-            let tx = c.transaction().map_err(|e| sql_err(&path, e))?;
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| sql_err(&path, e))?;
             tx.execute_batch(sql).map_err(|e| sql_err(&path, e))?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)
                 .map_err(|e| sql_err(&path, e))?;
@@ -445,7 +490,10 @@ impl Store {
     ) -> Result<Ingested, AlertsError> {
         let path = self.path.clone();
         let e = |err: rusqlite::Error| sql_err(&path, err);
-        let tx = self.conn.transaction().map_err(e)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(e)?;
         let camera_id = event.camera.as_ref().map(|c| c.id);
         let silenced = Self::silenced(&tx, camera_id, now).map_err(e)?;
         let open: Option<(OpenAlert, i64, String)> = tx
@@ -672,7 +720,10 @@ impl Store {
         else {
             return Ok(0);
         };
-        let tx = self.conn.transaction().map_err(e)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(e)?;
         let due: Vec<(i64, i64, String)> = {
             let mut stmt = tx
                 .prepare(
@@ -722,7 +773,9 @@ impl Store {
         Ok(due.len())
     }
 
-    /// Rows of `channel` due at `now`, oldest first.
+    /// The oldest pending rows of `channel`, in order, if the oldest is due
+    /// at `now`: a row waiting for its retry holds back the ones raised
+    /// after it (messages leave a channel in the order they were raised).
     pub fn due(
         &self,
         channel: Channel,
@@ -732,36 +785,48 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT id, kind, subject, body, attempts FROM outbox
+                "SELECT id, kind, subject, body, attempts, next_attempt_at FROM outbox
                  WHERE channel = ?1 AND delivered_at IS NULL AND failed_at IS NULL
-                   AND next_attempt_at <= ?2
-                 ORDER BY id LIMIT ?3",
+                 ORDER BY id LIMIT ?2",
             )
             .map_err(|e| self.err(e))?;
+        let now = ts(now);
         let rows = stmt
-            .query_map(params![channel.as_str(), ts(now), limit as i64], |r| {
-                Ok(Pending {
-                    id: r.get(0)?,
-                    channel,
-                    kind: Kind::parse(&r.get::<_, String>(1)?),
-                    subject: r.get(2)?,
-                    body: r.get(3)?,
-                    attempts: r.get(4)?,
-                })
+            .query_map(params![channel.as_str(), limit as i64], |r| {
+                Ok((
+                    Pending {
+                        id: r.get(0)?,
+                        channel,
+                        kind: Kind::parse(&r.get::<_, String>(1)?),
+                        subject: r.get(2)?,
+                        body: r.get(3)?,
+                        attempts: r.get(4)?,
+                    },
+                    r.get::<_, String>(5)?,
+                ))
             })
             .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        let rows: Vec<(Pending, String)> =
+            rows.collect::<Result<_, _>>().map_err(|e| self.err(e))?;
+        let head_due = rows.first().is_some_and(|(_, next)| *next <= now);
+        Ok(if head_due {
+            rows.into_iter().map(|(p, _)| p).collect()
+        } else {
+            Vec::new()
+        })
     }
 
-    /// When the next pending row of `channel` becomes due.
+    /// When the oldest pending row of `channel` is due (the rest follow it).
     pub fn next_due_at(&self, channel: Channel) -> Result<Option<DateTime<Utc>>, AlertsError> {
         self.conn
             .query_row(
-                "SELECT MIN(next_attempt_at) FROM outbox
-                 WHERE channel = ?1 AND delivered_at IS NULL AND failed_at IS NULL",
+                "SELECT next_attempt_at FROM outbox
+                 WHERE channel = ?1 AND delivered_at IS NULL AND failed_at IS NULL
+                 ORDER BY id LIMIT 1",
                 params![channel.as_str()],
-                |r| r.get::<_, Option<String>>(0),
+                |r| r.get::<_, String>(0),
             )
+            .optional()
             .map(|o| o.map(|s| parse_ts(&s)))
             .map_err(|e| self.err(e))
     }
@@ -1059,7 +1124,10 @@ impl Store {
         let cut = ts(cut);
         let path = self.path.clone();
         let e = |err: rusqlite::Error| sql_err(&path, err);
-        let tx = self.conn.transaction().map_err(e)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(e)?;
         tx.execute(
             "DELETE FROM outbox WHERE created_at < ?1
                AND (delivered_at IS NOT NULL OR failed_at IS NOT NULL)",

@@ -180,6 +180,30 @@ pub fn problem_and_action(event: &AlertEvent, lang: Language) -> (String, String
                 "See the error with 'journalctl -u vms-supervisor'; move the damaged file (vms.db in the state directory, /var/lib/vms by default) aside and restart the service",
             ),
         ),
+        Issue::AlertChannelFailed => (
+            if pt {
+                format!(
+                    "Canal de alertas recusa todas as mensagens ({}): elas aguardam, em ordem, até a configuração ser corrigida",
+                    event.details
+                )
+            } else {
+                format!(
+                    "Alert channel refuses every message ({}): they wait, in order, until its configuration is fixed",
+                    event.details
+                )
+            },
+            pick(
+                "Corrigir [alerts.telegram] ou [alerts.email] em vms.toml (chat_id, token, login SMTP); as mensagens pendentes saem ao recarregar",
+                "Fix [alerts.telegram] or [alerts.email] in vms.toml (chat_id, token, SMTP login); the waiting messages go out on reload",
+            ),
+        ),
+        Issue::DiskFull => (
+            pick(
+                "Disco cheio: a gravação parou em todas as câmeras",
+                "Disk full: recording stopped on every camera",
+            ),
+            pick("Liberar espaço imediatamente", "Free space now"),
+        ),
         Issue::External => (
             if event.details.trim().is_empty() {
                 pick("Alerta externo", "External alert")

@@ -73,6 +73,11 @@ pub fn render(health: &HealthDoc, status: Option<&StatusDoc>, tz: chrono_tz::Tz)
                 "Configuração inválida, a anterior continua em uso: {e}"
             ));
         }
+        for (channel, e) in &status.alert_channel_errors {
+            warnings.push(format!(
+                "Canal de alertas {channel} recusa as mensagens (corrigir a configuração): {e}"
+            ));
+        }
         if let Some(e) = &status.alert_store_error {
             warnings.push(format!(
                 "Banco de alertas inutilizável, histórico só em memória: {e}"

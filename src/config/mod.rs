@@ -39,10 +39,12 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
+    /// Credentials of any URL quoted in the message are masked here, so no
+    /// error about a camera can carry its password anywhere.
     fn new(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
         ConfigError {
             key: key.into(),
-            message: message.into(),
+            message: scrub_credentials(&message.into()),
         }
     }
 }
@@ -501,20 +503,62 @@ impl fmt::Debug for Camera {
     }
 }
 
-/// Replaces the password in `scheme://user:password@host/...` by `***`.
+/// Replaces the password in `scheme://user:password@host/...` by `***`,
+/// whatever the shape of the URL (see [`scrub_credentials`]).
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
+    scrub_credentials(url)
+}
+
+/// Masks the credentials of every URL-like token in `text`: the part
+/// before an `@` that follows `//`, `:/` or contains a `:` (a password).
+/// `rtsp://admin:pw@cam`, `rtsp:/admin:pw@cam` (a slash missing) and
+/// `rtsp:admin:pw@cam` all lose `pw`; the user name is kept where it is
+/// clearly delimited. An e-mail address (`ti@prefeitura.gov.br`) is left
+/// alone. Used for every config error message, so that nothing derived from
+/// a camera URL reaches the log, the API or the alert history unredacted.
+pub fn scrub_credentials(text: &str) -> String {
+    let is_break = |c: char| {
+        c.is_whitespace() || matches!(c, '"' | '\'' | '(' | ')' | '[' | ']' | '<' | '>' | ',')
     };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return url.to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        out.push_str(&scrub_word(word));
+        word.clear();
     };
-    let userinfo = &authority[..at];
-    let user = userinfo.split(':').next().unwrap_or("");
-    format!("{}://{}:***@{}", &url[..scheme_end], user, &rest[at + 1..])
+    for c in text.chars() {
+        if is_break(c) {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+/// One word of [`scrub_credentials`]: everything between the scheme and the
+/// last `@` is userinfo.
+fn scrub_word(word: &str) -> String {
+    let Some(at) = word.rfind('@') else {
+        return word.to_string();
+    };
+    let scheme_end = word[..at]
+        .find("://")
+        .map(|i| i + 3)
+        .or_else(|| word[..at].find(":/").map(|i| i + 2));
+    let (scheme, userinfo) = match scheme_end {
+        Some(i) => word[..at].split_at(i),
+        None => ("", &word[..at]),
+    };
+    let masked = match (userinfo.find(':'), scheme.is_empty()) {
+        (Some(colon), _) => format!("{}:***", &userinfo[..colon]),
+        (None, false) if !userinfo.is_empty() => "***".to_string(),
+        // An e-mail address: no scheme, no password.
+        _ => return word.to_string(),
+    };
+    format!("{scheme}{masked}{}", &word[at..])
 }
 
 /// Secrets loaded from files or the environment during validation.
@@ -844,6 +888,16 @@ fn check(config: &mut Config, daemon: bool) -> Result<(), ConfigError> {
         }
         if cam.name.trim().is_empty() {
             return err(&key("name"), "must not be empty".into());
+        }
+        if cam
+            .name
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+        {
+            return err(
+                &key("name"),
+                "must not contain control characters (line breaks, tabs, carriage returns)".into(),
+            );
         }
         if let Err(msg) = check_stream_url(&cam.url) {
             return err(&key("url"), msg);
@@ -1293,6 +1347,31 @@ mod tests {
 #[cfg(test)]
 mod address_tests {
     use super::*;
+
+    #[test]
+    fn camera_passwords_are_masked_whatever_the_url_shape() {
+        for (url, shown) in [
+            (
+                "rtsp://admin:s3cr3t@10.0.0.5/stream",
+                "rtsp://admin:***@10.0.0.5/stream",
+            ),
+            (
+                "rtsp:/admin:s3cr3t@10.0.0.5/stream",
+                "rtsp:/admin:***@10.0.0.5/stream",
+            ),
+            ("rtsp:admin:s3cr3t@10.0.0.5", "rtsp:***@10.0.0.5"),
+            ("rtsp://s3cr3t@10.0.0.5", "rtsp://***@10.0.0.5"),
+            ("rtsp://admin:p/s3cr3t@cam", "rtsp://admin:***@cam"),
+            ("rtsp://admin:a@b@cam", "rtsp://admin:***@cam"),
+            ("rtsp://10.0.0.5/stream", "rtsp://10.0.0.5/stream"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+        assert_eq!(
+            scrub_credentials("to ti@prefeitura.gov.br and \"rtsp:/u:pw@h\""),
+            "to ti@prefeitura.gov.br and \"rtsp:/u:***@h\""
+        );
+    }
 
     #[test]
     fn wildcards_are_reached_through_loopback_of_their_family() {

@@ -85,6 +85,7 @@ pub fn channels(config: &Config, alert_store_error: Option<String>) -> (Handle, 
         disk: None,
         config_error: None,
         alert_store_error,
+        alert_channel_errors: Vec::new(),
     }));
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     (
@@ -103,6 +104,8 @@ pub fn channels(config: &Config, alert_store_error: Option<String>) -> (Handle, 
 pub struct RunOptions {
     /// The config file to watch for edits (`None` for the embedded demo).
     pub config_path: Option<PathBuf>,
+    /// Requests to reload the config file now (SIGHUP).
+    pub reload: mpsc::Receiver<()>,
 }
 
 /// Results of work done outside the loop.
@@ -209,7 +212,7 @@ impl Daemon {
     /// Runs until `shutdown` fires, then stops MediaMTX gracefully.
     pub async fn run(
         mut self,
-        options: RunOptions,
+        mut options: RunOptions,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let (rec_tx, mut rec_rx) = mpsc::channel(4096);
@@ -288,6 +291,13 @@ impl Daemon {
                         self.reload(Now::system(), path).await;
                     }
                 }
+                Some(()) = options.reload.recv(), if !stopping => match &options.config_path {
+                    Some(path) => {
+                        tracing::info!(path = %path.display(), "SIGHUP: reloading the configuration");
+                        self.reload(Now::system(), path).await;
+                    }
+                    None => tracing::info!("SIGHUP: the embedded demo configuration has no file to reload"),
+                },
                 Some(cmd) = self.ends.commands.recv() => self.command(Now::system(), cmd).await,
             }
         }
@@ -407,7 +417,13 @@ impl Daemon {
             cameras: self.cameras.views(now),
             disk: self.disk.clone(),
             config_error: self.config_errors.current().map(str::to_string),
-            alert_store_error: self.alerts.store_error().map(str::to_string),
+            alert_store_error: self.alerts.store_error(),
+            alert_channel_errors: self
+                .alerts
+                .channel_errors()
+                .into_iter()
+                .map(|(c, e)| (c.as_str().to_string(), e))
+                .collect(),
         }
     }
 

@@ -61,8 +61,10 @@ impl Daemon {
             self.converge(now);
             self.check_hls();
         }
+        // As often as the path poll: a full disk must be known before the
+        // cameras' stall timers would blame each camera.
         if now.mono >= self.timers.next_disk {
-            self.timers.next_disk = now.mono + self.config.monitor.interval.get();
+            self.timers.next_disk = now.mono + self.config.monitor.api_poll_interval.get();
             self.check_disk();
         }
         if let Some(text) = self.writes.due(now.mono) {
@@ -148,8 +150,19 @@ impl Daemon {
             warning: f64::from(s.disk_warning_percent),
             critical: f64::from(s.disk_critical_percent),
         };
-        if let Some(event) = self.disk_watch.observe(now.wall, &reading, thresholds) {
+        let was_full = self.disk_watch.full();
+        for event in self.disk_watch.observe(now.wall, &reading, thresholds) {
             self.alert(event).await;
+        }
+        let full = self.disk_watch.full();
+        if full != was_full {
+            if full {
+                tracing::error!(mount_point = %reading.mount_point, "the recordings disk is full; cameras are not judged one by one until there is space again");
+            }
+            let acts = self
+                .cameras
+                .handle(now, crate::supervisor::cameras::Event::DiskFull(full));
+            self.camera_actions(now, acts).await;
         }
         self.disk = Some(reading.view());
     }

@@ -164,6 +164,8 @@ pub struct StatusDoc {
     pub disk: Option<DiskDoc>,
     pub config_error: Option<String>,
     pub alert_store_error: Option<String>,
+    /// Push channels that refuse every message, and why.
+    pub alert_channel_errors: std::collections::BTreeMap<String, String>,
 }
 
 impl From<&Snapshot> for StatusDoc {
@@ -178,6 +180,7 @@ impl From<&Snapshot> for StatusDoc {
             disk: s.disk.as_ref().map(DiskDoc::from),
             config_error: s.config_error.clone(),
             alert_store_error: s.alert_store_error.clone(),
+            alert_channel_errors: s.alert_channel_errors.iter().cloned().collect(),
         }
     }
 }

@@ -263,7 +263,20 @@ pub fn render(config: &Config) -> String {
         let mut cameras: Vec<&Camera> = config.cameras.iter().collect();
         cameras.sort_by_key(|c| c.id);
         for cam in cameras {
-            let _ = writeln!(y, "  # {}", cam.name.replace('\n', " "));
+            // A comment ends at any line break (\n, \r, and the others YAML
+            // knows): no character of a name may end it early.
+            let name: String = cam
+                .name
+                .chars()
+                .map(|c| {
+                    if c.is_control() || matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}') {
+                        ' '
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            let _ = writeln!(y, "  # {name}");
             let _ = writeln!(y, "  {}:", cam.path_name());
             for (k, v) in path_settings(config, cam) {
                 kv(&mut y, 4, k, v);

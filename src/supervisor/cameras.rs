@@ -76,6 +76,10 @@ pub enum Event {
     Reset { camera: u32 },
     /// The set of cameras changed (hot reload).
     Cameras(Vec<Camera>),
+    /// The recordings disk is full (`true`) or has room again: while full,
+    /// no camera is judged (the disk is the one incident), and each gets a
+    /// grace period when space is back.
+    DiskFull(bool),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -128,6 +132,9 @@ struct Cam {
     recovery_failures_total: u64,
     /// Alert keys this camera has open (so we resolve what we raised).
     open: Vec<Issue>,
+    /// When the first of them was raised: segment data written after this
+    /// proves the camera records again, whatever interrupted the ladder.
+    opened_at: Option<Instant>,
     /// When a problem was first detected in the current episode.
     failed_at: Option<Instant>,
 }
@@ -152,6 +159,7 @@ impl Cam {
             recoveries_total: 0,
             recovery_failures_total: 0,
             open: Vec::new(),
+            opened_at: None,
             failed_at: None,
         }
     }
@@ -166,6 +174,7 @@ pub struct CameraMachine {
     part: Duration,
     cams: BTreeMap<u32, Cam>,
     mediamtx_up: bool,
+    disk_full: bool,
     /// No judgement before this.
     grace_until: Option<Instant>,
     last_systemic: Option<Instant>,
@@ -184,6 +193,7 @@ impl CameraMachine {
                 .map(|c| (c.id, Cam::new(c.clone())))
                 .collect(),
             mediamtx_up: false,
+            disk_full: false,
             grace_until: None,
             last_systemic: None,
             epoch: now.mono,
@@ -233,13 +243,31 @@ impl CameraMachine {
     }
 
     fn in_grace(&self, now: Instant) -> bool {
-        !self.mediamtx_up || self.grace_until.is_some_and(|g| now < g)
+        !self.mediamtx_up || self.disk_full || self.grace_until.is_some_and(|g| now < g)
     }
 
     pub fn handle(&mut self, now: Now, event: Event) -> Vec<Action> {
         let mut out = Vec::new();
         match event {
             Event::Tick => self.tick(now, &mut out),
+            Event::DiskFull(full) => {
+                self.disk_full = full;
+                if full {
+                    // Attempts under way cannot succeed: drop them, like a
+                    // MediaMTX outage.
+                    for c in self.cams.values_mut() {
+                        c.recovery = None;
+                        if c.health == Health::Recovering {
+                            c.health = Health::Online;
+                        }
+                        c.problem = None;
+                        c.failed_at = None;
+                    }
+                } else {
+                    self.grace_until = Some(now.mono + self.settings.grace_period.get());
+                    self.epoch = now.mono;
+                }
+            }
             Event::MediamtxReady => {
                 self.mediamtx_up = true;
                 self.grace_until = Some(now.mono + self.settings.grace_period.get());
@@ -384,11 +412,24 @@ impl CameraMachine {
                     }
                 }
                 Health::Recovering => advance(c, &st, part, problem, now, out),
-                Health::Online => {
-                    if let Some(p) = problem {
-                        newly_failing.push((id, p));
+                Health::Online => match problem {
+                    Some(p) => newly_failing.push((id, p)),
+                    // Alerts left open by an episode that ended without the
+                    // ladder (MediaMTX restarted in the middle of it, the
+                    // outer bound fired and data came back): fresh segment
+                    // data closes them.
+                    None if c.opened_at.is_some_and(|t| c.data_since(t)) => {
+                        notice(
+                            c,
+                            now,
+                            Issue::RecordingRecovered,
+                            "segment data flows again",
+                            out,
+                        );
+                        resolve_all(c, now, out);
                     }
-                }
+                    None => {}
+                },
             }
         }
         if newly_failing.is_empty() {
@@ -507,6 +548,9 @@ fn fire(
     out: &mut Vec<Action>,
 ) {
     if !c.open.contains(&issue) {
+        if c.open.is_empty() {
+            c.opened_at = Some(now.mono);
+        }
         c.open.push(issue);
         out.push(Action::Alert(event(
             c,
@@ -531,6 +575,7 @@ fn notice(c: &Cam, now: Now, issue: Issue, details: &str, out: &mut Vec<Action>)
 }
 
 fn resolve_all(c: &mut Cam, now: Now, out: &mut Vec<Action>) {
+    c.opened_at = None;
     for issue in std::mem::take(&mut c.open) {
         let sev = match issue {
             Issue::StreamDown | Issue::RecordingStalled => Severity::Warning,

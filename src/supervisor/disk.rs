@@ -16,6 +16,12 @@ use crate::status::DiskView;
 /// Percentage points below a threshold before its level is left.
 pub const HYSTERESIS: f64 = 1.0;
 
+/// Less than this left for MediaMTX's user: the disk is full (a recorder
+/// needs room for its next part, a few hundred kilobytes per camera).
+pub const FULL_BELOW: u64 = 1 << 20;
+/// A full disk is left when this much is free again.
+pub const NOT_FULL_ABOVE: u64 = 8 << 20;
+
 /// One `statvfs` of the recordings filesystem.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DiskReading {
@@ -63,6 +69,7 @@ pub struct Thresholds {
 #[derive(Debug, Default)]
 pub struct DiskWatch {
     level: Option<Severity>,
+    full: bool,
 }
 
 impl DiskWatch {
@@ -70,9 +77,48 @@ impl DiskWatch {
         DiskWatch::default()
     }
 
-    /// Judges one reading; returns the alert to raise or resolve when the
-    /// level changed.
+    /// No room left to record: one "disco cheio" incident for the box (not
+    /// one per camera; the cameras are not judged meanwhile).
+    pub fn full(&self) -> bool {
+        self.full
+    }
+
+    /// Judges one reading; returns the alerts to raise or resolve: the
+    /// level when it changed, and the full disk when it filled or emptied.
     pub fn observe(
+        &mut self,
+        at: DateTime<Utc>,
+        reading: &DiskReading,
+        t: Thresholds,
+    ) -> Vec<AlertEvent> {
+        let mut out: Vec<AlertEvent> = self.level(at, reading, t).into_iter().collect();
+        let full = if self.full {
+            reading.available_bytes < NOT_FULL_ABOVE
+        } else {
+            reading.available_bytes < FULL_BELOW
+        };
+        if full != self.full {
+            self.full = full;
+            out.push(AlertEvent::system(
+                at,
+                Severity::Critical,
+                if full { Phase::Firing } else { Phase::Resolved },
+                format!("disk:{}:full", reading.mount_point),
+                Issue::DiskFull,
+                if full {
+                    format!(
+                        "no space left on {} ({} bytes free): no camera can record",
+                        reading.mount_point, reading.available_bytes
+                    )
+                } else {
+                    format!("space is free again on {}", reading.mount_point)
+                },
+            ));
+        }
+        out
+    }
+
+    fn level(
         &mut self,
         at: DateTime<Utc>,
         reading: &DiskReading,
@@ -142,21 +188,58 @@ mod tests {
         critical: 90.0,
     };
 
+    const GIB: u64 = 1 << 30;
+
     fn at_percent(p: f64) -> DiskReading {
-        // 1000 blocks, no reserve: percent = used / 10.
-        let used = (p * 10.0).round() as u64;
+        // 1000 GiB, no reserve: percent = used / 10.
+        let used = (p * 10.0).round() as u64 * GIB;
         DiskReading {
             mount_point: "/srv".into(),
-            total_bytes: 1000,
-            free_bytes: 1000 - used,
-            available_bytes: 1000 - used,
+            total_bytes: 1000 * GIB,
+            free_bytes: 1000 * GIB - used,
+            available_bytes: 1000 * GIB - used,
         }
     }
 
+    /// Regression (disk 100 % full): one "disco cheio" incident for the
+    /// box, resolved when space is free again, with no flapping at the edge.
+    #[test]
+    fn a_full_disk_is_one_incident() {
+        let mut w = DiskWatch::new();
+        let reading = |avail: u64| DiskReading {
+            mount_point: "/srv".into(),
+            total_bytes: 100 << 20,
+            free_bytes: avail,
+            available_bytes: avail,
+        };
+        let full: Vec<_> = w.observe(Utc::now(), &reading(0), T);
+        assert!(w.full());
+        let disk_full: Vec<_> = full.iter().filter(|e| e.issue == Issue::DiskFull).collect();
+        assert_eq!(disk_full.len(), 1);
+        assert_eq!(
+            (disk_full[0].severity, disk_full[0].phase),
+            (Severity::Critical, Phase::Firing)
+        );
+        assert!(disk_full[0].camera.is_none());
+        for avail in [0, 512 << 10, 2 << 20, 0] {
+            assert!(
+                w.observe(Utc::now(), &reading(avail), T)
+                    .iter()
+                    .all(|e| e.issue != Issue::DiskFull),
+                "{avail}: no repeat while full or just above the edge"
+            );
+        }
+        let freed = w.observe(Utc::now(), &reading(20 << 20), T);
+        assert!(!w.full());
+        assert!(freed
+            .iter()
+            .any(|e| e.issue == Issue::DiskFull && e.phase == Phase::Resolved));
+    }
+
     fn run(watch: &mut DiskWatch, p: f64) -> Option<(Severity, Phase, Issue)> {
-        watch
-            .observe(Utc::now(), &at_percent(p), T)
-            .map(|e| (e.severity, e.phase, e.issue))
+        let events = watch.observe(Utc::now(), &at_percent(p), T);
+        assert!(events.len() <= 1, "{events:?}");
+        events.first().map(|e| (e.severity, e.phase, e.issue))
     }
 
     #[test]

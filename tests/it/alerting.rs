@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::harness::{telegram, Daemon, Setup};
+use crate::harness::{Daemon, FakeTelegram, Setup};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -74,14 +74,14 @@ async fn smtp() -> (SocketAddr, Arc<Mutex<Vec<Mail>>>) {
 
 #[tokio::test]
 async fn a_recording_failure_reaches_telegram_and_email() {
-    let (tg, messages) = telegram().await;
+    let tg = FakeTelegram::ok().await;
     let (smtp_addr, mails) = smtp().await;
     let d = Daemon::start(Setup {
         monitor: "grace_period = \"2s\"\nrecovery_remove_wait = \"1s\"\nrecovery_verify_wait = \"2s\"\nrecording_recheck_wait = \"2s\"\n".into(),
         extra: format!(
-            "[alerts.telegram]\nenabled = true\nchat_id = \"-1001234\"\napi_base = \"http://{tg}\"\n\
-             [alerts.email]\nenabled = true\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\nsecurity = \"none\"\n\
+            "{}[alerts.email]\nenabled = true\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\nsecurity = \"none\"\n\
              from = \"VMS <vms@localhost>\"\nto = [\"ti@prefeitura.gov.br\", \"seguranca@prefeitura.gov.br\"]\n",
+            tg.config("-1001234"),
             smtp_addr.port()
         ),
         env: vec![("VMS_TELEGRAM_BOT_TOKEN".into(), "123:TESTTOKEN".into())],
@@ -92,7 +92,9 @@ async fn a_recording_failure_reaches_telegram_and_email() {
     d.sim("POST", "/recorder/cam_1/stall").await;
     let (bot, body) = d
         .wait_for("a Telegram message", secs(40), || async {
-            messages.lock().unwrap().first().cloned()
+            tg.requests()
+                .first()
+                .map(|r| (r.bot().to_string(), r.body.clone()))
         })
         .await;
     assert_eq!(bot, "bot123:TESTTOKEN");
@@ -117,10 +119,10 @@ async fn a_recording_failure_reaches_telegram_and_email() {
     assert!(mail.data.contains("Portaria"), "{}", mail.data);
     // One Critical, sent once per channel: nothing is repeated while it stays open.
     d.observe(secs(5)).await;
-    let critical_msgs = messages
-        .lock()
-        .unwrap()
+    let critical_msgs = tg
+        .requests()
         .iter()
+        .map(|r| (r.bot().to_string(), r.body.clone()))
         .filter(|(_, b)| {
             b["text"]
                 .as_str()
@@ -133,10 +135,10 @@ async fn a_recording_failure_reaches_telegram_and_email() {
 
 #[tokio::test]
 async fn a_silenced_camera_still_records_alerts_but_pages_nobody() {
-    let (tg, messages) = telegram().await;
+    let tg = FakeTelegram::ok().await;
     let d = Daemon::start(Setup {
         monitor: "grace_period = \"2s\"\nrecovery_remove_wait = \"1s\"\nrecovery_verify_wait = \"2s\"\nrecording_recheck_wait = \"2s\"\n".into(),
-        extra: format!("[alerts.telegram]\nenabled = true\nchat_id = \"-1\"\napi_base = \"http://{tg}\"\n"),
+        extra: tg.config("-1"),
         env: vec![("VMS_TELEGRAM_BOT_TOKEN".into(), "1:T".into())],
         ..Setup::default()
     });
@@ -159,10 +161,7 @@ async fn a_silenced_camera_still_records_alerts_but_pages_nobody() {
     assert_eq!(alert["silenced"], true);
     let s = d.status().await.unwrap();
     assert!(!s["cameras"].as_array().unwrap().is_empty());
-    assert!(
-        messages.lock().unwrap().is_empty(),
-        "a silenced camera pages nobody"
-    );
+    assert!(tg.requests().is_empty(), "a silenced camera pages nobody");
 }
 
 /// A corrupt alert database is a loud error, not a reason to stop
@@ -171,15 +170,13 @@ async fn a_silenced_camera_still_records_alerts_but_pages_nobody() {
 /// metrics.
 #[tokio::test]
 async fn a_corrupt_database_does_not_stop_supervision_nor_alerts() {
-    let (tg, messages) = telegram().await;
+    let tg = FakeTelegram::ok().await;
     let d = Daemon::start(Setup {
         files: vec![(
             "state/vms.db".into(),
             b"this is not a SQLite database, it is junk".repeat(200),
         )],
-        extra: format!(
-            "[alerts.telegram]\nenabled = true\nchat_id = \"-1\"\napi_base = \"http://{tg}\"\n"
-        ),
+        extra: tg.config("-1"),
         env: vec![("VMS_TELEGRAM_BOT_TOKEN".into(), "1:T".into())],
         ..Setup::default()
     });
@@ -189,16 +186,11 @@ async fn a_corrupt_database_does_not_stop_supervision_nor_alerts() {
         "{}",
         d.logs()
     );
-    let text = |i: usize| {
-        messages.lock().unwrap()[i].1["text"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    };
+    let text = |i: usize| tg.requests()[i].text().to_string();
     d.wait_for(
         "the Telegram message about the database",
         secs(15),
-        || async { (!messages.lock().unwrap().is_empty()).then_some(()) },
+        || async { (!tg.requests().is_empty()).then_some(()) },
     )
     .await;
     assert!(

@@ -2,8 +2,6 @@
 //! written here with axum, a real SMTP server (Debian's python3-aiosmtpd),
 //! the real SQLite file, a real SIGKILL.
 
-use std::collections::VecDeque;
-use std::future::Future;
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,11 +9,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::Router;
 use chrono::Utc;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -24,6 +17,8 @@ use vms_supervisor::alerts::{self, AlertsHandle, PipelineOptions, RetryPolicy};
 use vms_supervisor::config::Config;
 use vms_supervisor::events::{AlertEvent, AlertSink, CameraRef, Issue, Phase, Severity};
 use vms_supervisor::token::ApiToken;
+
+use crate::harness::{eventually, free_port, FakeTelegram, Reply};
 
 const TOKEN: &str = "123456:TEST-SECRET-TOKEN";
 const SEED_TEXT: &str = "ALERTA CRÍTICO\n\
@@ -47,12 +42,6 @@ fn options() -> PipelineOptions {
         retry: fast_retry(),
         tick: Duration::from_millis(200),
     }
-}
-
-/// A port that was free a moment ago (for servers started later), outside
-/// the ephemeral range (see the harness).
-fn free_port() -> u16 {
-    crate::harness::free_port()
 }
 
 #[derive(Default)]
@@ -134,22 +123,6 @@ fn other_event(id: u32) -> AlertEvent {
     }
 }
 
-/// Polls `cond` until it holds, or fails naming `what`.
-async fn eventually<F, Fut>(what: &str, timeout: Duration, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !cond().await {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// A healthy local Bot API and a config that sends Critical alerts to it.
 async fn with_telegram(dir: &Path) -> (FakeTelegram, Config) {
     let tg = FakeTelegram::start(vec![]).await;
@@ -188,107 +161,6 @@ impl Running {
         self.shutdown.cancel();
         self.handle.stopped().await;
     }
-}
-
-// ------------------------------------------------- Telegram Bot API stand-in
-
-#[derive(Clone, Debug)]
-enum Reply {
-    Ok,
-    Status(u16, Value),
-    /// Answer only after this long (the client times out first).
-    Hang(Duration),
-}
-
-#[derive(Clone, Debug)]
-struct TgRequest {
-    path: String,
-    body: Value,
-    at: Instant,
-}
-
-#[derive(Default)]
-struct TgState {
-    requests: Mutex<Vec<TgRequest>>,
-    script: Mutex<VecDeque<Reply>>,
-}
-
-#[derive(Clone)]
-struct FakeTelegram {
-    state: Arc<TgState>,
-    base: String,
-}
-
-impl FakeTelegram {
-    async fn start(script: Vec<Reply>) -> FakeTelegram {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        FakeTelegram::serve(listener, script)
-    }
-
-    fn serve(listener: tokio::net::TcpListener, script: Vec<Reply>) -> FakeTelegram {
-        let addr = listener.local_addr().unwrap();
-        let state = Arc::new(TgState {
-            requests: Mutex::new(Vec::new()),
-            script: Mutex::new(script.into()),
-        });
-        let app = Router::new()
-            .fallback(telegram_handler)
-            .with_state(state.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        FakeTelegram {
-            state,
-            base: format!("http://{addr}"),
-        }
-    }
-
-    fn requests(&self) -> Vec<TgRequest> {
-        self.state.requests.lock().unwrap().clone()
-    }
-
-    fn texts(&self) -> Vec<String> {
-        self.requests()
-            .iter()
-            .map(|r| r.body["text"].as_str().unwrap_or("").to_string())
-            .collect()
-    }
-
-    async fn wait_requests(&self, n: usize, timeout: Duration) -> Vec<TgRequest> {
-        eventually(&format!("{n} Telegram requests"), timeout, || async {
-            self.state.requests.lock().unwrap().len() >= n
-        })
-        .await;
-        self.requests()
-    }
-}
-
-async fn telegram_handler(State(state): State<Arc<TgState>>, uri: Uri, body: Bytes) -> Response {
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    state.requests.lock().unwrap().push(TgRequest {
-        path: uri.path().to_string(),
-        body,
-        at: Instant::now(),
-    });
-    let reply = state
-        .script
-        .lock()
-        .unwrap()
-        .pop_front()
-        .unwrap_or(Reply::Ok);
-    match reply {
-        Reply::Ok => ok_reply(),
-        Reply::Status(code, body) => {
-            (StatusCode::from_u16(code).unwrap(), axum::Json(body)).into_response()
-        }
-        Reply::Hang(d) => {
-            tokio::time::sleep(d).await;
-            ok_reply()
-        }
-    }
-}
-
-fn ok_reply() -> Response {
-    axum::Json(json!({"ok": true, "result": {"message_id": 1, "chat": {"id": -100777}}}))
-        .into_response()
 }
 
 // ------------------------------------------------------ SMTP (aiosmtpd)
@@ -554,12 +426,14 @@ async fn telegram_500_429_and_timeouts_are_retried_and_sent_once() {
     p.stop().await;
 }
 
+/// A Telegram 400 about the message itself fails that row only; the next
+/// message goes out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn telegram_client_error_is_permanent_and_kept_with_its_error() {
+async fn telegram_message_refused_is_permanent_for_that_row() {
     let dir = tempfile::tempdir().unwrap();
     let tg = FakeTelegram::start(vec![Reply::Status(
         400,
-        json!({"ok": false, "error_code": 400, "description": "Bad Request: chat not found"}),
+        json!({"ok": false, "error_code": 400, "description": "Bad Request: message is too long"}),
     )])
     .await;
     let cfg = config(
@@ -582,22 +456,194 @@ async fn telegram_client_error_is_permanent_and_kept_with_its_error() {
     .await;
     let row = &p.handle.outbox().await.unwrap()[0];
     let err = row.last_error.as_deref().unwrap();
-    assert!(
-        err.contains("400") && err.contains("chat not found"),
-        "{err}"
-    );
+    assert!(err.contains("400") && err.contains("too long"), "{err}");
     assert!(
         !err.contains(TOKEN),
         "the token leaked into the error: {err}"
     );
-    assert_eq!(row.delivered_at, None);
-    // Not retried: the next alert is the second request.
     p.sink.send(other_event(6)).await;
     let reqs = tg.wait_requests(2, Duration::from_secs(5)).await;
     assert!(reqs[1].body["text"].as_str().unwrap().contains("Câmera 6"));
-    assert_eq!(tg.requests().len(), 2);
-    let stats = p.handle.outbox_stats().await.unwrap();
-    assert_eq!(stats[0].failed, 1);
+    assert!(p.handle.channel_errors().is_empty());
+    p.stop().await;
+}
+
+/// Regression (a wrong `chat_id`): Telegram's 400 "chat not found" dropped
+/// Critical alerts for good and nothing showed it. Now the channel is
+/// broken, visibly, the messages wait in order, and they are sent once the
+/// configuration is fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telegram_wrong_chat_id_is_visible_and_resent_after_the_fix() {
+    vms_supervisor::metrics::install();
+    let dir = tempfile::tempdir().unwrap();
+    let chat_not_found = Reply::Status(
+        400,
+        json!({"ok": false, "error_code": 400, "description": "Bad Request: chat not found"}),
+    );
+    let tg = FakeTelegram::start(vec![chat_not_found]).await;
+    let cfg = config(
+        dir.path(),
+        Setup {
+            telegram: Some(tg.base.clone()),
+            ..Default::default()
+        },
+    );
+    let p = Running::start(&cfg);
+    p.sink.send(seed_event()).await;
+    p.sink.send(other_event(6)).await;
+    let h = p.handle.clone();
+    let errors = eventually("the broken channel", Duration::from_secs(5), || async {
+        let e = h.channel_errors();
+        (!e.is_empty()).then_some(e)
+    })
+    .await;
+    assert_eq!(errors[0].0, alerts::Channel::Telegram);
+    assert!(errors[0].1.contains("chat not found"), "{errors:?}");
+    let metrics = vms_supervisor::metrics::render();
+    assert!(
+        metrics.contains("vms_alert_channel_up{channel=\"telegram\"} 0"),
+        "{metrics}"
+    );
+    // One Critical alert says so (stored; e-mail would deliver it).
+    let rows = p.handle.recent(10).await.unwrap();
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r.issue == Issue::AlertChannelFailed && r.phase == Phase::Firing)
+            .count(),
+        1,
+        "{rows:?}"
+    );
+    // Nothing is dropped and nothing else is tried while it is broken.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(tg.requests().len(), 1);
+    assert!(p
+        .handle
+        .outbox()
+        .await
+        .unwrap()
+        .iter()
+        .all(|r| r.failed_at.is_none()));
+    // The fix: a reload. Everything waiting goes out, in order.
+    p.handle.reload(&cfg);
+    let reqs = tg.wait_requests(4, Duration::from_secs(10)).await;
+    assert_eq!(reqs[1].body["text"], SEED_TEXT, "the first alert first");
+    assert!(reqs[2].text().contains("Câmera 6"), "{:?}", tg.texts());
+    assert!(
+        reqs[3].text().contains("Canal de alertas"),
+        "{:?}",
+        tg.texts()
+    );
+    eventually("the repaired channel", Duration::from_secs(5), || async {
+        h.channel_errors().is_empty()
+    })
+    .await;
+    p.stop().await;
+}
+
+/// Regression (a lock on `vms.db` during delivery): the message was sent
+/// but its delivery could not be written, and the same page went out again
+/// every few seconds while the lock lasted. The outcome is kept until it can
+/// be written; one page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_lock_during_delivery_pages_once() {
+    if std::process::Command::new("sqlite3")
+        .arg("-version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: the sqlite3 command is missing (scripts/setup installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tg = FakeTelegram::start(vec![Reply::Hang(Duration::from_millis(300))]).await;
+    let cfg = config(
+        dir.path(),
+        Setup {
+            telegram: Some(tg.base.clone()),
+            ..Default::default()
+        },
+    );
+    let p = Running::start(&cfg);
+    p.sink.send(seed_event()).await;
+    tg.wait_requests(1, Duration::from_secs(5)).await;
+    // While Telegram takes its time, an admin's shell locks the database
+    // for longer than the busy timeout.
+    let mut lock = std::process::Command::new("sqlite3")
+        .arg(dir.path().join("state/vms.db"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let stdin = lock.stdin.as_mut().unwrap();
+        writeln!(stdin, "BEGIN EXCLUSIVE; INSERT INTO silences VALUES (999, '2000-01-01T00:00:00.000Z', 'lock', '2000-01-01T00:00:00.000Z');").unwrap();
+        stdin.flush().unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(
+        tg.requests().len(),
+        1,
+        "sent again while the lock lasted: {:?}",
+        tg.texts()
+    );
+    {
+        use std::io::Write;
+        writeln!(lock.stdin.as_mut().unwrap(), "ROLLBACK;").unwrap();
+    }
+    drop(lock.stdin.take());
+    let _ = lock.wait();
+    let h = p.handle.clone();
+    eventually("the delivery recorded", Duration::from_secs(10), || async {
+        h.outbox()
+            .await
+            .unwrap()
+            .first()
+            .is_some_and(|r| r.delivered_at.is_some())
+    })
+    .await;
+    assert_eq!(tg.requests().len(), 1);
+    p.stop().await;
+}
+
+/// Regression (order after a Telegram outage): "RESOLVIDO" arrived before
+/// the alert it resolves and the backlog drained scrambled. Per channel,
+/// messages leave in the order they were raised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telegram_outage_keeps_the_order_of_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let down = || Reply::Status(502, json!({"ok": false, "description": "Bad Gateway"}));
+    let tg = FakeTelegram::start(vec![down(), down(), down(), down()]).await;
+    let cfg = config(
+        dir.path(),
+        Setup {
+            telegram: Some(tg.base.clone()),
+            ..Default::default()
+        },
+    );
+    let p = Running::start(&cfg);
+    let opened = seed_event();
+    p.sink.send(opened.clone()).await;
+    p.sink.send(other_event(6)).await;
+    p.sink
+        .send(AlertEvent {
+            phase: Phase::Resolved,
+            at: opened.at + chrono::Duration::seconds(30),
+            ..opened
+        })
+        .await;
+    p.sink.send(other_event(7)).await;
+    let reqs = tg.wait_requests(8, Duration::from_secs(15)).await;
+    let texts: Vec<&str> = reqs.iter().map(|r| r.text()).collect();
+    // Every failure was the oldest message: nothing overtook it.
+    assert!(texts[..4].iter().all(|t| *t == SEED_TEXT), "{texts:#?}");
+    assert_eq!(texts[4], SEED_TEXT);
+    assert!(texts[5].contains("Câmera 6"), "{texts:#?}");
+    assert!(texts[6].starts_with("RESOLVIDO"), "{texts:#?}");
+    assert!(texts[7].contains("Câmera 7"), "{texts:#?}");
+    // Once it is back, the backlog drains at once (no per-row backoff).
+    let drain = reqs[7].at - reqs[4].at;
+    assert!(drain < Duration::from_secs(1), "drained in {drain:?}");
     p.stop().await;
 }
 
@@ -1243,7 +1289,7 @@ async fn corrupt_database_is_a_clear_error_and_alerts_are_still_sent_from_memory
         .unwrap()
         .with_options(options())
         .start(rx, shutdown.clone());
-    assert_eq!(handle.store_error(), Some(err.as_str()));
+    assert_eq!(handle.store_error(), Some(err.clone()));
     sink.send(seed_event()).await;
 
     let reqs = tg.wait_requests(1, Duration::from_secs(5)).await;
@@ -1550,7 +1596,7 @@ async fn a_dead_channel_does_not_hold_back_the_other() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn critical_alerts_still_page_when_the_database_fails_at_runtime() {
+async fn a_database_that_fails_while_running_is_handled_as_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let tg = FakeTelegram::start(vec![Reply::Status(500, json!({"ok": false}))]).await;
     let cfg = config(
@@ -1561,36 +1607,45 @@ async fn critical_alerts_still_page_when_the_database_fails_at_runtime() {
         },
     );
     let p = Running::start(&cfg);
+    assert_eq!(p.handle.store_error(), None);
     // Break the database under the running pipeline.
     let c = rusqlite::Connection::open(cfg.state.dir.join("vms.db")).unwrap();
     c.execute_batch("DROP TABLE silences").unwrap();
     drop(c);
 
-    let err = p.handle.submit(seed_event()).await.unwrap_err().to_string();
+    // Stored all the same: in memory, as when the file cannot be opened at
+    // start, with the Critical alert about it.
+    p.handle.submit(seed_event()).await.unwrap();
+    let err = p.handle.store_error().unwrap();
     assert!(err.contains("no such table"), "{err}");
-    // Delivered from memory, with retry (the first answer is a 500).
-    let reqs = tg.wait_requests(2, Duration::from_secs(5)).await;
-    assert_eq!(reqs[1].body["text"], SEED_TEXT);
-    // A repeat does not page again; the resolution does.
-    assert!(p.handle.submit(seed_event()).await.is_err());
+    let reqs = tg.wait_requests(3, Duration::from_secs(5)).await;
+    assert!(
+        reqs[0].text().contains("Banco de alertas inutilizável"),
+        "{:?}",
+        tg.texts()
+    );
+    assert_eq!(reqs[1].text(), reqs[0].text(), "the 500 is retried");
+    assert_eq!(reqs[2].body["text"], SEED_TEXT);
+    // Deduplicated and resolved as usual.
+    p.handle.submit(seed_event()).await.unwrap();
     let mut back = seed_event();
     back.phase = Phase::Resolved;
     back.severity = Severity::Info;
     back.at += chrono::Duration::minutes(3);
-    assert!(p.handle.submit(back).await.is_err());
-    let reqs = tg.wait_requests(3, Duration::from_secs(5)).await;
-    assert!(reqs[2].body["text"]
-        .as_str()
-        .unwrap()
-        .starts_with("RESOLVIDO\n"));
-    p.handle.submit(other_event(6)).await.unwrap_err();
-    tg.wait_requests(4, Duration::from_secs(5)).await;
-    assert_eq!(
-        tg.texts().iter().filter(|t| *t == SEED_TEXT).count(),
-        2,
-        "500 + retry"
+    p.handle.submit(back).await.unwrap();
+    let reqs = tg.wait_requests(4, Duration::from_secs(5)).await;
+    assert!(
+        reqs[3].text().starts_with("RESOLVIDO\n"),
+        "{:?}",
+        tg.texts()
+    );
+    let rows = p.handle.recent(10).await.unwrap();
+    assert!(
+        rows.iter().any(|r| r.issue == Issue::AlertStoreUnusable),
+        "{rows:?}"
     );
     p.stop().await;
+    assert_eq!(tg.texts().iter().filter(|t| *t == SEED_TEXT).count(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1707,19 +1762,16 @@ async fn smtp_auth_wrong_password_fails_then_a_reload_with_the_right_one_deliver
     let p = Running::start(&with_password("errada"));
     p.sink.send(seed_event()).await;
     let h = p.handle.clone();
-    eventually("the permanent failure", Duration::from_secs(10), || async {
-        h.outbox()
-            .await
-            .unwrap()
-            .first()
-            .is_some_and(|r| r.failed_at.is_some())
+    // A refused login is the channel's configuration: visible, and the
+    // message waits for the fix instead of being dropped.
+    let err = eventually("the broken channel", Duration::from_secs(10), || async {
+        h.channel_error(alerts::Channel::Email)
     })
     .await;
-    let row = &p.handle.outbox().await.unwrap()[0];
-    let err = row.last_error.as_deref().unwrap();
     assert!(err.contains("535"), "{err}");
     assert!(!err.contains("errada"), "the password leaked: {err}");
     assert!(smtp.messages.lock().unwrap().is_empty());
+    assert!(p.handle.outbox().await.unwrap()[0].failed_at.is_none());
 
     // The operator fixes the password file; the config reload retries.
     p.handle.reload(&with_password("s3nha-boa"));

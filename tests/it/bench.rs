@@ -7,14 +7,11 @@
 //! `/proc`.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::routing::post;
 use chrono::{DateTime, Utc};
 
-use crate::harness::{camera, Daemon, Setup};
+use crate::harness::{camera, Daemon, FakeTelegram, Setup};
 
 const RUNS: usize = 5;
 
@@ -118,35 +115,13 @@ async fn recorder_stall(rows: &mut Vec<Row>) {
     });
 }
 
-/// A local Bot API: records when each `sendMessage` arrives.
-async fn telegram_server() -> (SocketAddr, Arc<Mutex<Vec<DateTime<Utc>>>>) {
-    let seen: Arc<Mutex<Vec<DateTime<Utc>>>> = Arc::default();
-    let s = seen.clone();
-    let app = axum::Router::new().route(
-        "/{bot}/sendMessage",
-        post(move || {
-            let s = s.clone();
-            async move {
-                s.lock().unwrap().push(Utc::now());
-                axum::Json(serde_json::json!({"ok": true, "result": {"message_id": 1}}))
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (addr, seen)
-}
-
 async fn critical_to_telegram(rows: &mut Vec<Row>) {
     let mut lat = Vec::new();
     for _ in 0..3 {
-        let (addr, seen) = telegram_server().await;
+        let tg = FakeTelegram::ok().await;
         let d = Daemon::start(Setup {
             monitor: "grace_period = \"2s\"\nrecovery_remove_wait = \"1s\"\nrecovery_verify_wait = \"2s\"\nrecording_recheck_wait = \"2s\"\n".into(),
-            extra: format!(
-                "[alerts.telegram]\nenabled = true\nchat_id = \"-100\"\napi_base = \"http://{addr}\"\n"
-            ),
+            extra: tg.config("-100"),
             env: vec![("VMS_TELEGRAM_BOT_TOKEN".into(), "1:bench".into())],
             ..Setup::default()
         });
@@ -165,10 +140,9 @@ async fn critical_to_telegram(rows: &mut Vec<Row>) {
             .await;
         let sent = d
             .wait_for("the Telegram request", secs(10), || async {
-                seen.lock()
-                    .unwrap()
+                tg.requests()
                     .iter()
-                    .copied()
+                    .map(|r| r.wall)
                     .find(|t| *t >= critical)
             })
             .await;

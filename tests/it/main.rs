@@ -16,4 +16,5 @@ mod openapi;
 mod render;
 mod scrape;
 mod soak;
+mod survive;
 mod util;

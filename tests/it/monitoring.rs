@@ -14,8 +14,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
-use serde_yaml::Value as Yaml;
+use serde_norway::Value as Yaml;
 
+use crate::harness::http;
 use crate::util::repo;
 
 fn monitoring() -> PathBuf {
@@ -28,7 +29,7 @@ fn read(rel: &str) -> String {
 }
 
 fn yaml(rel: &str) -> Yaml {
-    serde_yaml::from_str(&read(rel)).unwrap_or_else(|e| panic!("monitoring/{rel}: {e}"))
+    serde_norway::from_str(&read(rel)).unwrap_or_else(|e| panic!("monitoring/{rel}: {e}"))
 }
 
 // ------------------------------------------------------------------ tools
@@ -592,7 +593,7 @@ fn alertmanager_config_is_valid_and_routes_to_the_daemon_webhook() {
     let route = &cfg["route"];
     assert_eq!(
         route["group_by"],
-        serde_yaml::from_str::<Yaml>("[alertname, camera_id]").unwrap()
+        serde_norway::from_str::<Yaml>("[alertname, camera_id]").unwrap()
     );
     assert_eq!(route["group_wait"], "10s");
     assert_eq!(route["group_interval"], "10s");
@@ -679,7 +680,7 @@ fn promql_parse_errors(queries: &[(String, String)]) -> Result<(), String> {
         .collect();
     let file = dir.path().join("queries.yml");
     let doc = serde_json::json!({ "groups": [{ "name": "dashboards", "rules": rules }] });
-    std::fs::write(&file, serde_yaml::to_string(&doc).unwrap()).unwrap();
+    std::fs::write(&file, serde_norway::to_string(&doc).unwrap()).unwrap();
     let out = promtool()
         .args(["check", "rules"])
         .arg(&file)
@@ -1076,7 +1077,7 @@ impl TestPrometheus {
     /// `data.result` (for a vector: objects with `metric` and `value`), or
     /// the API's error (e.g. a parse error).
     pub fn try_query(&self, promql: &str) -> Result<Vec<Json>, String> {
-        let (status, body) = http_get(
+        let (status, body) = http::get(
             self.addr,
             &format!("/api/v1/query?query={}", url_encode(promql)),
         )?;
@@ -1114,7 +1115,7 @@ impl TestPrometheus {
                 }
             }
             if Instant::now() >= deadline {
-                let targets = http_get(self.addr, "/api/v1/targets").map(|(_, b)| b);
+                let targets = http::get(self.addr, "/api/v1/targets").map(|(_, b)| b);
                 panic!(
                     "{promql:?} still empty after {timeout:?}: {last:?}\ntargets: {targets:?}\nlog:\n{}",
                     self.log()
@@ -1132,7 +1133,7 @@ impl TestPrometheus {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return Err(format!("exited with {status}:\n{}", self.log()));
             }
-            if let Ok((200, _)) = http_get(self.addr, "/-/ready") {
+            if let Ok((200, _)) = http::get(self.addr, "/-/ready") {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -1159,36 +1160,7 @@ impl Drop for TestPrometheus {
 }
 
 fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-/// A minimal HTTP/1.0 GET (the server closes the connection after the
-/// body, so no chunked encoding): `(status, body)`.
-pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")
-        .map_err(|e| format!("write: {e}"))?;
-    let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .map_err(|e| format!("read: {e}"))?;
-    let raw = String::from_utf8_lossy(&raw);
-    let (head, body) = raw
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("malformed response: {raw}"))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("malformed status line: {head}"))?;
-    Ok((status, body.to_string()))
+    SocketAddr::from(([127, 0, 0, 1], crate::harness::free_port()))
 }
 
 fn url_encode(s: &str) -> String {
@@ -1466,7 +1438,7 @@ scrape_configs:
     // Every rule evaluated, none in error.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (_, body) = http_get(prom.addr(), "/api/v1/rules").unwrap();
+        let (_, body) = http::get(prom.addr(), "/api/v1/rules").unwrap();
         let doc: Json = serde_json::from_str(&body).unwrap();
         let rules: Vec<&Json> = doc["data"]["groups"]
             .as_array()
@@ -1522,34 +1494,6 @@ scrape_configs:
 }
 
 // ------------------------------------------------- a real Alertmanager
-
-/// A minimal HTTP/1.0 POST of a JSON body: `(status, body)`.
-fn http_post_json(addr: SocketAddr, path: &str, body: &Json) -> Result<(u16, String), String> {
-    let body = body.to_string();
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .map_err(|e| format!("write: {e}"))?;
-    let mut raw = String::new();
-    stream
-        .read_to_string(&mut raw)
-        .map_err(|e| format!("read: {e}"))?;
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("malformed response: {raw}"))?;
-    Ok((status, body.to_string()))
-}
 
 /// A webhook receiver standing in for the daemon's `POST /api/alerts/webhook`:
 /// every request's head and JSON body go to the returned channel.
@@ -1629,7 +1573,7 @@ fn alertmanager_delivers_to_the_webhook_with_the_token_and_inhibits() {
         );
         let deadline = Instant::now() + Duration::from_secs(30);
         let exited = loop {
-            if matches!(http_get(addr, "/-/ready"), Ok((200, _))) {
+            if matches!(http::get(addr, "/-/ready"), Ok((200, _))) {
                 break None;
             }
             if let Some(status) = am.0.try_wait().unwrap() {
@@ -1660,7 +1604,7 @@ fn alertmanager_delivers_to_the_webhook_with_the_token_and_inhibits() {
         })
     };
     let post = |alerts: Vec<Json>| {
-        let (status, body) = http_post_json(addr, "/api/v2/alerts", &Json::Array(alerts)).unwrap();
+        let (status, body) = http::post_json(addr, "/api/v2/alerts", &Json::Array(alerts)).unwrap();
         assert_eq!(status, 200, "{body}");
     };
     post(vec![
@@ -1714,7 +1658,7 @@ fn alertmanager_delivers_to_the_webhook_with_the_token_and_inhibits() {
         "inhibited alerts were delivered"
     );
     // Alertmanager's own view: the two follow-on alerts are suppressed.
-    let (_, body) = http_get(addr, "/api/v2/alerts").unwrap();
+    let (_, body) = http::get(addr, "/api/v2/alerts").unwrap();
     let alerts: Json = serde_json::from_str(&body).unwrap();
     let mut suppressed: Vec<String> = alerts
         .as_array()
@@ -1776,14 +1720,14 @@ fn readme_many_boxes_config_labels_every_target_with_its_box() {
     std::fs::write(boxes.join("site-3.yml"), "- targets: ['10.20.3.10:8000']\n").unwrap();
 
     // Block 1: static targets with `box` labels.
-    let mut config: Yaml = serde_yaml::from_str(&snippets[0]).unwrap();
+    let mut config: Yaml = serde_norway::from_str(&snippets[0]).unwrap();
     // Block 2: the file_sd + relabeling part of a job.
     let fragment: String = snippets[1]
         .lines()
         .map(|l| l.strip_prefix("    ").unwrap_or(l))
         .collect::<Vec<_>>()
         .join("\n");
-    let mut sd_job: Yaml = serde_yaml::from_str(&fragment).unwrap();
+    let mut sd_job: Yaml = serde_norway::from_str(&fragment).unwrap();
     sd_job["job_name"] = Yaml::from("vms-supervisor-sd");
     sd_job["file_sd_configs"][0]["files"][0] = Yaml::from(format!("{}/*.yml", boxes.display()));
     let jobs = config["scrape_configs"].as_sequence_mut().unwrap();
@@ -1793,13 +1737,13 @@ fn readme_many_boxes_config_labels_every_target_with_its_box() {
         }
     }
     jobs.push(sd_job);
-    let prom = TestPrometheus::start(&serde_yaml::to_string(&config).unwrap());
+    let prom = TestPrometheus::start(&serde_norway::to_string(&config).unwrap());
 
     // Relabeling happens at discovery: the labels show before any scrape
     // (the 10.20.x.x addresses are unreachable here).
     let deadline = Instant::now() + Duration::from_secs(30);
     let labels = loop {
-        let (_, body) = http_get(prom.addr(), "/api/v1/targets").unwrap();
+        let (_, body) = http::get(prom.addr(), "/api/v1/targets").unwrap();
         let doc: Json = serde_json::from_str(&body).unwrap();
         let labels: BTreeSet<(String, String, String)> = doc["data"]["activeTargets"]
             .as_array()

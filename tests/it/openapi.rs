@@ -53,7 +53,7 @@ fn routes_in_source() -> BTreeSet<(String, String)> {
 
 fn routes_in_openapi() -> BTreeSet<(String, String)> {
     let text = std::fs::read_to_string(crate::util::repo().join("openapi.yaml")).unwrap();
-    let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let doc: serde_norway::Value = serde_norway::from_str(&text).unwrap();
     let mut out = BTreeSet::new();
     for (path, item) in doc["paths"].as_mapping().unwrap() {
         for (method, _) in item.as_mapping().unwrap() {
@@ -125,4 +125,25 @@ async fn an_offset_past_the_end_is_an_empty_page_even_beyond_i64() {
     }
     let page = d.get("/api/alerts?limit=5&offset=0").await.unwrap();
     assert!(!page["alerts"].as_array().unwrap().is_empty(), "{page}");
+}
+
+/// Regression: `alert_store_unusable` was missing from the `Issue` enum of
+/// openapi.yaml. Every issue the daemon can raise is documented.
+#[test]
+fn every_issue_is_in_the_openapi_issue_enum() {
+    let doc: serde_norway::Value = serde_norway::from_str(
+        &std::fs::read_to_string(crate::util::repo().join("openapi.yaml")).unwrap(),
+    )
+    .unwrap();
+    let documented: BTreeSet<String> = doc["components"]["schemas"]["Issue"]["enum"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let raised: BTreeSet<String> = vms_supervisor::alerts::ALL_ISSUES
+        .iter()
+        .map(|i| i.as_str().to_string())
+        .collect();
+    assert_eq!(raised, documented);
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use serde_yaml::Value;
+use serde_norway::Value;
 use vms_supervisor::config::Config;
 use vms_supervisor::mediamtx::render;
 
@@ -65,14 +65,14 @@ fn render_mediamtx_prints_the_same() {
     assert_eq!(stdout(&out), render::render(&config("etc/demo.toml")));
 }
 
-fn yaml(text: &str) -> serde_yaml::Mapping {
-    match serde_yaml::from_str::<Value>(text).unwrap() {
+fn yaml(text: &str) -> serde_norway::Mapping {
+    match serde_norway::from_str::<Value>(text).unwrap() {
         Value::Mapping(m) => m,
         other => panic!("not a mapping: {other:?}"),
     }
 }
 
-fn keys(m: &serde_yaml::Mapping) -> BTreeSet<String> {
+fn keys(m: &serde_norway::Mapping) -> BTreeSet<String> {
     m.keys().map(|k| k.as_str().unwrap().to_string()).collect()
 }
 
@@ -250,7 +250,7 @@ fn the_seeds_intent_is_kept() {
     assert_eq!(ours["hlsVariant"], Value::from("fmp4"));
     assert_eq!(
         ours["hlsAllowOrigins"],
-        serde_yaml::from_str::<Value>("['*']").unwrap()
+        serde_norway::from_str::<Value>("['*']").unwrap()
     );
     assert_eq!(
         ours["webrtcICEServers2"][0]["url"],

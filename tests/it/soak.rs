@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use nix::sys::signal::Signal;
 
-use crate::harness::{camera, mediamtx_pid, telegram, Daemon, Setup};
+use crate::harness::{camera, mediamtx_pid, Daemon, FakeTelegram, Setup};
 
 const CAMERAS: u32 = 8;
 /// How long the box must stay quiet after a fault is repaired.
@@ -308,13 +308,11 @@ fn segments(root: &Path, k: u32, tz: chrono_tz::Tz) -> Vec<(f64, f64)> {
 #[ignore = "a long soak: scripts/soak [DURATION]"]
 async fn soak_write_soak_md() {
     let duration = soak_duration();
-    let (tg, messages) = telegram().await;
+    let tg = FakeTelegram::ok().await;
     let d = Daemon::start(Setup {
         cameras: (1..=CAMERAS).map(|k| (k, format!("Câmera {k}"))).collect(),
         monitor: "grace_period = \"2s\"\n".into(),
-        extra: format!(
-            "[alerts.telegram]\nenabled = true\nchat_id = \"-1\"\napi_base = \"http://{tg}\"\n"
-        ),
+        extra: tg.config("-1"),
         env: vec![("VMS_TELEGRAM_BOT_TOKEN".into(), "1:SOAK".into())],
         ..Setup::default()
     });
@@ -392,7 +390,7 @@ async fn soak_write_soak_md() {
         metrics = d.metrics().await;
     }
     let depth_zero = outbox_empty(&metrics);
-    let pushed = messages.lock().unwrap().len();
+    let pushed = tg.requests().len();
 
     // Recording gaps, each attributed to an outage of that camera or not.
     let mut gaps = 0usize;

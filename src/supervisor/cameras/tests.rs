@@ -573,3 +573,73 @@ fn new_settings_apply_without_a_restart() {
         "the default 6 s would not have fired yet"
     );
 }
+
+/// Regression (a MediaMTX hang and restart in the middle of a level 2
+/// recovery): the camera's recording_stalled warning stayed open forever
+/// although it recorded again.
+#[test]
+fn stalled_warning_resolves_after_mediamtx_restart() {
+    let mut w = World::new(2);
+    w.run(secs(30));
+    w.cams.get_mut(&1).unwrap().recorder_ok = false;
+    w.run(secs(8));
+    assert_eq!(
+        w.firing(Issue::RecordingStalled).len(),
+        1,
+        "{:?}",
+        w.alerts()
+    );
+    // MediaMTX hangs and is restarted by the process supervisor.
+    w.mediamtx_up = false;
+    w.feed(Event::MediamtxDown);
+    w.run(secs(5));
+    w.mediamtx_up = true;
+    for c in w.cams.values_mut() {
+        c.recorder_ok = true;
+        c.ready_at = Some(w.now.mono + secs(1));
+        c.next_part = None;
+        c.segment_start = None;
+    }
+    w.feed(Event::MediamtxReady);
+    w.run(secs(30));
+    let resolved: Vec<_> = w
+        .alerts()
+        .into_iter()
+        .filter(|e| e.phase == Phase::Resolved && e.issue == Issue::RecordingStalled)
+        .collect();
+    assert_eq!(resolved.len(), 1, "{:?}", w.alerts());
+    assert_eq!(w.view(1).state, Health::Online);
+    // Nothing more is raised for it while it records.
+    let before = w.alerts().len();
+    w.run(secs(120));
+    assert_eq!(w.alerts().len(), before, "{:?}", w.alerts());
+}
+
+/// Regression (disk 100 % full): every camera stops writing at once; that
+/// is the disk's one incident, not a systemic MediaMTX restart nor a
+/// Critical per camera.
+#[test]
+fn a_full_disk_is_not_blamed_on_the_cameras() {
+    let mut w = World::new(3);
+    w.run(secs(30));
+    w.feed(Event::DiskFull(true));
+    for c in w.cams.values_mut() {
+        c.recorder_ok = false;
+    }
+    w.run(secs(300));
+    assert!(w.alerts().is_empty(), "{:?}", w.alerts());
+    assert_eq!(w.count(|a| matches!(a, Action::RestartMediamtx { .. })), 0);
+    assert_eq!(w.count(|a| matches!(a, Action::RemovePath { .. })), 0);
+    assert!(
+        w.m.views(w.now).iter().all(|v| !v.recording),
+        "the views stay truthful"
+    );
+    // Space is back and the recorders write again: nothing to report.
+    for c in w.cams.values_mut() {
+        c.recorder_ok = true;
+    }
+    w.feed(Event::DiskFull(false));
+    w.run(secs(120));
+    assert!(w.alerts().is_empty(), "{:?}", w.alerts());
+    assert!(w.m.views(w.now).iter().all(|v| v.recording));
+}

@@ -11,6 +11,51 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod http;
+pub mod telegram;
+
+pub use telegram::{FakeTelegram, Reply};
+
+/// What a polled condition answers: `true`/`false`, or `Some(value)`.
+pub trait Ready {
+    type Value;
+    fn ready(self) -> Option<Self::Value>;
+}
+
+impl Ready for bool {
+    type Value = ();
+    fn ready(self) -> Option<()> {
+        self.then_some(())
+    }
+}
+
+impl<T> Ready for Option<T> {
+    type Value = T;
+    fn ready(self) -> Option<T> {
+        self
+    }
+}
+
+/// Polls `f` every 10 ms until it is ready, or fails naming `what`.
+pub async fn eventually<R, F, Fut>(what: &str, timeout: Duration, mut f: F) -> R::Value
+where
+    R: Ready,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = R>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await.ready() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// The daemon binary under test: the one cargo built for this test binary,
 /// or the one in `VMS_TEST_BIN_DIR` (scripts/bench points it at the release
 /// build, so the benchmark measures what ships without building the tests
@@ -65,6 +110,8 @@ pub struct Setup {
     pub monitor: String,
     /// `[mediamtx]` lines beyond the addresses.
     pub mediamtx: String,
+    /// `[recording]` lines beyond the path.
+    pub recording: String,
     /// The stand-in's faults document at start.
     pub faults: Option<Value>,
     pub env: Vec<(String, String)>,
@@ -81,6 +128,7 @@ impl Default for Setup {
             extra: String::new(),
             monitor: "grace_period = \"2s\"\n".into(),
             mediamtx: String::new(),
+            recording: String::new(),
             faults: None,
             env: Vec::new(),
             api_any: false,
@@ -99,6 +147,7 @@ pub struct Daemon {
     pub log: Arc<Mutex<String>>,
     http: reqwest::Client,
     setup_mediamtx: String,
+    setup_recording: String,
     listen: String,
     ports: Ports,
     env: Vec<(String, String)>,
@@ -153,6 +202,7 @@ impl Daemon {
                 .build()
                 .unwrap(),
             setup_mediamtx: setup.mediamtx.clone(),
+            setup_recording: setup.recording.clone(),
             listen,
             ports,
             env: Vec::new(),
@@ -223,7 +273,7 @@ impl Daemon {
              [mediamtx]\nbinary = {sim:?}\napi_address = \"127.0.0.1:{}\"\nmetrics_address = \"127.0.0.1:{}\"\n\
              playback_address = \"127.0.0.1:{}\"\nhls_address = \"127.0.0.1:{}\"\nwebrtc_address = \"127.0.0.1:{}\"\n\
              webrtc_local_udp_address = \"127.0.0.1:{}\"\nrtsp_address = \"127.0.0.1:{}\"\n{}\n\
-             [recording]\npath = {:?}\n\
+             [recording]\npath = {:?}\n{}\n\
              [state]\ndir = {:?}\n\
              [api]\nlisten = \"{}\"\ntoken_file = {:?}\n\
              [monitor]\n{monitor}\n{extra}\n",
@@ -236,6 +286,7 @@ impl Daemon {
             p.rtsp,
             self.setup_mediamtx,
             self.recordings,
+            self.setup_recording,
             self.dir.path().join("state"),
             self.listen,
             self.dir.path().join("api-token"),
@@ -548,30 +599,6 @@ pub fn camera(status: &Value, id: u32) -> &Value {
         .iter()
         .find(|c| c["id"] == id)
         .unwrap_or_else(|| panic!("camera {id} not in {status}"))
-}
-
-/// A local Telegram Bot API that answers ok and records every
-/// `sendMessage` as (the `bot<token>` path segment, the JSON body).
-pub async fn telegram() -> (SocketAddr, Arc<Mutex<Vec<(String, Value)>>>) {
-    let seen: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
-    let s = seen.clone();
-    let app = axum::Router::new().route(
-        "/{bot}/sendMessage",
-        axum::routing::post(
-            move |axum::extract::Path(bot): axum::extract::Path<String>,
-                  axum::Json(body): axum::Json<Value>| {
-                let s = s.clone();
-                async move {
-                    s.lock().unwrap().push((bot, body));
-                    axum::Json(serde_json::json!({"ok": true, "result": {"message_id": 7}}))
-                }
-            },
-        ),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (addr, seen)
 }
 
 /// MediaMTX's pid in a `/api/status` document.
