@@ -90,7 +90,7 @@ s|an operator needs that the seed forgot|an operator needs that the original des
 s|shows it in the seed's$|shows it in the|
 s|the seed's names and bare histograms|the original design's names (docs/design.md §7.2) and bare histograms|g
 s|the seed's jobs, without Django and Celery|the jobs of docs/design.md §7.3, without Django and Celery|g
-s|The seed's values, kept|The values of docs/design.md §7.5, kept|g
+s|The seed's values, kept|The values of docs/design.md §7.4, kept|g
 s|The seed's group_wait (10 s)|The group_wait of docs/design.md §7.5 (10 s)|g
 s|The seed's routing: one notification|The routing of docs/design.md §7.5: one notification|g
 s|The seed's `mediamtx_\*` names|The original design's `mediamtx_*` names (docs/design.md §7.2)|g
@@ -117,6 +117,11 @@ files=$(git ls-files -- src sim tests scripts packaging monitoring etc systemd .
 sed -i -f "$rules" $files
 if [ -f tests/it/api.rs ]; then
   sed -i -e 's/\bseed\b/design/g' tests/it/api.rs
+fi
+
+# Longer identifiers can push a line past rustfmt's width.
+if command -v cargo >/dev/null 2>&1; then
+  cargo fmt --all
 fi
 
 # What remains (expected: nothing). Schemathesis' random seed and the
