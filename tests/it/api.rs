@@ -11,12 +11,11 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-/// The seed's example health document, read from the seed itself.
+/// The design's example health document (docs/design.md §6.1), kept as a fixture.
 fn seed_health_example() -> Value {
-    let seed = std::fs::read_to_string(
-        crate::util::repo().join("../shared/seed/streaming-failover-architecture.pt-BR.md"),
-    )
-    .expect("the seed beside the repository");
+    let seed =
+        std::fs::read_to_string(crate::util::repo().join("tests/fixtures/design/health.json"))
+            .expect("tests/fixtures/design/health.json");
     let start = seed
         .find("\"recording_health\"")
         .expect("the health example");

@@ -8,15 +8,11 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `../shared/reference/mediamtx/<name>`: the reference files read from
-/// MediaMTX v1.20.1, kept beside the repository.
+/// `tests/fixtures/mediamtx/<name>`: the project's extracts of MediaMTX
+/// v1.20.1 facts (see `tests/fixtures/README.md`).
 pub fn mediamtx_reference(name: &str) -> PathBuf {
-    let path = repo().join("../shared/reference/mediamtx").join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: the tests need the shared/ reference folder beside the repository",
-        path.display()
-    );
+    let path = repo().join("tests/fixtures/mediamtx").join(name);
+    assert!(path.is_file(), "{} is missing", path.display());
     path
 }
 
