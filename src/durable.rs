@@ -8,7 +8,7 @@ use std::path::Path;
 /// Writes `contents` to `path` atomically: a temporary file in the same
 /// directory, fsync, rename over the target, fsync of the directory. MediaMTX
 /// watches the directory and reads the file at once, so it must never see a
-/// half-written file (NOTES.md §0 item 9). The file is private (0600): camera
+/// half-written file (docs/mediamtx.md §0.9). The file is private (0600): camera
 /// URLs carry passwords.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;

@@ -5,14 +5,14 @@
 //! Producers only build [`AlertEvent`]s and send them on an [`AlertSink`];
 //! they never format messages or talk to Telegram. The pipeline stores each
 //! event in SQLite before anything else, deduplicates by [`AlertEvent::key`],
-//! and routes by [`Severity`] (the seed's table: Info → log; Warning → log +
+//! and routes by [`Severity`] (docs/design.md §5.1: Info → log; Warning → log +
 //! dashboard; Critical → log + dashboard + Telegram + e-mail).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-/// The seed's severity levels.
+/// The severity levels of docs/design.md §5.1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -42,7 +42,7 @@ pub enum Issue {
     StreamRecovered,
     /// The stream is available but the segment file stopped growing.
     RecordingStalled,
-    /// No recording after level 2 (the seed's "Gravação parou").
+    /// No recording after level 2 ("Gravação parou", docs/design.md §4.2).
     RecordingStopped,
     /// Recording data flows again.
     RecordingRecovered,

@@ -3,7 +3,7 @@
 //! works), otherwise JSON lines on stderr. `RUST_LOG` filters (default info).
 //!
 //! The JSON lines are ours rather than tracing-subscriber's, so an alert's
-//! line is the seed's structured log line exactly: `level` is the alert's
+//! line is the structured log line of docs/design.md §5.5 exactly: `level` is the alert's
 //! level (`CRITICAL`, `WARNING`, `INFO`) and `timestamp` is when it
 //! happened, next to `camera_id`, `camera_name`, `issue`,
 //! `recovery_attempts` and `last_recording`.
@@ -146,9 +146,9 @@ mod tests {
             .collect()
     }
 
-    /// The alert line is the seed's example, field for field.
+    /// The alert line is the example of docs/design.md §5.5, field for field.
     #[test]
-    fn an_alert_is_the_seeds_log_line() {
+    fn an_alert_is_the_designs_log_line() {
         let event = crate::events::AlertEvent {
             at: "2026-01-05T14:35:22Z".parse().unwrap(),
             severity: crate::events::Severity::Critical,

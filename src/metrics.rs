@@ -1,5 +1,5 @@
-//! Prometheus metrics: the seed's series with its names and labels, plus what
-//! an operator needs that the seed forgot. Gauges are set from the published
+//! Prometheus metrics: the series of docs/design.md §7.1 with their names and labels, plus what
+//! an operator needs that the original design forgot. Gauges are set from the published
 //! snapshot once a second; counters and histograms are recorded where things
 //! happen.
 

@@ -1,7 +1,7 @@
 //! The recordings watcher: inotify on the recordings tree.
 //!
 //! MediaMTX writes `<root>/cam_<id>/<YYYY-MM-DD>/<HH-MM-SS-micros>.mp4` and
-//! appends a part about every second (NOTES.md §0.13), so every write is an
+//! appends a part about every second (docs/mediamtx.md §0.13), so every write is an
 //! `IN_MODIFY` on the current segment: the freshest possible signal that a
 //! camera records, with no directory walk. New per-camera and per-day
 //! directories are watched as they appear (and scanned once, for what was

@@ -2,7 +2,7 @@
 //!
 //! [`diff`] is pure and table-tested. Adding or removing a camera touches
 //! only that camera's path (MediaMTX applies path-only changes without
-//! touching other paths, NOTES.md §f, so other cameras keep their segment
+//! touching other paths, docs/mediamtx.md §f, so other cameras keep their segment
 //! file). A few settings need MediaMTX restarted (a new binary, a new time
 //! zone for its file names); a few need the daemon itself restarted (its
 //! listener, its state and recordings directories) and are reported so.

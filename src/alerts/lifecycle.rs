@@ -56,7 +56,7 @@ pub struct Decision {
     pub push: Option<Push>,
 }
 
-/// The seed's routing plus dedup:
+/// The routing of docs/design.md §5.1 plus dedup:
 ///
 /// * Only Critical is pushed (Telegram + e-mail); Warning and Info are
 ///   stored (dashboard) and logged.

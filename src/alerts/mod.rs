@@ -1,4 +1,4 @@
-//! The alert pipeline (the seed's "Sistema de Alertas"): every alert is a
+//! The alert pipeline (docs/design.md §5, "Sistema de Alertas"): every alert is a
 //! row in SQLite before it is a message, and a network outage, a dead SMTP
 //! server or a killed daemon delays an alert but never loses it.
 //!
@@ -21,7 +21,7 @@
 //!   clock-free (the caller passes `now`), so the lifecycle is unit-tested
 //!   with a fake clock.
 //! * [`lifecycle`]: dedup and routing as a pure decision.
-//! * [`text`]: the seed's Telegram text, the e-mail, the dashboard message,
+//! * [`text`]: the Telegram text of docs/design.md §5.3, the e-mail, the dashboard message,
 //!   pt-BR or English.
 //! * [`outbox`]: the delivery workers, Telegram and SMTP, and [`RetryPolicy`].
 //! * [`webhook`]: Alertmanager's webhook payload (version 4) to events.
@@ -44,7 +44,7 @@
 //!   memory ([`open_in_memory`]) and raises a Critical alert about it
 //!   ([`store_unusable`]).
 //!
-//! # Routing (the seed's severity table)
+//! # Routing (docs/design.md §5.1)
 //!
 //! Info: log. Warning: log + dashboard (stored, `GET /api/alerts`).
 //! Critical: log + dashboard + Telegram + e-mail. One open alert per key;
@@ -55,12 +55,12 @@
 //! # Log fields
 //!
 //! One `tracing` event per alert (target `vms_supervisor::alerts`) with the
-//! seed's fields: `camera_id`, `camera_name`, `issue`, `recovery_attempts`,
+//! fields of docs/design.md §5.5: `camera_id`, `camera_name`, `issue`, `recovery_attempts`,
 //! `last_recording`, plus `alert_level` (`INFO`/`WARNING`/`CRITICAL`, the
-//! seed's `level`; the tracing level is INFO/WARN/ERROR), `alert_timestamp`,
+//! `level` of docs/design.md §5.5; the tracing level is INFO/WARN/ERROR), `alert_timestamp`,
 //! `key`, `phase`, `action`, `alert_id`, `silenced`, `details`. Under
 //! journald they are `CAMERA_ID=5` etc. when the journald layer has no field
-//! prefix. [`log_record`] gives the seed's exact JSON object.
+//! prefix. [`log_record`] gives the exact JSON object of docs/design.md §5.5.
 //!
 //! # Starting it from the daemon
 //!
@@ -1006,7 +1006,7 @@ async fn store_waiting(
     }
 }
 
-/// The seed's level names: `INFO`, `WARNING`, `CRITICAL`.
+/// The level names of docs/design.md §5.1: `INFO`, `WARNING`, `CRITICAL`.
 pub fn level_name(severity: Severity) -> &'static str {
     match severity {
         Severity::Info => "INFO",
@@ -1015,7 +1015,7 @@ pub fn level_name(severity: Severity) -> &'static str {
     }
 }
 
-/// The seed's structured log record of an event, as a JSON object
+/// The structured log record (docs/design.md §5.5) of an event, as a JSON object
 /// (`timestamp`, `level`, `camera_id`, `camera_name`, `issue`,
 /// `recovery_attempts`, `last_recording`, plus `key`, `phase`, `details`).
 pub fn log_record(event: &AlertEvent) -> serde_json::Value {
@@ -1040,9 +1040,9 @@ pub fn log_record(event: &AlertEvent) -> serde_json::Value {
 }
 
 /// Emits the structured log line of one alert through `tracing`, with the
-/// seed's fields as fields (journald: `CAMERA_ID=5`, `ISSUE=...`). The
+/// fields of docs/design.md §5.5 as fields (journald: `CAMERA_ID=5`, `ISSUE=...`). The
 /// tracing level is ERROR for Critical, WARN for Warning, INFO for Info; the
-/// seed's level name is in the `alert_level` field.
+/// level name of docs/design.md §5.5 is in the `alert_level` field.
 pub fn log_event(event: &AlertEvent, ingested: Option<&Ingested>) {
     let camera_id = event.camera.as_ref().map(|c| c.id);
     let camera_name = event.camera.as_ref().map(|c| c.name.as_str());

@@ -184,7 +184,7 @@ pub struct AlertRow {
     pub issue: Issue,
     pub key: String,
     pub camera_id: Option<u32>,
-    /// The camera's name (the seed's `recent_alerts[].camera`); the box name
+    /// The camera's name (`recent_alerts[].camera` of docs/design.md §6.1); the box name
     /// for alerts about the server itself.
     pub camera: Option<String>,
     /// The operator-facing message in the configured language.

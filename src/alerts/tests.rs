@@ -674,7 +674,7 @@ fn every_issue_round_trips_through_its_name() {
 }
 
 #[test]
-fn log_record_has_the_seeds_fields() {
+fn log_record_has_the_designs_fields() {
     let ev = stopped(t0());
     let v = log_record(&ev);
     assert_eq!(v["timestamp"], "2026-01-05T17:35:22Z");

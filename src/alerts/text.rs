@@ -1,4 +1,4 @@
-//! Operator-facing texts: the seed's Telegram message, the e-mail, and the
+//! Operator-facing texts: the Telegram message of docs/design.md §5.3, the e-mail, and the
 //! one-line message of the dashboard, in pt-BR (default) or English.
 //!
 //! Everything here is a pure function of an event, the language, the time
@@ -50,7 +50,7 @@ pub struct Style<'a> {
 /// A rendered push message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
-    /// The Telegram text (the seed's five lines).
+    /// The Telegram text (the five lines of docs/design.md §5.3).
     pub telegram: String,
     pub email_subject: String,
     pub email_body: String,
@@ -369,7 +369,7 @@ pub fn render(
     let since_label = if pt { "Aberto desde" } else { "Open since" };
     let duration_label = if pt { "Duração" } else { "Duration" };
 
-    // Telegram: the seed's five lines.
+    // Telegram: the five lines of docs/design.md §5.3.
     let mut tg = vec![
         head.to_string(),
         source_line.clone(),
@@ -490,7 +490,7 @@ mod tests {
     use crate::events::CameraRef;
     use chrono::TimeZone;
 
-    fn seed_event() -> AlertEvent {
+    fn example_event() -> AlertEvent {
         AlertEvent {
             // 14:35:22 in São Paulo (UTC-3).
             at: Utc.with_ymd_and_hms(2026, 1, 5, 17, 35, 22).unwrap(),
@@ -517,8 +517,8 @@ mod tests {
     }
 
     #[test]
-    fn telegram_text_is_the_seeds() {
-        let ev = seed_event();
+    fn telegram_text_is_the_designs() {
+        let ev = example_event();
         let m = render(Kind::Alert, &ev, ev.at, None, &style(Language::PtBr));
         assert_eq!(
             m.telegram,
@@ -532,7 +532,7 @@ mod tests {
 
     #[test]
     fn english_telegram_text() {
-        let ev = seed_event();
+        let ev = example_event();
         let m = render(Kind::Alert, &ev, ev.at, None, &style(Language::En));
         assert_eq!(
             m.telegram,
@@ -544,7 +544,7 @@ mod tests {
 
     #[test]
     fn email_has_subject_details_and_last_recording() {
-        let ev = seed_event();
+        let ev = example_event();
         let m = render(Kind::Alert, &ev, ev.at, None, &style(Language::PtBr));
         assert_eq!(
             m.email_subject,
@@ -570,7 +570,7 @@ mod tests {
 
     #[test]
     fn resolved_message_has_header_and_duration() {
-        let ev = seed_event();
+        let ev = example_event();
         let resolved_at = ev.at + chrono::Duration::seconds(12 * 60 + 5);
         let m = render(
             Kind::Resolved,
@@ -601,7 +601,7 @@ mod tests {
 
     #[test]
     fn reminder_says_since_when() {
-        let ev = seed_event();
+        let ev = example_event();
         let later = ev.at + chrono::Duration::hours(1);
         let m = render(
             Kind::Reminder,
@@ -621,7 +621,7 @@ mod tests {
 
     #[test]
     fn server_alert_names_the_box() {
-        let mut ev = seed_event();
+        let mut ev = example_event();
         ev.camera = None;
         ev.issue = Issue::MediamtxDown;
         ev.key = "mediamtx:mediamtx_down".into();
@@ -640,7 +640,7 @@ mod tests {
     #[test]
     fn every_issue_has_texts_in_both_languages() {
         for issue in super::super::ALL_ISSUES {
-            let mut ev = seed_event();
+            let mut ev = example_event();
             ev.issue = *issue;
             for lang in [Language::PtBr, Language::En] {
                 let (p, a) = problem_and_action(&ev, lang);
@@ -656,7 +656,7 @@ mod tests {
 
     #[test]
     fn dashboard_messages() {
-        let mut ev = seed_event();
+        let mut ev = example_event();
         ev.issue = Issue::StreamRecovered;
         ev.phase = Phase::Notice;
         assert_eq!(dashboard_message(&ev, Language::PtBr), "Stream reconectado");
@@ -675,7 +675,7 @@ mod tests {
 
     #[test]
     fn long_telegram_texts_are_cut() {
-        let mut ev = seed_event();
+        let mut ev = example_event();
         ev.issue = Issue::External;
         ev.details = "é".repeat(10_000);
         let m = render(Kind::Alert, &ev, ev.at, None, &style(Language::PtBr));

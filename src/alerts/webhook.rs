@@ -164,7 +164,7 @@ mod tests {
     use super::*;
 
     /// A firing group as Alertmanager 0.25 (Debian bookworm) posts it for the
-    /// seed's CameraOffline rule.
+    /// CameraOffline rule of docs/design.md §7.4.
     const FIRING: &str = r#"{
       "receiver": "vms",
       "status": "firing",

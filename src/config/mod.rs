@@ -50,7 +50,7 @@ impl ConfigError {
 }
 
 /// The whole file. Every section is optional; a file with only `[[cameras]]`
-/// is valid and takes the seed's defaults for everything else.
+/// is valid and takes the defaults of docs/design.md for everything else.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -123,14 +123,14 @@ pub struct Mediamtx {
     pub webrtc_address: String,
     pub webrtc_local_udp_address: String,
     pub rtsp_address: String,
-    /// ICE servers handed to browsers for WebRTC (the seed's public STUN).
+    /// ICE servers handed to browsers for WebRTC (the public STUN server of docs/design.md §1.2).
     pub ice_servers: Vec<IceServer>,
-    /// Allowed CORS origins for HLS and WebRTC (the seed allows any).
+    /// Allowed CORS origins for HLS and WebRTC (docs/design.md §1.2 allows any).
     pub allow_origins: Vec<String>,
     pub hls_segment_duration: Span,
     pub hls_segment_count: u32,
-    /// `fmp4` (the seed's standard HLS, 4-6 s latency) or `mpegts`. Low-latency
-    /// HLS needs at least 7 segments, see NOTES.md / ADDENDA.md item 4.
+    /// `fmp4` (the standard HLS of docs/design.md §1.2, 4-6 s latency) or `mpegts`. Low-latency
+    /// HLS needs at least 7 segments, see docs/mediamtx.md §l.4.
     pub hls_variant: HlsVariant,
     /// MediaMTX drops a camera this long after its last packet.
     pub read_timeout: Span,
@@ -246,12 +246,12 @@ impl Default for Recording {
     }
 }
 
-/// `[monitor]`: the health checks and the recovery ladder (the seed's
+/// `[monitor]`: the health checks and the recovery ladder (docs/design.md §3, §4:
 /// "Monitoramento Contínuo" and "Ações de Recuperação").
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Monitor {
-    /// The seed's full check of every camera. Events (inotify, MediaMTX log
+    /// The full check of every camera (docs/design.md §3). Events (inotify, MediaMTX log
     /// lines, the fast API poll) are acted on at once; this is the floor.
     pub interval: Span,
     /// One `/v3/paths/list` call for all cameras this often.
@@ -261,7 +261,7 @@ pub struct Monitor {
     /// No segment data written for this long while the stream is available
     /// is a recording stall.
     pub stall_after: Span,
-    /// The seed's outer bound: no new segment data for this long is a
+    /// The outer bound of docs/design.md §3.2: no new segment data for this long is a
     /// stopped recording whatever the stream says.
     pub recording_stale: Span,
     /// Level 1: wait between removing and re-creating the path.
@@ -1142,7 +1142,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_the_seeds() {
+    fn defaults_are_the_designs() {
         let c = Config::from_toml(&with_dirs("")).unwrap();
         assert_eq!(c.monitor.interval, Span::secs(30));
         assert_eq!(c.monitor.probe_timeout, Span::secs(3));

@@ -1,4 +1,4 @@
-//! A small client for MediaMTX's control API v3 (NOTES.md §a).
+//! A small client for MediaMTX's control API v3 (docs/mediamtx.md §a).
 //!
 //! Only what the supervisor needs: `/v3/info` (liveness), one
 //! `/v3/paths/list` call for every camera, and the config-path calls used by
@@ -43,7 +43,7 @@ struct PathList {
 #[derive(Deserialize)]
 struct PathItem {
     name: String,
-    /// `ready` is a deprecated alias (NOTES.md §0.6); never `online`.
+    /// `ready` is a deprecated alias (docs/mediamtx.md §0.6); never `online`.
     available: bool,
     #[serde(rename = "inboundBytes", default)]
     inbound_bytes: u64,
@@ -166,7 +166,7 @@ impl Client {
         }
     }
 
-    /// `POST /v3/config/paths/replace/{name}`: an upsert (NOTES.md §a), so
+    /// `POST /v3/config/paths/replace/{name}`: an upsert (docs/mediamtx.md §a), so
     /// it re-creates a removed path and never fails with "already exists".
     pub async fn replace_path(&self, name: &str, conf: &serde_json::Value) -> Result<(), ApiError> {
         self.send(

@@ -3,7 +3,7 @@
 //! (MediaMTX issue #6160 wrote a 17.5 GB log of "sample received too late").
 //!
 //! Lines look like `2026/08/22 10:00:00 INF [path cam_1] [RTSP source] started`
-//! (NOTES.md §g), or `ERR: <message>` for a startup config error.
+//! (docs/mediamtx.md §g), or `ERR: <message>` for a startup config error.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -75,7 +75,7 @@ pub fn path_signal(line: &Line) -> Option<PathSignal> {
     if m.contains("stream is available") || m.contains("stream is ready") {
         return Some(PathSignal::Available(path));
     }
-    // A source error: the path has just been torn down (NOTES.md §g, §e).
+    // A source error: the path has just been torn down (docs/mediamtx.md §g, §e).
     if line.level == Level::Error && m.contains(" source]") {
         return Some(PathSignal::Unavailable(path));
     }

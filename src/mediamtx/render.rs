@@ -1,9 +1,9 @@
 //! Renders MediaMTX's `mediamtx.yml` from our configuration.
 //!
-//! The seed's YAML is invalid for MediaMTX v1.20.1 in several places
+//! The original design's YAML (docs/design.md §1.2) is invalid for MediaMTX v1.20.1 in several places
 //! (global keys under `paths:`, the ICE server shape, five low-latency HLS
-//! segments, a recordPath without `%path`/`%f`); ADDENDA.md and NOTES.md say
-//! how. What we render keeps the seed's intent with keys MediaMTX accepts:
+//! segments, a recordPath without `%path`/`%f`); docs/mediamtx.md §l says
+//! how. What we render keeps the design's intent with keys MediaMTX accepts:
 //!
 //! * API, metrics and playback on loopback only; RTMP, SRT and MoQ off (MoQ
 //!   would also write `auto.key`/`auto.crt` into the working directory).
@@ -60,7 +60,7 @@ fn record_settings(config: &Config, record: bool) -> Vec<(&'static str, Value)> 
 }
 
 /// `<root>/%path/%Y-%m-%d/%H-%M-%S-%f`: contains `%path`, all six time
-/// fields and `%f` as NOTES.md §d requires with playback on.
+/// fields and `%f` as docs/mediamtx.md §d requires with playback on.
 pub fn record_path(config: &Config) -> String {
     let root = config.recording.path.display().to_string();
     let root = root.trim_end_matches('/');

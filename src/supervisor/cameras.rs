@@ -1,4 +1,4 @@
-//! Camera health and the seed's recovery ladder, as a synchronous state
+//! Camera health and the recovery ladder of docs/design.md §4, as a synchronous state
 //! machine: `handle(now, event) -> actions`.
 //!
 //! Facts come in as events: segment data seen by inotify, path state from
@@ -22,7 +22,7 @@
 //!   camera by itself; if recording resumes, the camera comes back online on
 //!   its own and the alert is resolved (an operator should not have to reset
 //!   a camera that works).
-//! * **Outer bound**: no segment data for `recording_stale` (the seed's
+//! * **Outer bound**: no segment data for `recording_stale` (docs/design.md §3.2:
 //!   2 minutes) is a Critical "recording stopped" whatever else is going on.
 //! * **Grace**: no judgement for `grace_period` after a start, a MediaMTX
 //!   restart or a config change; stall timers start at the end of the grace.
@@ -592,7 +592,7 @@ fn resolve_all(c: &mut Cam, now: Now, out: &mut Vec<Action>) {
     }
 }
 
-/// The seed's 2-minute rule, independent of the ladder.
+/// The 2-minute rule of docs/design.md §3.2, independent of the ladder.
 fn outer_bound(c: &mut Cam, st: &Monitor, now: Now, epoch: Instant, out: &mut Vec<Action>) {
     let since = c.last_data.unwrap_or(epoch).max(epoch);
     if now.mono.saturating_duration_since(since) >= st.recording_stale.get()
@@ -620,7 +620,7 @@ fn start_recovery(c: &mut Cam, st: &Monitor, problem: Issue, now: Now, out: &mut
     c.problem = Some(problem);
     c.recoveries_total += 1;
     if c.consecutive_failures == 0 {
-        // The seed: Warning on the first failure (log + dashboard).
+        // docs/design.md §5.1: Warning on the first failure (log + dashboard).
         let details = match problem {
             Issue::RecordingStalled => format!(
                 "stream available but no segment data for {}",

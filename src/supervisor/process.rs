@@ -1,7 +1,7 @@
 //! The life of the MediaMTX process, as a synchronous state machine.
 //!
 //! MediaMTX exits with code 0 after a fatal reload error, can hang, and leaks
-//! memory over days (NOTES.md §k, peers.md §2). The rules here:
+//! memory over days (docs/mediamtx.md §k). The rules here:
 //!
 //! * Any exit we did not ask for is a failure, whatever the code.
 //! * Restarts back off: `restart_delay`, doubling, capped at

@@ -21,7 +21,7 @@ use vms_supervisor::token::ApiToken;
 use crate::harness::{eventually, free_port, FakeTelegram, Reply};
 
 const TOKEN: &str = "123456:TEST-SECRET-TOKEN";
-const SEED_TEXT: &str = "ALERTA CRÍTICO\n\
+const EXAMPLE_TELEGRAM_TEXT: &str = "ALERTA CRÍTICO\n\
 Câmera: Portaria Principal\n\
 Problema: Gravação não recuperada após 3 tentativas\n\
 Horário: 14:35:22\n\
@@ -91,9 +91,9 @@ fn config(dir: &Path, s: Setup) -> Config {
     Config::from_toml(&t).unwrap_or_else(|e| panic!("test config: {e}\n{t}"))
 }
 
-/// The seed's example: camera 5 stopped recording, 3 attempts, 14:35:22 in
+/// The example of docs/design.md §5.3: camera 5 stopped recording, 3 attempts, 14:35:22 in
 /// São Paulo.
-fn seed_event() -> AlertEvent {
+fn example_event() -> AlertEvent {
     use chrono::TimeZone;
     AlertEvent {
         at: Utc.with_ymd_and_hms(2026, 1, 5, 17, 35, 22).unwrap(),
@@ -119,7 +119,7 @@ fn other_event(id: u32) -> AlertEvent {
             id,
             name: format!("Câmera {id}"),
         }),
-        ..seed_event()
+        ..example_event()
     }
 }
 
@@ -308,12 +308,12 @@ impl Drop for Smtp {
 // ----------------------------------------------------------------- tests
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn telegram_gets_the_seeds_message_within_a_second() {
+async fn telegram_gets_the_designs_message_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
     let (tg, cfg) = with_telegram(dir.path()).await;
     let p = Running::start(&cfg);
     let sent = Instant::now();
-    p.sink.send(seed_event()).await;
+    p.sink.send(example_event()).await;
     let reqs = tg.wait_requests(1, Duration::from_secs(5)).await;
     let latency = reqs[0].at - sent;
     eprintln!("alert latency, event sent -> Telegram request: {latency:?}");
@@ -321,7 +321,7 @@ async fn telegram_gets_the_seeds_message_within_a_second() {
     assert_eq!(reqs[0].path, format!("/bot{TOKEN}/sendMessage"));
     assert_eq!(
         reqs[0].body,
-        json!({"chat_id": "-100777", "text": SEED_TEXT})
+        json!({"chat_id": "-100777", "text": EXAMPLE_TELEGRAM_TEXT})
     );
 
     // Acknowledged once.
@@ -340,11 +340,17 @@ async fn telegram_gets_the_seeds_message_within_a_second() {
     // A repeat of the same alert is deduplicated; a new alert goes through.
     // The worker delivers in order, so once the new one arrived, the first
     // would have been re-sent already if it ever were.
-    p.sink.send(seed_event()).await;
+    p.sink.send(example_event()).await;
     p.sink.send(other_event(6)).await;
     let reqs = tg.wait_requests(2, Duration::from_secs(5)).await;
     assert!(reqs[1].body["text"].as_str().unwrap().contains("Câmera 6"));
-    assert_eq!(tg.texts().iter().filter(|t| *t == SEED_TEXT).count(), 1);
+    assert_eq!(
+        tg.texts()
+            .iter()
+            .filter(|t| *t == EXAMPLE_TELEGRAM_TEXT)
+            .count(),
+        1
+    );
     assert_eq!(tg.requests().len(), 2);
 
     // The stored history has both events for camera 5, newest first.
@@ -390,9 +396,9 @@ async fn telegram_500_429_and_timeouts_are_retried_and_sent_once() {
         },
     );
     let p = Running::start(&cfg);
-    p.sink.send(seed_event()).await;
+    p.sink.send(example_event()).await;
     let reqs = tg.wait_requests(4, Duration::from_secs(10)).await;
-    assert!(reqs.iter().all(|r| r.body["text"] == SEED_TEXT));
+    assert!(reqs.iter().all(|r| r.body["text"] == EXAMPLE_TELEGRAM_TEXT));
     // 429 retry_after = 1 s is honoured (the backoff alone is 100 ms).
     let after_429 = reqs[2].at - reqs[1].at;
     assert!(
@@ -422,7 +428,13 @@ async fn telegram_500_429_and_timeouts_are_retried_and_sent_once() {
     p.sink.send(other_event(6)).await;
     let reqs = tg.wait_requests(5, Duration::from_secs(5)).await;
     assert!(reqs[4].body["text"].as_str().unwrap().contains("Câmera 6"));
-    assert_eq!(tg.texts().iter().filter(|t| *t == SEED_TEXT).count(), 4);
+    assert_eq!(
+        tg.texts()
+            .iter()
+            .filter(|t| *t == EXAMPLE_TELEGRAM_TEXT)
+            .count(),
+        4
+    );
     p.stop().await;
 }
 
@@ -444,7 +456,7 @@ async fn telegram_message_refused_is_permanent_for_that_row() {
         },
     );
     let p = Running::start(&cfg);
-    p.sink.send(seed_event()).await;
+    p.sink.send(example_event()).await;
     let h = p.handle.clone();
     eventually("the permanent failure", Duration::from_secs(5), || async {
         h.outbox()
@@ -489,7 +501,7 @@ async fn telegram_wrong_chat_id_is_visible_and_resent_after_the_fix() {
         },
     );
     let p = Running::start(&cfg);
-    p.sink.send(seed_event()).await;
+    p.sink.send(example_event()).await;
     p.sink.send(other_event(6)).await;
     let h = p.handle.clone();
     let errors = eventually("the broken channel", Duration::from_secs(5), || async {
@@ -526,7 +538,10 @@ async fn telegram_wrong_chat_id_is_visible_and_resent_after_the_fix() {
     // The fix: a reload. Everything waiting goes out, in order.
     p.handle.reload(&cfg);
     let reqs = tg.wait_requests(4, Duration::from_secs(10)).await;
-    assert_eq!(reqs[1].body["text"], SEED_TEXT, "the first alert first");
+    assert_eq!(
+        reqs[1].body["text"], EXAMPLE_TELEGRAM_TEXT,
+        "the first alert first"
+    );
     assert!(reqs[2].text().contains("Câmera 6"), "{:?}", tg.texts());
     assert!(
         reqs[3].text().contains("Canal de alertas"),
@@ -564,7 +579,7 @@ async fn database_lock_during_delivery_pages_once() {
         },
     );
     let p = Running::start(&cfg);
-    p.sink.send(seed_event()).await;
+    p.sink.send(example_event()).await;
     tg.wait_requests(1, Duration::from_secs(5)).await;
     // While Telegram takes its time, an admin's shell locks the database
     // for longer than the busy timeout.
@@ -622,7 +637,7 @@ async fn telegram_outage_keeps_the_order_of_messages() {
         },
     );
     let p = Running::start(&cfg);
-    let opened = seed_event();
+    let opened = example_event();
     p.sink.send(opened.clone()).await;
     p.sink.send(other_event(6)).await;
     p.sink
@@ -636,8 +651,11 @@ async fn telegram_outage_keeps_the_order_of_messages() {
     let reqs = tg.wait_requests(8, Duration::from_secs(15)).await;
     let texts: Vec<&str> = reqs.iter().map(|r| r.text()).collect();
     // Every failure was the oldest message: nothing overtook it.
-    assert!(texts[..4].iter().all(|t| *t == SEED_TEXT), "{texts:#?}");
-    assert_eq!(texts[4], SEED_TEXT);
+    assert!(
+        texts[..4].iter().all(|t| *t == EXAMPLE_TELEGRAM_TEXT),
+        "{texts:#?}"
+    );
+    assert_eq!(texts[4], EXAMPLE_TELEGRAM_TEXT);
     assert!(texts[5].contains("Câmera 6"), "{texts:#?}");
     assert!(texts[6].starts_with("RESOLVIDO"), "{texts:#?}");
     assert!(texts[7].contains("Câmera 7"), "{texts:#?}");
@@ -660,7 +678,7 @@ async fn email_arrives_with_subject_body_and_recipients() {
         },
     );
     let p = Running::start(&cfg);
-    p.sink.send(seed_event()).await;
+    p.sink.send(example_event()).await;
     let msgs = smtp.wait_messages(1, Duration::from_secs(10)).await;
     let m = &msgs[0];
     assert_eq!(m["mail_from"], "vms@prefeitura.example.gov.br");
@@ -702,7 +720,7 @@ async fn email_arrives_with_subject_body_and_recipients() {
     );
 
     // The resolved message follows.
-    let mut resolved = seed_event();
+    let mut resolved = example_event();
     resolved.phase = Phase::Resolved;
     resolved.severity = Severity::Info;
     resolved.at += chrono::Duration::minutes(10);
@@ -735,7 +753,7 @@ async fn smtp_down_then_up_delivers_when_it_returns() {
         },
     );
     let p = Running::start(&cfg);
-    p.sink.send(seed_event()).await;
+    p.sink.send(example_event()).await;
     let h = p.handle.clone();
     eventually(
         "two failed SMTP attempts",
@@ -783,7 +801,7 @@ async fn a_new_pipeline_delivers_what_the_old_one_left() {
         },
     );
     let p = Running::start(&cfg);
-    p.sink.send(seed_event()).await;
+    p.sink.send(example_event()).await;
     let h = p.handle.clone();
     eventually("a failed attempt", Duration::from_secs(5), || async {
         h.outbox()
@@ -800,10 +818,16 @@ async fn a_new_pipeline_delivers_what_the_old_one_left() {
     let (tg, cfg) = with_telegram(dir.path()).await;
     let p = Running::start(&cfg);
     let reqs = tg.wait_requests(1, Duration::from_secs(5)).await;
-    assert_eq!(reqs[0].body["text"], SEED_TEXT);
+    assert_eq!(reqs[0].body["text"], EXAMPLE_TELEGRAM_TEXT);
     p.sink.send(other_event(6)).await;
     tg.wait_requests(2, Duration::from_secs(5)).await;
-    assert_eq!(tg.texts().iter().filter(|t| *t == SEED_TEXT).count(), 1);
+    assert_eq!(
+        tg.texts()
+            .iter()
+            .filter(|t| *t == EXAMPLE_TELEGRAM_TEXT)
+            .count(),
+        1
+    );
     p.stop().await;
 }
 
@@ -824,7 +848,7 @@ async fn sigkill_child() {
         },
     );
     let p = Running::start(&cfg);
-    p.sink.send(seed_event()).await;
+    p.sink.send(example_event()).await;
     let h = p.handle.clone();
     eventually("a failed attempt", Duration::from_secs(10), || async {
         h.outbox()
@@ -898,7 +922,7 @@ async fn sigkill_then_restart_delivers() {
     );
     let p = Running::start(&cfg);
     let reqs = tg.wait_requests(1, Duration::from_secs(5)).await;
-    assert_eq!(reqs[0].body["text"], SEED_TEXT);
+    assert_eq!(reqs[0].body["text"], EXAMPLE_TELEGRAM_TEXT);
     let h = p.handle.clone();
     eventually("the ack", Duration::from_secs(5), || async {
         h.outbox()
@@ -1141,7 +1165,7 @@ async fn maintenance_silence_through_the_api() {
     assert_eq!(s["silences"][0]["reason"], "troca de lente");
 
     // Camera 5 is silenced: stored, not pushed. Camera 6 pages.
-    p.sink.send(seed_event()).await;
+    p.sink.send(example_event()).await;
     p.sink.send(other_event(6)).await;
     let reqs = tg.wait_requests(1, Duration::from_secs(5)).await;
     assert!(reqs[0].body["text"].as_str().unwrap().contains("Câmera 6"));
@@ -1169,9 +1193,9 @@ async fn maintenance_silence_through_the_api() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    p.sink.send(seed_event()).await;
+    p.sink.send(example_event()).await;
     let reqs = tg.wait_requests(2, Duration::from_secs(5)).await;
-    assert_eq!(reqs[1].body["text"], SEED_TEXT);
+    assert_eq!(reqs[1].body["text"], EXAMPLE_TELEGRAM_TEXT);
     assert_eq!(tg.requests().len(), 2);
     p.stop().await;
 }
@@ -1189,7 +1213,7 @@ async fn cli_lists_from_the_daemon_and_falls_back_to_the_database() {
         },
     );
     let p = Running::start(&cfg);
-    p.sink.send(seed_event()).await;
+    p.sink.send(example_event()).await;
     let h = p.handle.clone();
     eventually("the stored alert", Duration::from_secs(5), || async {
         !h.recent(1).await.unwrap().is_empty()
@@ -1241,7 +1265,7 @@ async fn english_texts_when_configured() {
         },
     );
     let p = Running::start(&cfg);
-    p.sink.send(seed_event()).await;
+    p.sink.send(example_event()).await;
     let reqs = tg.wait_requests(1, Duration::from_secs(5)).await;
     assert_eq!(
         reqs[0].body["text"],
@@ -1290,7 +1314,7 @@ async fn corrupt_database_is_a_clear_error_and_alerts_are_still_sent_from_memory
         .with_options(options())
         .start(rx, shutdown.clone());
     assert_eq!(handle.store_error(), Some(err.clone()));
-    sink.send(seed_event()).await;
+    sink.send(example_event()).await;
 
     let reqs = tg.wait_requests(1, Duration::from_secs(5)).await;
     assert!(
@@ -1531,7 +1555,7 @@ async fn incidents_ledger_through_the_api() {
     let cfg = config(dir.path(), Setup::default());
     let p = Running::start(&cfg);
     let addr = serve_api(p.handle.clone(), None).await;
-    let ev = seed_event();
+    let ev = example_event();
     p.sink.send(ev.clone()).await;
     let mut back = ev.clone();
     back.phase = Phase::Resolved;
@@ -1577,7 +1601,7 @@ async fn a_dead_channel_does_not_hold_back_the_other() {
         },
     );
     let p = Running::start(&cfg);
-    p.sink.send(seed_event()).await;
+    p.sink.send(example_event()).await;
     smtp.wait_messages(1, Duration::from_secs(10)).await;
     let h = p.handle.clone();
     eventually(
@@ -1615,7 +1639,7 @@ async fn a_database_that_fails_while_running_is_handled_as_at_start() {
 
     // Stored all the same: in memory, as when the file cannot be opened at
     // start, with the Critical alert about it.
-    p.handle.submit(seed_event()).await.unwrap();
+    p.handle.submit(example_event()).await.unwrap();
     let err = p.handle.store_error().unwrap();
     assert!(err.contains("no such table"), "{err}");
     let reqs = tg.wait_requests(3, Duration::from_secs(5)).await;
@@ -1625,10 +1649,10 @@ async fn a_database_that_fails_while_running_is_handled_as_at_start() {
         tg.texts()
     );
     assert_eq!(reqs[1].text(), reqs[0].text(), "the 500 is retried");
-    assert_eq!(reqs[2].body["text"], SEED_TEXT);
+    assert_eq!(reqs[2].body["text"], EXAMPLE_TELEGRAM_TEXT);
     // Deduplicated and resolved as usual.
-    p.handle.submit(seed_event()).await.unwrap();
-    let mut back = seed_event();
+    p.handle.submit(example_event()).await.unwrap();
+    let mut back = example_event();
     back.phase = Phase::Resolved;
     back.severity = Severity::Info;
     back.at += chrono::Duration::minutes(3);
@@ -1645,7 +1669,13 @@ async fn a_database_that_fails_while_running_is_handled_as_at_start() {
         "{rows:?}"
     );
     p.stop().await;
-    assert_eq!(tg.texts().iter().filter(|t| *t == SEED_TEXT).count(), 1);
+    assert_eq!(
+        tg.texts()
+            .iter()
+            .filter(|t| *t == EXAMPLE_TELEGRAM_TEXT)
+            .count(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1664,7 +1694,7 @@ async fn starttls_and_tls_are_never_downgraded_to_plain_text() {
             },
         );
         let p = Running::start(&cfg);
-        p.sink.send(seed_event()).await;
+        p.sink.send(example_event()).await;
         let h = p.handle.clone();
         eventually(
             &format!("two failed {security} attempts"),
@@ -1719,7 +1749,7 @@ async fn shutdown_does_not_wait_for_a_hung_channel() {
         .unwrap()
         .with_options(slow)
         .start(rx, shutdown.clone());
-    sink.send(seed_event()).await;
+    sink.send(example_event()).await;
     tg.wait_requests(1, Duration::from_secs(5)).await;
     let asked = Instant::now();
     shutdown.cancel();
@@ -1760,7 +1790,7 @@ async fn smtp_auth_wrong_password_fails_then_a_reload_with_the_right_one_deliver
     };
 
     let p = Running::start(&with_password("errada"));
-    p.sink.send(seed_event()).await;
+    p.sink.send(example_event()).await;
     let h = p.handle.clone();
     // A refused login is the channel's configuration: visible, and the
     // message waits for the fix instead of being dropped.

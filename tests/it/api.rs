@@ -1,5 +1,5 @@
-//! The daemon's HTTP API against the running daemon: the seed's health
-//! document, errors, access rules, server-sent events, HLS availability.
+//! The daemon's HTTP API against the running daemon: the health document of docs/design.md §6.1,
+//! errors, access rules, server-sent events, HLS availability.
 
 use std::time::Duration;
 
@@ -12,21 +12,21 @@ fn secs(s: u64) -> Duration {
 }
 
 /// The design's example health document (docs/design.md §6.1), kept as a fixture.
-fn seed_health_example() -> Value {
-    let seed =
+fn design_health_example() -> Value {
+    let design =
         std::fs::read_to_string(crate::util::repo().join("tests/fixtures/design/health.json"))
             .expect("tests/fixtures/design/health.json");
-    let start = seed
+    let start = design
         .find("\"recording_health\"")
         .expect("the health example");
-    let open = seed[..start].rfind('{').unwrap();
-    let close = open + seed[open..].find("\n}\n").unwrap() + 2;
-    serde_json::from_str(&seed[open..close]).unwrap()
+    let open = design[..start].rfind('{').unwrap();
+    let close = open + design[open..].find("\n}\n").unwrap() + 2;
+    serde_json::from_str(&design[open..close]).unwrap()
 }
 
 /// Same keys, recursively, and same JSON types.
-fn same_shape(seed: &Value, ours: &Value, at: &str) {
-    match (seed, ours) {
+fn same_shape(design: &Value, ours: &Value, at: &str) {
+    match (design, ours) {
         (Value::Object(a), Value::Object(b)) => {
             let ka: Vec<_> = a.keys().collect();
             let kb: Vec<_> = b.keys().collect();
@@ -43,13 +43,13 @@ fn same_shape(seed: &Value, ours: &Value, at: &str) {
         (a, b) => assert_eq!(
             std::mem::discriminant(a),
             std::mem::discriminant(b),
-            "type of {at}: seed {a}, ours {b}"
+            "type of {at}: design {a}, ours {b}"
         ),
     }
 }
 
 #[tokio::test]
-async fn health_is_the_seeds_document_and_errors_are_json() {
+async fn health_is_the_designs_document_and_errors_are_json() {
     let d = Daemon::start(Setup::default());
     d.wait_all_recording(2).await;
     // An alert so that recent_alerts has an element to compare.
@@ -60,7 +60,7 @@ async fn health_is_the_seeds_document_and_errors_are_json() {
     })
     .await;
     let ours = d.get("/api/cameras/health").await.unwrap();
-    same_shape(&seed_health_example(), &ours, "health");
+    same_shape(&design_health_example(), &ours, "health");
     let alert = &ours["recent_alerts"][0];
     assert_eq!(alert["camera"], "Estacionamento");
     assert_eq!(alert["severity"], "warning");

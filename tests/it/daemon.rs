@@ -33,7 +33,7 @@ async fn records_every_camera_and_reports_health() {
         "{seg}"
     );
     assert!(std::path::Path::new(seg).is_file());
-    // The seed's health document.
+    // The health document of docs/design.md §6.1.
     let h = d.get("/api/cameras/health").await.unwrap();
     assert_eq!(h["total"], 2);
     assert_eq!(h["online"], 2);
@@ -46,7 +46,7 @@ async fn records_every_camera_and_reports_health() {
         .unwrap()
         .ends_with('%'));
     assert!(h["recent_alerts"].is_array());
-    // The status command prints the seed's dashboard and exits 0.
+    // The status command prints the dashboard text of docs/design.md §5.2 and exits 0.
     let out = d.cli(&["status"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");

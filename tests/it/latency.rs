@@ -1,5 +1,5 @@
 //! `POST /api/cameras/{id}/latency`: the dashboard's player reports the live
-//! latency it measures, and `/metrics` shows it in the seed's
+//! latency it measures, and `/metrics` shows it in the
 //! `vms_stream_latency_seconds{camera_id,protocol}` histogram.
 
 use std::time::Duration;

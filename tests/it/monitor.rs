@@ -1,5 +1,5 @@
 //! End to end: camera health and the recovery ladder (issue 6), the real
-//! daemon against `mediamtx-sim` with the seed's default timings unless a
+//! daemon against `mediamtx-sim` with the default timings of docs/design.md §3-§4 unless a
 //! test says otherwise. Measured times are printed (`--nocapture`).
 
 use std::time::{Duration, Instant};

@@ -83,7 +83,7 @@ fn text(out: &Output) -> String {
 
 // ---------------------------------------------------------- metric names
 
-/// The daemon's series (PRODUCT.md's fixed interface and issue 8).
+/// The daemon's series (the fixed interface of docs/design.md §0.3 and issue 8).
 const DAEMON_METRICS: &[&str] = &[
     "vms_camera_status",
     "vms_recording_active",
@@ -110,7 +110,7 @@ const DAEMON_HISTOGRAMS: &[&str] = &[
     "vms_recovery_duration_seconds",
 ];
 
-/// MediaMTX v1.20.1's series (NOTES.md §c, `internal/metrics/metrics.go`):
+/// MediaMTX v1.20.1's series (docs/mediamtx.md §c, `internal/metrics/metrics.go`):
 /// no prefix, no `_total`. The deprecated duplicates are in
 /// [`MEDIAMTX_DEPRECATED`].
 fn mediamtx_metrics() -> BTreeSet<String> {
@@ -232,7 +232,7 @@ fn unknown_metric(name: &str) -> Option<String> {
     }
     if let Some(real) = name.strip_prefix("mediamtx_") {
         return Some(format!(
-            "{name}: MediaMTX's metrics have no `mediamtx_` prefix (NOTES.md §c), try {real}"
+            "{name}: MediaMTX's metrics have no `mediamtx_` prefix (docs/mediamtx.md §c), try {real}"
         ));
     }
     Some(format!(
@@ -370,7 +370,7 @@ fn metric_name_lexer_finds_only_metric_names() {
     .map(|s| s.to_string())
     .collect();
     assert_eq!(found, expected);
-    // And the classifier rejects the seed's names and bare histograms.
+    // And the classifier rejects the original design's names (docs/design.md §7.2) and bare histograms.
     assert!(unknown_metric("mediamtx_hls_sessions")
         .unwrap()
         .contains("no `mediamtx_` prefix"));
@@ -431,7 +431,10 @@ fn prometheus_config_is_valid_and_loads_every_alert_rule() {
     .iter()
     .map(|(j, t)| (j.to_string(), (t.to_string(), "/metrics".to_string())))
     .collect();
-    assert_eq!(jobs, expected, "the seed's jobs, without Django and Celery");
+    assert_eq!(
+        jobs, expected,
+        "the jobs of docs/design.md §7.3, without Django and Celery"
+    );
     assert_eq!(cfg["rule_files"][0], "alerts.yml");
 }
 
@@ -552,7 +555,7 @@ fn alert_rules_cover_issue_8_and_follow_the_conventions() {
             }
         }
     }
-    // The seed's values, kept.
+    // The values of docs/design.md §7.4, kept.
     let rule = |n: &str| &rules.iter().find(|(name, _)| name == n).unwrap().1;
     assert_eq!(rule("CameraOffline")["for"], "1m");
     assert_eq!(rule("RecordingStopped")["for"], "2m");
@@ -1342,7 +1345,7 @@ vms_alert_store_durable 1
 vms_build_info{commit="3c7bbce",version="0.1.0"} 1
 "#;
 
-/// MediaMTX v1.20.1's /metrics for two static paths (NOTES.md §c, the
+/// MediaMTX v1.20.1's /metrics for two static paths (docs/mediamtx.md §c, the
 /// literal example): no HELP/TYPE lines, labels sorted, unlabelled zero
 /// lines for empty lists.
 const MEDIAMTX_EXPOSITION: &str = r#"# Paths
@@ -1628,7 +1631,7 @@ fn alertmanager_delivers_to_the_webhook_with_the_token_and_inhibits() {
         ),
     ]);
 
-    // The seed's group_wait (10 s), then one notification per group.
+    // The group_wait of docs/design.md §7.5 (10 s), then one notification per group.
     let mut firing: BTreeMap<String, Json> = BTreeMap::new();
     while firing.len() < 3 {
         let (head, payload) = deliveries

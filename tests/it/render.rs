@@ -1,5 +1,5 @@
 //! The generated `mediamtx.yml`: golden files, and checks against the real
-//! MediaMTX v1.20.1 default config and validation rules (NOTES.md §d).
+//! MediaMTX v1.20.1 default config and validation rules (docs/mediamtx.md §d).
 
 use std::collections::BTreeSet;
 
@@ -173,7 +173,7 @@ fn go_duration_secs(s: &str) -> f64 {
     num.parse::<f64>().unwrap() * mult
 }
 
-/// NOTES.md §d: the rules MediaMTX applies to every path entry, with
+/// docs/mediamtx.md §d: the rules MediaMTX applies to every path entry, with
 /// `playback: yes`. A violation would make MediaMTX refuse the whole file.
 #[test]
 fn every_rendered_path_passes_mediamtx_record_validation() {
@@ -228,11 +228,14 @@ fn every_rendered_path_passes_mediamtx_record_validation() {
                 assert!(name.starts_with("cam_"), "{file}: {name}");
                 assert_eq!(conf["record"], Value::Bool(true), "{file}: {name}");
                 assert_eq!(conf["sourceOnDemand"], Value::Bool(false), "{file}: {name}");
-                assert_eq!(seg, 60.0, "{file}: {name}: the seed's 60 s segments");
+                assert_eq!(
+                    seg, 60.0,
+                    "{file}: {name}: the 60 s segments of docs/design.md §1.1"
+                );
                 assert_eq!(del, 90.0 * 86_400.0, "{file}: {name}: 90 days of retention");
             }
         }
-        // ADDENDA.md item 4: lowLatency HLS needs >= 7 segments, others >= 3.
+        // docs/mediamtx.md §l.4: lowLatency HLS needs >= 7 segments, others >= 3.
         let variant = ours["hlsVariant"].as_str().unwrap();
         let count = ours["hlsSegmentCount"].as_u64().unwrap();
         assert!(
@@ -243,7 +246,7 @@ fn every_rendered_path_passes_mediamtx_record_validation() {
 }
 
 #[test]
-fn the_seeds_intent_is_kept() {
+fn the_designs_intent_is_kept() {
     let ours = yaml(&render::render(&config("etc/demo.toml")));
     assert_eq!(ours["hlsSegmentDuration"], Value::from("2s"));
     assert_eq!(ours["hlsSegmentCount"], Value::from(5));

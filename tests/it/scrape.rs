@@ -30,7 +30,7 @@ async fn prometheus_scrapes_the_daemon_and_mediamtx() {
     assert_eq!(names, ["Estacionamento", "Portaria"]);
     let recording = prom.wait_for("sum(vms_recording_active)", wait);
     assert_eq!(recording[0]["value"][1], "2");
-    // MediaMTX's own names: no prefix (NOTES.md §c).
+    // MediaMTX's own names: no prefix (docs/mediamtx.md §c).
     let ready = prom.wait_for("sum(paths{job=\"mediamtx\",state=\"ready\"})", wait);
     assert_eq!(ready[0]["value"][1], "2");
     let up = prom.wait_for("vms_mediamtx_up == 1", wait);

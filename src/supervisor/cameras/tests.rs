@@ -275,7 +275,7 @@ fn grace_period_after_start_hides_a_down_camera() {
 }
 
 #[test]
-fn level_1_timings_are_the_seeds() {
+fn level_1_timings_are_the_designs() {
     let mut w = World::new(2);
     w.run(secs(30));
     w.cams.get_mut(&1).unwrap().up = false;
