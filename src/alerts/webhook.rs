@@ -21,6 +21,15 @@ use serde::Deserialize;
 
 use crate::events::{AlertEvent, CameraRef, Issue, Phase, Severity};
 
+/// The longest alert text kept from a webhook (summary and description
+/// together): a Telegram message holds 4096 characters, and the box's own
+/// texts need room beside it. Longer texts are cut, with an ellipsis.
+pub const MAX_DETAILS_CHARS: usize = 1000;
+
+/// The most alerts one request may carry (Alertmanager's groups are far
+/// smaller; anything larger is a mistake).
+pub const MAX_ALERTS: usize = 500;
+
 /// Why a payload was rejected (the API answers 400 with this text).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -64,6 +73,12 @@ pub fn parse(body: &[u8]) -> Result<Vec<AlertEvent>, WebhookError> {
         return err("missing \"alerts\"".into());
     };
     let now = Utc::now();
+    if alerts.len() > MAX_ALERTS {
+        return err(format!(
+            "{} alerts in one request; at most {MAX_ALERTS}",
+            alerts.len()
+        ));
+    }
     let mut events = Vec::with_capacity(alerts.len());
     for (i, a) in alerts.into_iter().enumerate() {
         let at_key = |k: &str| format!("alerts[{i}].{k}");
@@ -143,6 +158,13 @@ pub fn parse(body: &[u8]) -> Result<Vec<AlertEvent>, WebhookError> {
         {
             Some(d) => format!("{summary} ({d})"),
             None => summary,
+        };
+        let details = if details.chars().count() > MAX_DETAILS_CHARS {
+            let mut cut: String = details.chars().take(MAX_DETAILS_CHARS - 1).collect();
+            cut.push('…');
+            cut
+        } else {
+            details
         };
         events.push(AlertEvent {
             at,
@@ -321,5 +343,23 @@ mod tests {
     #[test]
     fn empty_group_is_valid() {
         assert!(parse(br#"{"version":"4","alerts":[]}"#).unwrap().is_empty());
+    }
+
+    /// Regression: the webhook accepted an alert text of any size.
+    #[test]
+    fn webhook_alert_text_is_bounded() {
+        let long = "x".repeat(50_000);
+        let body = format!(
+            r#"{{"version": "4", "alerts": [{{"status": "firing", "labels": {{"alertname": "A"}},
+               "annotations": {{"summary": "{long}"}}, "startsAt": "2026-01-05T17:35:22Z"}}]}}"#
+        );
+        let events = parse(body.as_bytes()).unwrap();
+        assert_eq!(events[0].details.chars().count(), MAX_DETAILS_CHARS);
+        assert!(events[0].details.ends_with('…'));
+        let many = format!(
+            r#"{{"version": "4", "alerts": [{}]}}"#,
+            vec![r#"{"status": "firing", "labels": {"alertname": "A"}}"#; MAX_ALERTS + 1].join(",")
+        );
+        assert!(parse(many.as_bytes()).unwrap_err().0.contains("at most"));
     }
 }

@@ -43,6 +43,13 @@ struct AlertsState {
 pub const DEFAULT_LIMIT: usize = 50;
 pub const MAX_LIMIT: usize = 1000;
 
+/// The longest maintenance silence: a camera silenced "until 9999" is a
+/// camera nobody will hear of again.
+pub const MAX_SILENCE_DAYS: i64 = 366;
+
+/// The longest silence reason kept.
+pub const MAX_REASON_CHARS: usize = 500;
+
 type Reply = Result<Json<Value>, ApiError>;
 
 pub fn router(handle: AlertsHandle, token: Arc<ApiToken>) -> Router {
@@ -144,10 +151,32 @@ async fn add_silence(
 ) -> Reply {
     auth::require(&state.token, &headers)?;
     let Json(req) = body?;
+    if req.reason.chars().count() > MAX_REASON_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "\"reason\" is longer than {MAX_REASON_CHARS} characters"
+        )));
+    }
+    let now = Utc::now();
+    let longest = now + chrono::Duration::days(MAX_SILENCE_DAYS);
     let until = match (req.minutes, req.until) {
-        (Some(m), None) if m > 0 => Utc::now() + chrono::Duration::minutes(m.min(525_600) as i64),
-        (None, Some(u)) if u > Utc::now() => u,
-        (None, Some(_)) => return Err(ApiError::bad_request("\"until\" is in the past")),
+        (Some(m), None) if m > 0 && m <= MAX_SILENCE_DAYS as u64 * 1440 => {
+            now + chrono::Duration::minutes(m as i64)
+        }
+        (None, Some(u)) if u > now && u <= longest => u,
+        (None, Some(u)) if u <= now => {
+            return Err(ApiError::bad_request("\"until\" is in the past"))
+        }
+        (Some(m), None) if m > 0 => {
+            return Err(ApiError::bad_request(format!(
+                "a silence lasts at most {MAX_SILENCE_DAYS} days ({} minutes)",
+                MAX_SILENCE_DAYS * 1440
+            )))
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::bad_request(format!(
+                "a silence lasts at most {MAX_SILENCE_DAYS} days: \"until\" is too far"
+            )))
+        }
         _ => {
             return Err(ApiError::bad_request(
                 "give either \"minutes\" (> 0) or \"until\" (RFC 3339)",
@@ -156,7 +185,7 @@ async fn add_silence(
     };
     state
         .handle
-        .silence(req.camera_id, until, &req.reason)
+        .silence(req.camera_id, until, req.reason.trim())
         .await?;
     Ok(Json(json!({ "camera_id": req.camera_id, "until": until })))
 }

@@ -49,23 +49,65 @@ pub struct ApiState {
     pub token: Arc<ApiToken>,
 }
 
-/// Serves until `shutdown`.
+/// How long a client may take to send a request's headers before the
+/// connection is closed: a client that trickles them (slowloris) must not
+/// hold a connection, and a file descriptor, forever.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long open connections (server-sent events, slow clients) get to end
+/// after `shutdown`.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Serves until `shutdown`: each connection with HTTP/1.1, a timeout on its
+/// headers ([`HEADER_READ_TIMEOUT`]), and a graceful end at shutdown.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
     shutdown: CancellationToken,
 ) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+
     let loopback = listener
         .local_addr()
         .map(|a| a.ip().is_loopback())
         .unwrap_or(false);
     let app = router(state, loopback);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "HTTP API stopped");
+    let connections = tokio_util::task::TaskTracker::new();
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait a moment
+                    // rather than spin.
+                    tracing::error!(error = %e, "HTTP API: cannot accept a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let mut builder = Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
+            }
+            let _ = tokio::time::timeout(DRAIN, conn).await;
+        });
     }
+    connections.close();
+    connections.wait().await;
 }
 
 /// Every route. On a listener that is not loopback, every request needs the

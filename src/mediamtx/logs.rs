@@ -55,6 +55,10 @@ pub fn parse(raw: &str) -> Line {
                 _ => Level::Info,
             }
         }
+        // Not MediaMTX's log format: the Go runtime's own output. A panic or
+        // a fatal error is the last thing MediaMTX says before it dies, and
+        // the goroutine dump after it belongs with it.
+        _ if is_crash_line(raw) => Level::Error,
         _ => Level::Info,
     };
     let path = rest
@@ -66,6 +70,16 @@ pub fn parse(raw: &str) -> Line {
         path,
         message: rest.to_string(),
     }
+}
+
+/// A line of the Go runtime's crash output (a panic, a fatal error, or a
+/// goroutine of the dump that follows them).
+fn is_crash_line(raw: &str) -> bool {
+    raw.starts_with("panic: ")
+        || raw.starts_with("fatal error: ")
+        || raw.starts_with("goroutine ")
+        || raw.starts_with("runtime: ")
+        || raw.starts_with("[signal ")
 }
 
 /// Stream (un)availability announced by a line, if any.
@@ -233,5 +247,19 @@ mod tests {
             })
             .count();
         assert_eq!(passed, 20);
+    }
+
+    /// Regression: the MediaMTX child's panic was forwarded at INFO.
+    #[test]
+    fn a_go_panic_is_an_error() {
+        for line in [
+            "panic: runtime error: invalid memory address or nil pointer dereference",
+            "fatal error: concurrent map writes",
+            "goroutine 1 [running]:",
+            "[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x4a1b2c]",
+        ] {
+            assert_eq!(parse(line).level, Level::Error, "{line}");
+        }
+        assert_eq!(parse("main.main()").level, Level::Info);
     }
 }

@@ -361,3 +361,35 @@ async fn database_lock_delays_but_never_loses_an_alert() {
     );
     assert!(!alerts.is_empty());
 }
+
+/// 14. Partial request headers (slowloris) were held without a timeout:
+/// the connection is closed after the header timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_headers_are_not_held_forever() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let d = Daemon::start(Setup::default());
+    d.wait_all_recording(2).await;
+    let mut conn = tokio::net::TcpStream::connect(d.api).await.unwrap();
+    conn.write_all(b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: 1")
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(secs(20), async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the connection is still open after 20 s");
+    let held = t0.elapsed();
+    assert!(
+        held >= secs(5) && held <= secs(15),
+        "closed after {held:?} (timeout 10 s)"
+    );
+    // The API still answers everyone else.
+    assert!(d.status().await.is_some());
+}
