@@ -2,9 +2,9 @@
 //! HEAD all get gin's plain-text `404 page not found`, as MediaMTX does.
 
 use crate::config::{self, check_path_name, Conf};
+use crate::http::{go_time, json, json_error, json_ok, parse_time, plain_404, query_map};
 use crate::log::info;
 use crate::recordpath;
-use crate::servers::{go_time, json, json_error, json_ok, parse_time, plain_404, query_map};
 use crate::sim::{PathShared, Sim};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
@@ -72,7 +72,7 @@ async fn handle(
             .into_response();
     }
     let q = query_map(uri.query());
-    let path = crate::servers::path_decode(uri.path());
+    let path = crate::http::path_decode(uri.path());
     let mut r = match route(&sim, &method, &path, &q, &body).await {
         Ok(r) | Err(r) => r,
     };
@@ -364,7 +364,7 @@ async fn mutate(sim: &Arc<Sim>, f: impl FnOnce(&mut Conf) -> Result<(), String>)
     })?;
     c.validate().map_err(bad)?;
     info!("reloading configuration (API request)");
-    if let Err(e) = sim.apply(c).await {
+    if let Err(e) = sim.reload(c).await {
         // Like MediaMTX: the change was accepted, re-creating a resource failed: exit 0.
         crate::log::error!("{e}");
         sim.request_exit(0);

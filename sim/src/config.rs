@@ -837,7 +837,7 @@ mod tests {
     fn known_keys_match_reference() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/reference/mediamtx/mediamtx.yml"
+            "/fixtures/mediamtx-defaults.yml"
         );
         let text = std::fs::read_to_string(path).unwrap();
         let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();

@@ -2,8 +2,8 @@
 //! from the fake MediaMTX API so that it keeps answering when that one is hung.
 
 use crate::faults::{CameraMode, Faults, WhepMode};
+use crate::http::{json, json_error, plain_404, query_map};
 use crate::log::info;
-use crate::servers::{json, json_error, plain_404, query_map};
 use crate::sim::Sim;
 use axum::body::Bytes;
 use axum::extract::State;

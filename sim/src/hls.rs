@@ -1,227 +1,29 @@
-//! HLS (NOTES.md §i) and WebRTC/WHEP (§j) servers.
+//! The HLS server (NOTES.md §i).
 //!
 //! HLS is served as the `fmp4` variant whatever `hlsVariant` says: a multivariant
 //! playlist, a media playlist with a sliding window of 1 s segments (one fixture GOP
 //! each), an init segment and the segments, all built from the fixture. The first request
 //! of a muxer blocks until two segments exist, as gohlslib does for fmp4.
 
-use crate::faults::WhepMode;
-use crate::servers::{go_time, json_error, plain_404, query_map};
-use crate::sim::Sim;
-use axum::body::{Body, Bytes};
+use crate::http::{cors, json_error, plain_404, query_map, typed, uuid_v4};
+use crate::readers::{muxer_config_error, Muxer, Session};
+use crate::sim::{Check, Sim};
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use chrono::{DateTime, Local};
-use serde_json::{json, Value};
+use chrono::Local;
+use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A reader session expires this long after its last request.
-const SESSION_TTL: Duration = Duration::from_secs(30);
 /// Segments the muxer must have before the first playlist is answered (fmp4).
 const FIRST_SEGMENTS: u64 = 2;
 
-struct Muxer {
-    path: String,
-    /// Created by `hlsAlwaysRemux`: never closed for inactivity.
-    always: bool,
-    created: DateTime<Local>,
-    created_at: Instant,
-    last_request: DateTime<Local>,
-    last_at: Instant,
-    outbound: u64,
-}
-
-struct Session {
-    id: String,
-    path: String,
-    created: DateTime<Local>,
-    last_at: Instant,
-    remote: String,
-    query: String,
-    user_agent: String,
-    outbound: u64,
-}
-
-#[derive(Default)]
-pub struct HlsState {
-    muxers: Vec<Muxer>,
-    sessions: Vec<Session>,
-    close_after: Option<Duration>,
-}
-
-impl HlsState {
-    fn purge(&mut self) {
-        let now = Instant::now();
-        self.sessions
-            .retain(|s| now.duration_since(s.last_at) < SESSION_TTL);
-        if let Some(ca) = self.close_after {
-            self.muxers
-                .retain(|m| m.always || now.duration_since(m.last_at) < ca);
-        }
-    }
-
-    /// `hlsAlwaysRemux: yes`: a muxer exists as soon as the path is ready.
-    pub fn always_remux(&mut self, name: &str) {
-        if !self.muxers.iter().any(|m| m.path == name) {
-            let now = Local::now();
-            self.muxers.push(Muxer {
-                path: name.to_string(),
-                always: true,
-                created: now,
-                created_at: Instant::now(),
-                last_request: now,
-                last_at: Instant::now(),
-                outbound: 0,
-            });
-        }
-    }
-
-    /// The path became not ready or was closed: its muxer and readers go away.
-    pub fn path_gone(&mut self, name: &str) {
-        self.muxers.retain(|m| m.path != name);
-        self.sessions.retain(|s| s.path != name);
-    }
-
-    /// (readers of a path as API JSON, bytes sent to them).
-    pub fn readers(&mut self, name: &str) -> (Vec<Value>, u64) {
-        self.purge();
-        let mut out = 0;
-        let readers = self
-            .sessions
-            .iter()
-            .filter(|s| s.path == name)
-            .map(|s| {
-                out += s.outbound;
-                json!({"type": "hlsSession", "id": s.id})
-            })
-            .collect();
-        (readers, out)
-    }
-
-    pub fn muxers_json(&mut self) -> Vec<Value> {
-        self.purge();
-        self.muxers
-            .iter()
-            .map(|m| {
-                json!({"path": m.path, "created": go_time(&m.created),
-                "lastRequest": go_time(&m.last_request), "outboundBytes": m.outbound,
-                "outboundFramesDiscarded": 0, "bytesSent": m.outbound})
-            })
-            .collect()
-    }
-
-    pub fn sessions_json(&mut self) -> Vec<Value> {
-        self.purge();
-        self.sessions
-            .iter()
-            .map(|s| {
-                json!({"id": s.id, "created": go_time(&s.created), "remoteAddr": s.remote,
-                "path": s.path, "query": s.query, "user": "", "userAgent": s.user_agent,
-                "isCDN": false, "outboundBytes": s.outbound})
-            })
-            .collect()
-    }
-
-    pub fn kick(&mut self, id: &str) -> bool {
-        let n = self.sessions.len();
-        self.sessions.retain(|s| s.id != id);
-        n != self.sessions.len()
-    }
-
-    /// (id, path, remoteAddr, outbound) of live sessions, for metrics.
-    pub fn session_rows(&mut self) -> Vec<(String, String, String, u64)> {
-        self.purge();
-        self.sessions
-            .iter()
-            .map(|s| (s.id.clone(), s.path.clone(), s.remote.clone(), s.outbound))
-            .collect()
-    }
-
-    pub fn muxer_rows(&mut self) -> Vec<(String, u64)> {
-        self.purge();
-        self.muxers
-            .iter()
-            .map(|m| (m.path.clone(), m.outbound))
-            .collect()
-    }
-}
-
-/// gohlslib checks the segment count only when a muxer is created (ADDENDA.md 4): the
-/// config loads, and HLS then never works.
-pub fn muxer_config_error(conf: &crate::config::Conf) -> Option<String> {
-    let count = conf
-        .global
-        .get("hlsSegmentCount")
-        .and_then(Value::as_u64)
-        .unwrap_or(7);
-    if conf.str("hlsVariant") == "lowLatency" {
-        (count < 7).then(|| "Low-Latency HLS requires at least 7 segments".to_string())
-    } else {
-        (count < 3).then(|| "The minimum number of HLS segments is 3".to_string())
-    }
-}
-
 pub fn router(sim: Arc<Sim>) -> Router {
     Router::new().fallback(handle_hls).with_state(sim)
-}
-
-pub fn webrtc_router(sim: Arc<Sim>) -> Router {
-    Router::new().fallback(handle_webrtc).with_state(sim)
-}
-
-pub fn uuid_v4() -> String {
-    let mut b = [0u8; 16];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut b);
-    }
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
-fn cors(mut r: Response) -> Response {
-    let h = r.headers_mut();
-    h.insert("Access-Control-Allow-Origin", "*".parse().unwrap());
-    h.insert("Access-Control-Allow-Credentials", "true".parse().unwrap());
-    r
-}
-
-fn typed(ct: &'static str, body: impl Into<Body>) -> Response {
-    let mut r = Response::new(body.into());
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, ct.parse().unwrap());
-    r
-}
-
-/// Where a request for a path lands.
-enum Check {
-    NotConfigured,
-    NotReady,
-    Ready,
-}
-
-fn check_path(sim: &Sim, name: &str) -> Check {
-    let conf = sim.conf();
-    if conf.matching_entry(name).is_none() {
-        return Check::NotConfigured;
-    }
-    match sim.path(name) {
-        Some(p) if p.ready() => Check::Ready,
-        _ => Check::NotReady,
-    }
 }
 
 async fn handle_hls(
@@ -278,7 +80,7 @@ async fn hls_get(sim: &Arc<Sim>, peer: SocketAddr, uri: &Uri, headers: &HeaderMa
             return media(sim, name, file, &q, headers);
         }
         if file.is_empty() {
-            return match check_path(sim, name) {
+            return match sim.check_path(name) {
                 Check::NotConfigured => json_error(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     &format!("path '{name}' is not configured"),
@@ -311,7 +113,7 @@ async fn multivariant(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Response {
-    match check_path(sim, name) {
+    match sim.check_path(name) {
         Check::NotConfigured => {
             return json_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -372,7 +174,7 @@ async fn multivariant(
     };
     let gop = gop_duration(sim);
     tokio::time::sleep_until((created_at + gop * FIRST_SEGMENTS as u32).into()).await;
-    if !matches!(check_path(sim, name), Check::Ready) {
+    if !matches!(sim.check_path(name), Check::Ready) {
         return json_error(StatusCode::INTERNAL_SERVER_ERROR, "terminated");
     }
     let fx = &sim.fixture;
@@ -502,70 +304,4 @@ fn media(
         .unwrap_or(0);
     account(sim, name, &id, len as usize);
     resp
-}
-
-async fn handle_webrtc(
-    State(sim): State<Arc<Sim>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let path = uri.path().trim_start_matches('/');
-    if let Some(name) = path.strip_suffix("/whep") {
-        return cors(match method {
-            Method::OPTIONS => StatusCode::NO_CONTENT.into_response(),
-            Method::POST => whep(&sim, name, &headers).await,
-            Method::GET | Method::HEAD | Method::PUT => {
-                StatusCode::METHOD_NOT_ALLOWED.into_response()
-            }
-            _ => plain_404(),
-        });
-    }
-    if method != Method::GET {
-        return plain_404();
-    }
-    if let Some(name) = path.strip_suffix('/') {
-        return match check_path(&sim, name) {
-            Check::NotConfigured => json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("path '{name}' is not configured"),
-            ),
-            _ => typed(
-                "text/html",
-                "<!DOCTYPE html><html><body>mediamtx-sim: no WebRTC stack</body></html>",
-            ),
-        };
-    }
-    if !path.is_empty() {
-        return (StatusCode::FOUND, [(header::LOCATION, format!("/{path}/"))]).into_response();
-    }
-    plain_404()
-}
-
-async fn whep(sim: &Arc<Sim>, name: &str, headers: &HeaderMap) -> Response {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if ct.split(';').next().unwrap_or("").trim() != "application/sdp" {
-        return json_error(StatusCode::BAD_REQUEST, "invalid Content-Type");
-    }
-    match check_path(sim, name) {
-        Check::NotConfigured => json_error(
-            StatusCode::BAD_REQUEST,
-            &format!("path '{name}' is not configured"),
-        ),
-        Check::NotReady => json_error(
-            StatusCode::NOT_FOUND,
-            &format!("no stream is available on path '{name}'"),
-        ),
-        Check::Ready => match sim.faults.get().whep {
-            WhepMode::Default => json_error(StatusCode::BAD_REQUEST, "the sim has no WebRTC stack"),
-            WhepMode::Fail => json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "WHEP failure injected by mediamtx-sim",
-            ),
-            WhepMode::Hang => std::future::pending().await,
-        },
-    }
 }

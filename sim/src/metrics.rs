@@ -1,7 +1,7 @@
 //! Metrics (NOTES.md §c): MediaMTX's own text format, no prefix, no HELP/TYPE, sorted
 //! labels, `# Title` headers, unlabelled zero lines for empty lists.
 
-use crate::servers::{plain_404, query_map};
+use crate::http::{plain_404, query_map};
 use crate::sim::Sim;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, Method, StatusCode, Uri};
@@ -25,7 +25,7 @@ async fn handle(
         return plain_404();
     }
     if !peer.ip().is_loopback() {
-        return crate::servers::json_error(StatusCode::UNAUTHORIZED, "authentication error");
+        return crate::http::json_error(StatusCode::UNAUTHORIZED, "authentication error");
     }
     let q = query_map(uri.query());
     let body = render(

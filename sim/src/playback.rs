@@ -2,9 +2,9 @@
 //! built from the segment files on disk. `/get` is cut at part (fragment) granularity.
 
 use crate::config;
+use crate::http::{go_time, json, json_error, parse_time, pct_encode, plain_404, query_map};
 use crate::mp4::{retime_fragment, Recorded};
 use crate::recordpath;
-use crate::servers::{go_time, json, json_error, parse_time, pct_encode, plain_404, query_map};
 use crate::sim::Sim;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};

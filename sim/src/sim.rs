@@ -8,11 +8,10 @@
 
 use crate::config::{self, is_regexp_name, Conf, RECORD_KEYS};
 use crate::faults::{CameraMode, FaultStore};
-use crate::hls::HlsState;
 use crate::log::{debug, error, info};
 use crate::mp4::Fixture;
+use crate::readers::HlsState;
 use crate::recorder::{RecStatus, Recorder};
-use crate::servers::Listeners;
 use chrono::{DateTime, Local};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -36,7 +35,9 @@ pub struct Sim {
     pub state: Mutex<State>,
     /// Serialises config changes (file reloads and API changes).
     pub reload_lock: tokio::sync::Mutex<()>,
-    pub listeners: tokio::sync::Mutex<Listeners>,
+    /// Where config changes that touch server keys are sent; the listener code
+    /// (`servers`) owns the receiving end and answers when it has acted.
+    pub server_changes: tokio::sync::mpsc::UnboundedSender<ServerRequest>,
     /// Cancelled to stop the process; `exit_code` says with which code.
     pub stop: CancellationToken,
     pub exit_code: Mutex<i32>,
@@ -48,6 +49,27 @@ pub struct Sim {
     pub conf_changed: Notify,
     /// The memory-growth fault's rate (MiB/s), watched by the grower task.
     pub memory_rate: tokio::sync::watch::Sender<u64>,
+}
+
+/// What a config change means for the listeners: the old and new config, and whether
+/// every server restarts (a path-manager key changed).
+pub struct ServerChange {
+    pub old: Conf,
+    pub new: Conf,
+    pub restart_all: bool,
+}
+
+/// A change for the listener code, and where to answer (an error is a failed bind).
+pub type ServerRequest = (
+    ServerChange,
+    tokio::sync::oneshot::Sender<Result<(), String>>,
+);
+
+/// Where a request for a path lands.
+pub enum Check {
+    NotConfigured,
+    NotReady,
+    Ready,
 }
 
 pub struct State {
@@ -201,12 +223,13 @@ impl Sim {
         }
     }
 
-    /// Applies a new config: paths per §f; servers whose keys changed are restarted.
-    /// Returns an error when a server cannot be re-created (the caller exits with 0).
-    pub async fn apply(self: &Arc<Self>, new: Conf) -> Result<(), String> {
+    /// Applies a new config to the paths per §f and returns what the listeners must do
+    /// about it (None: identical config, nothing changed). The caller hands the change
+    /// to `reconcile_servers`.
+    pub async fn apply(self: &Arc<Self>, new: Conf) -> Option<ServerChange> {
         let old = self.conf();
         if old == new {
-            return Ok(());
+            return None;
         }
         let restart_all = old.path_manager_changed(&new);
         crate::log::set_level(new.str("logLevel"));
@@ -260,7 +283,35 @@ impl Sim {
             }
         }
         self.conf_changed.notify_one();
-        crate::servers::reconcile(self, &old, &new, restart_all).await
+        Some(ServerChange {
+            old,
+            new,
+            restart_all,
+        })
+    }
+
+    /// Applies a config change to the paths, then to the listeners. Returns an error when
+    /// a server cannot be re-created (the caller exits with 0).
+    pub async fn reload(self: &Arc<Self>, new: Conf) -> Result<(), String> {
+        let Some(change) = self.apply(new).await else {
+            return Ok(());
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.server_changes.send((change, tx)).is_err() {
+            return Ok(());
+        }
+        rx.await.unwrap_or(Ok(()))
+    }
+
+    pub fn check_path(&self, name: &str) -> Check {
+        let conf = self.conf();
+        if conf.matching_entry(name).is_none() {
+            return Check::NotConfigured;
+        }
+        match self.path(name) {
+            Some(p) if p.ready() => Check::Ready,
+            _ => Check::NotReady,
+        }
     }
 
     /// Asks the process to stop with `code` (graceful: segments are finalized).
@@ -372,7 +423,7 @@ async fn run_ready(
     let mut rec = make_rec(&pc);
     let conf = sim.conf();
     if conf.bool("hls") && conf.bool("hlsAlwaysRemux") {
-        match crate::hls::muxer_config_error(&conf) {
+        match crate::readers::muxer_config_error(&conf) {
             Some(why) => error!("[HLS] [muxer {name}] muxer instance crashed: {why}"),
             None => sim.state.lock().unwrap().hls.always_remux(name),
         }

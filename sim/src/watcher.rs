@@ -85,7 +85,7 @@ async fn reload(sim: &Arc<Sim>, file: &PathBuf) {
         }
     };
     let _g = sim.reload_lock.lock().await;
-    if sim.apply(conf).await.is_err() {
+    if sim.reload(conf).await.is_err() {
         sim.request_exit(0);
     }
 }

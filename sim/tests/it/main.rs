@@ -4,6 +4,7 @@
 mod api;
 mod faults;
 mod harness;
+mod modules;
 mod process;
 mod recorder;
 mod surprises;

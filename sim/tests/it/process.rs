@@ -134,7 +134,7 @@ fn log_level() {
 fn starts_with_the_reference_config() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/reference/mediamtx/mediamtx.yml"
+        "/fixtures/mediamtx-defaults.yml"
     );
     let text = std::fs::read_to_string(path)
         .unwrap()
