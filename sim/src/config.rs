@@ -557,6 +557,19 @@ impl Conf {
         self.global.get(key).and_then(Value::as_str).unwrap_or("")
     }
 
+    /// A list of strings (`hlsAllowOrigins: ['*']`); a plain string is a one-item list.
+    pub fn str_list(&self, key: &str) -> Vec<String> {
+        match self.global.get(key) {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+            Some(Value::String(s)) => vec![s.clone()],
+            _ => vec![],
+        }
+    }
+
     pub fn duration(&self, key: &str) -> Duration {
         parse_duration(self.str(key)).unwrap_or_default()
     }

@@ -5,15 +5,15 @@
 //! each), an init segment and the segments, all built from the fixture. The first request
 //! of a muxer blocks until two segments exist, as gohlslib does for fmp4.
 
-use crate::http::{cors, json_error, plain_404, query_map, typed, uuid_v4};
+use crate::http::{cors_for, json_error, plain_404, query_map, typed, uuid_v4};
 use crate::readers::{muxer_config_error, Muxer, Session};
 use crate::sim::{Check, Sim};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use chrono::Local;
+use chrono::{DateTime, Local};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,10 +33,28 @@ async fn handle_hls(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    let origins = sim.conf().str_list("hlsAllowOrigins");
+    if method == Method::OPTIONS && headers.contains_key("access-control-request-method") {
+        let mut r = StatusCode::NO_CONTENT.into_response();
+        let h = r.headers_mut();
+        h.insert(
+            "Access-Control-Allow-Methods",
+            HeaderValue::from_static("OPTIONS, GET"),
+        );
+        h.insert(
+            "Access-Control-Allow-Headers",
+            HeaderValue::from_static("Authorization, Range"),
+        );
+        return cors_for(r, &origins, &headers);
+    }
     if method != Method::GET {
         return plain_404();
     }
-    cors(hls_get(&sim, peer, &uri, &headers).await)
+    cors_for(
+        hls_get(&sim, peer, &uri, &headers).await,
+        &origins,
+        &headers,
+    )
 }
 
 fn seg_count(sim: &Sim) -> u64 {
@@ -77,7 +95,7 @@ async fn hls_get(sim: &Arc<Sim>, peer: SocketAddr, uri: &Uri, headers: &HeaderMa
     let trimmed = path.trim_start_matches('/');
     if let Some((name, file)) = trimmed.rsplit_once('/') {
         if file == "main_stream.m3u8" || file == "main_init.mp4" || file.starts_with("main_seg") {
-            return media(sim, name, file, &q, headers);
+            return media(sim, peer, name, file, &q, headers);
         }
         if file.is_empty() {
             return match sim.check_path(name) {
@@ -146,7 +164,6 @@ async fn multivariant(
                 path: name.to_string(),
                 always: false,
                 created: now,
-                created_at: Instant::now(),
                 last_request: now,
                 last_at: Instant::now(),
                 outbound: 0,
@@ -166,18 +183,19 @@ async fn multivariant(
                 .to_string(),
             outbound: 0,
         });
-        hls.muxers
-            .iter()
-            .find(|m| m.path == name)
-            .unwrap()
-            .created_at
+        hls.muxers.iter().find(|m| m.path == name).unwrap().created
     };
     let gop = gop_duration(sim);
-    tokio::time::sleep_until((created_at + gop * FIRST_SEGMENTS as u32).into()).await;
+    let first = first_segment(created_at, gop);
+    // The first playlist is answered once FIRST_SEGMENTS segments are complete.
+    let ready_at = segment_wall(first + FIRST_SEGMENTS, gop);
+    if let Ok(wait) = (ready_at - Local::now()).to_std() {
+        tokio::time::sleep(wait).await;
+    }
     if !matches!(sim.check_path(name), Check::Ready) {
         return json_error(StatusCode::INTERNAL_SERVER_ERROR, "terminated");
     }
-    let fx = &sim.fixture;
+    let fx = &sim.live;
     let bw = fx.bitrate;
     let body = format!(
         "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-INDEPENDENT-SEGMENTS\n\n\
@@ -187,7 +205,7 @@ async fn multivariant(
         fx.codec,
         fx.width,
         fx.height,
-        fx.samples.len() as f64 * fx.timescale as f64 / fx.loop_duration as f64,
+        fx.fps(),
     );
     account(sim, name, &id, body.len());
     (
@@ -207,8 +225,25 @@ async fn multivariant(
         .into_response()
 }
 
+/// Segments are numbered by the wall clock: segment `g` holds the GOP that starts at
+/// Unix time `g * gop`, as the cameras' frame clock is aligned to the wall clock (see
+/// `rtc`). A muxer's first segment starts at the first keyframe after its creation.
+fn first_segment(created: DateTime<Local>, gop: Duration) -> u64 {
+    let ms = created.timestamp_millis().max(0) as u64;
+    let g = gop.as_millis().max(1) as u64;
+    ms.div_ceil(g)
+}
+
+/// The wall time at which segment `g` starts.
+fn segment_wall(g: u64, gop: Duration) -> DateTime<Local> {
+    let ms = g * gop.as_millis() as u64;
+    DateTime::from_timestamp_millis(ms as i64)
+        .unwrap_or_default()
+        .with_timezone(&Local)
+}
+
 fn gop_duration(sim: &Sim) -> Duration {
-    let fx = &sim.fixture;
+    let fx = &sim.live;
     let n = fx.gops().len().max(1) as f64;
     Duration::from_secs_f64(fx.loop_duration as f64 / fx.timescale as f64 / n)
 }
@@ -229,6 +264,7 @@ fn account(sim: &Sim, name: &str, id: &str, n: usize) {
 
 fn media(
     sim: &Arc<Sim>,
+    peer: SocketAddr,
     name: &str,
     file: &str,
     q: &std::collections::BTreeMap<String, String>,
@@ -246,41 +282,52 @@ fn media(
     let created_at = {
         let mut st = sim.state.lock().unwrap();
         st.hls.purge();
+        // A session is bound to its path and to the client's IP.
         let ok = id.as_ref().is_some_and(|id| {
-            st.hls
-                .sessions
-                .iter()
-                .any(|s| &s.id == id && s.path == name)
+            st.hls.sessions.iter().any(|s| {
+                &s.id == id
+                    && s.path == name
+                    && s.remote.parse::<SocketAddr>().ok().map(|a| a.ip()) == Some(peer.ip())
+            })
         });
         let muxer = st.hls.muxers.iter().find(|m| m.path == name);
         match (ok, muxer) {
-            (true, Some(m)) => m.created_at,
+            (true, Some(m)) => m.created,
             _ => return json_error(StatusCode::UNAUTHORIZED, "authentication error"),
         }
     };
     let id = id.unwrap();
-    let fx = &sim.fixture;
+    let fx = &sim.live;
     let gops = fx.gops();
     let gop = gop_duration(sim);
-    let available = (created_at.elapsed().as_secs_f64() / gop.as_secs_f64()) as u64;
+    let gop_ms = gop.as_millis().max(1) as u64;
+    let first = first_segment(created_at, gop);
+    // Complete segments: [start, end).
+    let mut end = (Local::now().timestamp_millis().max(0) as u64) / gop_ms;
+    let freeze = sim.faults.get().stream_freeze_after_secs;
+    if freeze > 0 {
+        let until = created_at.timestamp_millis().max(0) as u64 + freeze * 1000;
+        end = end.min(until / gop_ms);
+    }
+    let end = end.max(first);
+    let start = end.saturating_sub(seg_count(sim)).max(first);
     let resp = if file == "main_stream.m3u8" {
-        let first = available.saturating_sub(seg_count(sim));
         let mut s = format!(
-            "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:{}\n#EXT-X-MEDIA-SEQUENCE:{first}\n\
+            "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:{}\n#EXT-X-MEDIA-SEQUENCE:{start}\n\
              #EXT-X-MAP:URI=\"main_init.mp4?session={id}\"\n",
             gop.as_secs_f64().ceil() as u64
         );
-        let t0 =
-            Local::now() - chrono::Duration::from_std(created_at.elapsed()).unwrap_or_default();
-        for k in first..available {
-            let pdt = t0 + chrono::Duration::from_std(gop * k as u32).unwrap_or_default();
+        for k in start..end {
             s.push_str(&format!(
                 "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:{:.5},\nmain_seg{k}.mp4?session={id}\n",
-                pdt.to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
+                segment_wall(k, gop).to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
                 gop.as_secs_f64()
             ));
         }
-        typed("application/vnd.apple.mpegurl", s)
+        let mut r = typed("application/vnd.apple.mpegurl", s);
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        r
     } else if file == "main_init.mp4" {
         typed("video/mp4", Bytes::from(fx.init.clone()))
     } else {
@@ -289,12 +336,12 @@ fn media(
             .and_then(|s| s.strip_suffix(".mp4"))
             .and_then(|s| s.parse().ok());
         match k {
-            Some(k) if k < available && k + seg_count(sim) >= available => {
+            Some(k) if (start..end).contains(&k) => {
                 let n = gops.len() as u64;
                 let g = &gops[(k % n) as usize];
                 let samples: Vec<_> = fx.samples[g.clone()].iter().collect();
                 let base = (k / n) * fx.loop_duration + samples[0].dts;
-                typed("video/mp4", fx.fragment(k as u32 + 1, base, &samples))
+                typed("video/mp4", fx.fragment(k as u32, base, &samples))
             }
             _ => return json_error(StatusCode::NOT_FOUND, "segment not found"),
         }

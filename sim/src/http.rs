@@ -160,10 +160,39 @@ pub fn uuid_v4() -> String {
     )
 }
 
-/// The CORS headers of the HLS and WebRTC servers.
-pub fn cors(mut r: Response) -> Response {
+/// Whether a browser origin matches an allowed origin (`*`, exact, or with `*` for any
+/// run of characters, as in `http://*.example.com`).
+fn origin_matches(pattern: &str, origin: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == origin,
+        Some((a, b)) => {
+            origin.len() >= a.len() + b.len() && origin.starts_with(a) && origin.ends_with(b)
+        }
+    }
+}
+
+/// CORS headers of the HLS and WebRTC servers: with `*` allowed, `Access-Control-Allow-
+/// Origin: *`; otherwise the request's `Origin` is echoed when it matches an allowed
+/// origin, and nothing is added when it does not (the browser then refuses the answer).
+pub fn cors_for(mut r: Response, allowed: &[String], req: &axum::http::HeaderMap) -> Response {
+    let origin = req
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let value = if allowed.iter().any(|a| a == "*") {
+        "*".to_string()
+    } else if !origin.is_empty() && allowed.iter().any(|a| origin_matches(a, origin)) {
+        origin.to_string()
+    } else {
+        return r;
+    };
     let h = r.headers_mut();
-    h.insert("Access-Control-Allow-Origin", "*".parse().unwrap());
-    h.insert("Access-Control-Allow-Credentials", "true".parse().unwrap());
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        h.insert("Access-Control-Allow-Origin", v);
+    }
+    h.insert(
+        "Access-Control-Allow-Credentials",
+        HeaderValue::from_static("true"),
+    );
     r
 }

@@ -37,6 +37,7 @@ mod readers;
 mod recorder;
 mod recordpath;
 mod regex;
+mod rtc;
 mod servers;
 mod sim;
 mod watcher;
@@ -124,14 +125,17 @@ async fn run(arg: Option<String>, t0: std::time::Instant) -> i32 {
     let (memory_rate, memory_rx) =
         tokio::sync::watch::channel(faults.get().memory_grow_mib_per_sec);
     let (server_changes, server_rx) = tokio::sync::mpsc::unbounded_channel();
+    let live = Arc::new(mp4::Fixture::load_live().expect("the committed live fixture parses"));
     let sim = Arc::new(sim::Sim {
         fixture,
+        live,
         started: chrono::Local::now(),
         faults,
         state: Mutex::new(sim::State {
             conf,
             paths: Default::default(),
             hls: Default::default(),
+            webrtc: Default::default(),
             bound: Default::default(),
         }),
         reload_lock: Default::default(),

@@ -1,10 +1,11 @@
-//! The readers' registries: HLS muxers and sessions, as the control API, metrics and
-//! the HLS server see them.
+//! The readers' registries: HLS muxers and sessions and WebRTC sessions, as the control
+//! API, metrics and the HLS and WebRTC servers see them.
 
 use crate::config::Conf;
 use crate::http::go_time;
 use chrono::{DateTime, Local};
 use serde_json::{json, Value};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 /// A reader session expires this long after its last request.
@@ -15,7 +16,6 @@ pub struct Muxer {
     /// Created by `hlsAlwaysRemux`: never closed for inactivity.
     pub always: bool,
     pub created: DateTime<Local>,
-    pub created_at: Instant,
     pub last_request: DateTime<Local>,
     pub last_at: Instant,
     pub outbound: u64,
@@ -58,7 +58,6 @@ impl HlsState {
                 path: name.to_string(),
                 always: true,
                 created: now,
-                created_at: Instant::now(),
                 last_request: now,
                 last_at: Instant::now(),
                 outbound: 0,
@@ -148,5 +147,85 @@ pub fn muxer_config_error(conf: &Conf) -> Option<String> {
         (count < 7).then(|| "Low-Latency HLS requires at least 7 segments".to_string())
     } else {
         (count < 3).then(|| "The minimum number of HLS segments is 3".to_string())
+    }
+}
+
+/// A WHEP session as `/v3/webrtcsessions` and metrics show it. The media engine owns
+/// it while the session lives and updates the counters; the registry only keeps a weak
+/// reference, so a closed session disappears from every list.
+#[derive(Debug, Default)]
+pub struct WebRtcSession {
+    pub id: String,
+    /// The secret of the session URL (`Location: /NAME/whep/SECRET`).
+    pub secret: String,
+    pub created: Option<DateTime<Local>>,
+    pub remote: String,
+    pub path: String,
+    pub query: String,
+    pub user_agent: String,
+    pub established: bool,
+    pub local_candidate: String,
+    pub remote_candidate: String,
+    pub inbound_bytes: u64,
+    pub outbound_bytes: u64,
+    pub outbound_packets: u64,
+    pub frames_sent: u64,
+    /// Kicked through the API: the engine closes it.
+    pub kicked: bool,
+}
+
+impl WebRtcSession {
+    pub fn json(&self) -> Value {
+        json!({"id": self.id, "created": self.created.as_ref().map(go_time),
+            "remoteAddr": self.remote, "peerConnectionEstablished": self.established,
+            "localCandidate": self.local_candidate, "remoteCandidate": self.remote_candidate,
+            "state": "read", "path": self.path, "query": self.query, "user": "",
+            "userAgent": self.user_agent, "inboundBytes": self.inbound_bytes,
+            "inboundRTPPackets": 0, "inboundRTPPacketsLost": 0, "inboundRTPPacketsJitter": 0.0,
+            "inboundRTCPPackets": 0, "outboundBytes": self.outbound_bytes,
+            "outboundRTPPackets": self.outbound_packets, "outboundRTCPPackets": 0,
+            "outboundFramesDiscarded": 0, "bytesReceived": self.inbound_bytes,
+            "bytesSent": self.outbound_bytes, "rtpPacketsReceived": 0,
+            "rtpPacketsSent": self.outbound_packets, "rtpPacketsLost": 0,
+            "rtpPacketsJitter": 0.0, "rtcpPacketsReceived": 0, "rtcpPacketsSent": 0})
+    }
+}
+
+/// Live WHEP sessions, in creation order.
+#[derive(Default)]
+pub struct WebRtcSessions {
+    list: Vec<Weak<Mutex<WebRtcSession>>>,
+}
+
+impl WebRtcSessions {
+    pub fn add(&mut self, s: &Arc<Mutex<WebRtcSession>>) {
+        self.list.retain(|w| w.strong_count() > 0);
+        self.list.push(Arc::downgrade(s));
+    }
+
+    pub fn live(&mut self) -> Vec<Arc<Mutex<WebRtcSession>>> {
+        self.list.retain(|w| w.strong_count() > 0);
+        self.list.iter().filter_map(Weak::upgrade).collect()
+    }
+
+    pub fn find(
+        &mut self,
+        f: impl Fn(&WebRtcSession) -> bool,
+    ) -> Option<Arc<Mutex<WebRtcSession>>> {
+        self.live().into_iter().find(|s| f(&s.lock().unwrap()))
+    }
+
+    /// Sessions reading a path: (readers as API JSON, bytes sent to them).
+    pub fn readers(&mut self, name: &str) -> (Vec<Value>, u64) {
+        let mut out = 0;
+        let mut v = Vec::new();
+        for s in self.live() {
+            let s = s.lock().unwrap();
+            if s.path == name {
+                out += s.outbound_bytes;
+                v.push(json!({"type": "webRTCSession", "id": s.id}));
+            }
+        }
+        (v, out)
     }
 }

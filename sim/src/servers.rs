@@ -66,7 +66,7 @@ async fn start_one(
             "metrics" => crate::metrics::router(sim.clone()),
             "playback" => crate::playback::router(sim.clone()),
             "hls" => crate::hls::router(sim.clone()),
-            _ => crate::webrtc::router(sim.clone()),
+            _ => crate::webrtc::router(sim.clone())?,
         };
         tokio::spawn(async move {
             let _ = axum::serve(

@@ -10,7 +10,7 @@ use crate::config::{self, is_regexp_name, Conf, RECORD_KEYS};
 use crate::faults::{CameraMode, FaultStore};
 use crate::log::{debug, error, info};
 use crate::mp4::Fixture;
-use crate::readers::HlsState;
+use crate::readers::{HlsState, WebRtcSessions};
 use crate::recorder::{RecStatus, Recorder};
 use chrono::{DateTime, Local};
 use serde_json::{Map, Value};
@@ -30,6 +30,8 @@ pub const CONNECT_TIME: Duration = Duration::from_millis(500);
 
 pub struct Sim {
     pub fixture: Arc<Fixture>,
+    /// The live view's media (WebRTC and HLS).
+    pub live: Arc<Fixture>,
     pub started: DateTime<Local>,
     pub faults: FaultStore,
     pub state: Mutex<State>,
@@ -76,6 +78,7 @@ pub struct State {
     pub conf: Conf,
     pub paths: BTreeMap<String, PathHandle>,
     pub hls: HlsState,
+    pub webrtc: WebRtcSessions,
     /// Addresses actually bound, by server name (`api`, `metrics`, ...).
     pub bound: BTreeMap<&'static str, SocketAddr>,
 }
