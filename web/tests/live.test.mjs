@@ -40,6 +40,10 @@ describe('live view from the stand-in', { skip: skip || false }, () => {
       return s.framesDecoded >= s1.framesDecoded + 25 && s;
     }, 5000);
     assert.ok(s2.framesDecoded > s1.framesDecoded);
+    // The burned-in frame number maps to the wall clock: what the page shows was made
+    // less than a second ago.
+    const l = await page.evaluate(() => measureLatency());
+    assert.ok(l.latencyMs > -200 && l.latencyMs < 1000, JSON.stringify(l));
     // The session is listed by the control API while it plays.
     const list = await (await fetch(`${sim.api}/v3/webrtcsessions/list`)).json();
     assert.equal(list.itemCount, 1);
@@ -60,5 +64,11 @@ describe('live view from the stand-in', { skip: skip || false }, () => {
     }, 6000);
     const s = await page.evaluate(() => hlsState());
     assert.ok(s.playingDate > 0, 'EXT-X-PROGRAM-DATE-TIME gives hls.playingDate');
+    // The program date-time and the burned-in clock agree (within a second).
+    const m = await page.evaluate(async () => {
+      const l = await measureLatency();
+      return { ...l, pdtLatency: Date.now() - hls.playingDate.getTime() };
+    });
+    assert.ok(Math.abs(m.latencyMs - m.pdtLatency) < 1000, JSON.stringify(m));
   });
 });
