@@ -429,7 +429,7 @@ fn s10_hls_302_then_404_or_playlist() {
     assert!(
         mv.starts_with("#EXTM3U\n")
             && mv.contains("CODECS=\"avc1.")
-            && mv.contains("RESOLUTION=320x180")
+            && mv.contains("RESOLUTION=640x360")
     );
     let media_uri = mv
         .lines()
