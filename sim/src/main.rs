@@ -121,14 +121,20 @@ async fn run(arg: Option<String>, t0: std::time::Instant) -> i32 {
             return 1;
         }
     };
-    let fixture = Arc::new(mp4::Fixture::load().expect("the committed fixture parses"));
+    let live_recordings = std::env::var("MTXSIM_LIVE_RECORDINGS").is_ok_and(|v| v == "1");
     let (memory_rate, memory_rx) =
         tokio::sync::watch::channel(faults.get().memory_grow_mib_per_sec);
     let (server_changes, server_rx) = tokio::sync::mpsc::unbounded_channel();
     let live = Arc::new(mp4::Fixture::load_live().expect("the committed live fixture parses"));
+    let fixture = if live_recordings {
+        live.clone()
+    } else {
+        Arc::new(mp4::Fixture::load().expect("the committed fixture parses"))
+    };
     let sim = Arc::new(sim::Sim {
         fixture,
         live,
+        live_recordings,
         started: chrono::Local::now(),
         faults,
         state: Mutex::new(sim::State {

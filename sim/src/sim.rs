@@ -32,6 +32,10 @@ pub struct Sim {
     pub fixture: Arc<Fixture>,
     /// The live view's media (WebRTC and HLS).
     pub live: Arc<Fixture>,
+    /// `MTXSIM_LIVE_RECORDINGS=1`: cameras "send" the live fixture aligned to the wall
+    /// clock (then `fixture` is `live`), so recordings show the same burned-in clock as
+    /// the live view.
+    pub live_recordings: bool,
     pub started: DateTime<Local>,
     pub faults: FaultStore,
     pub state: Mutex<State>,
@@ -408,8 +412,21 @@ async fn run_ready(
 ) -> Outcome {
     let name = &sh.name;
     let fx = sim.fixture.clone();
-    let wall0 = Local::now();
+    let mut wall0 = Local::now();
     let t0 = Instant::now();
+    // With live recordings the camera's frames follow the wall clock: the first sample is
+    // the frame of this moment, and media time 0 is that frame's wall time.
+    let mut next: u64 = 0;
+    if sim.live_recordings {
+        let fps = fx.fps();
+        let frame = (wall0.timestamp_micros().max(0) as f64 / 1e6 * fps) as u64;
+        next = frame;
+        let at = chrono::DateTime::from_timestamp_micros((frame as f64 / fps * 1e6) as i64);
+        if let Some(at) = at {
+            wall0 = at.with_timezone(&Local);
+        }
+    }
+    let base = fx.sample_at(next).1;
     {
         let mut st = sh.status.lock().unwrap();
         st.ready_time = Some(wall0);
@@ -441,7 +458,6 @@ async fn run_ready(
     };
     let mut ticker = tokio::time::interval(period(&pc));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut next: u64 = 0;
     let mut last_data = t0;
     let mut silent = false;
     let ts = fx.timescale as f64;
@@ -470,7 +486,7 @@ async fn run_ready(
                     break Outcome::Failed("TCP timeout".into());
                 }
                 // Nothing arrives: skip the samples of this interval.
-                while fx.sample_at(next).1 <= target {
+                while fx.sample_at(next).1 - base <= target {
                     next += 1;
                 }
                 if let Some(r) = rec.as_mut() {
@@ -483,8 +499,9 @@ async fn run_ready(
                 silent = camera.is_some();
                 last_data = now;
                 let mut bytes = 0u64;
-                while fx.sample_at(next).1 <= target {
+                while fx.sample_at(next).1 - base <= target {
                     let (s, dts) = fx.sample_at(next);
+                    let dts = dts - base;
                     bytes += s.data.len() as u64;
                     if let Some(r) = rec.as_mut() {
                         if stalled {
