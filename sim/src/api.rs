@@ -1,4 +1,4 @@
-//! Control API v3 (NOTES.md §a), routed by hand so that unknown routes, wrong methods and
+//! Control API v3 (docs/mediamtx.md, control API), routed by hand so that unknown routes, wrong methods and
 //! HEAD all get gin's plain-text `404 page not found`, as MediaMTX does.
 
 use crate::config::{self, check_path_name, Conf};

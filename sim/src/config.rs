@@ -1,5 +1,5 @@
 //! The configuration model: MediaMTX's YAML keys, their defaults, strict parsing and the
-//! validation rules of NOTES.md §d.
+//! validation rules (docs/mediamtx.md, recording).
 //!
 //! The config is kept as JSON maps (one for global keys, one for `pathDefaults`, one per
 //! `paths` entry holding only the keys the entry sets), because the control API reads and
@@ -251,7 +251,7 @@ const DURATION_KEYS: &[&str] = &[
     "runOnDemandCloseAfter",
 ];
 
-/// Path keys whose change only restarts the recorder (NOTES.md §f); `forward` and the
+/// Path keys whose change only restarts the recorder (docs/mediamtx.md, config reload); `forward` and the
 /// runtime-adjustable `rpiCamera*` keys are hot as well but have no effect in the sim.
 pub const RECORD_KEYS: &[&str] = &[
     "record",
@@ -264,7 +264,7 @@ pub const RECORD_KEYS: &[&str] = &[
     "forward",
 ];
 
-/// Global keys whose change restarts the path manager, hence every path (NOTES.md §f).
+/// Global keys whose change restarts the path manager, hence every path (docs/mediamtx.md, config reload).
 const PATH_MANAGER_KEYS: &[&str] = &[
     "logLevel",
     "logDestinations",
@@ -381,7 +381,7 @@ pub fn check_path_name(name: &str) -> Result<(), String> {
 
 impl Conf {
     /// Parses a YAML document, applies the `RTSP_*`/`MTX_*` environment overrides of the
-    /// process (NOTES.md §k), and validates the result. Used at startup and on reloads.
+    /// process (docs/mediamtx.md, process), and validates the result. Used at startup and on reloads.
     pub fn load(text: &str) -> Result<Conf, String> {
         let mut c = Conf::parse(text)?;
         c.apply_env(std::env::vars())?;

@@ -1,4 +1,4 @@
-//! The HLS server (NOTES.md §i).
+//! The HLS server (docs/mediamtx.md, HLS).
 //!
 //! HLS is served as the `fmp4` variant whatever `hlsVariant` says: a multivariant
 //! playlist, a media playlist with a sliding window of 1 s segments (one fixture GOP

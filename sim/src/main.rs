@@ -1,7 +1,7 @@
 //! `mediamtx-sim`: a stand-in for MediaMTX v1.20.1, for vms-supervisor's tests.
 //!
 //! It is started as MediaMTX is (`mediamtx-sim /abs/path/mediamtx.yml`) and behaves as
-//! `shared/reference/mediamtx/NOTES.md` describes, with simulated cameras and real fMP4
+//! `docs/mediamtx.md` describes, with simulated cameras and real fMP4
 //! recordings made from a committed fixture. Module map:
 //!
 //! * `config`: the YAML keys, defaults, strict parsing and validation;

@@ -1,4 +1,4 @@
-//! Metrics (NOTES.md §c): MediaMTX's own text format, no prefix, no HELP/TYPE, sorted
+//! Metrics (docs/mediamtx.md, metrics): MediaMTX's own text format, no prefix, no HELP/TYPE, sorted
 //! labels, `# Title` headers, unlabelled zero lines for empty lists.
 
 use crate::http::{plain_404, query_map};

@@ -1,4 +1,4 @@
-//! Playback server (NOTES.md §h): `/list` of recorded spans and `/get` of a time range,
+//! Playback server (docs/mediamtx.md, playback): `/list` of recorded spans and `/get` of a time range,
 //! built from the segment files on disk. `/get` is cut at part (fragment) granularity.
 
 use crate::config;

@@ -135,7 +135,7 @@ impl HlsState {
     }
 }
 
-/// gohlslib checks the segment count only when a muxer is created (ADDENDA.md 4): the
+/// gohlslib checks the segment count only when a muxer is created (docs/mediamtx.md, HLS): the
 /// config loads, and HLS then never works.
 pub fn muxer_config_error(conf: &Conf) -> Option<String> {
     let count = conf

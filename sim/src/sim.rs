@@ -1,5 +1,5 @@
 //! The simulated server: the current config, the path objects and their sources, and the
-//! reload logic of NOTES.md §f.
+//! reload logic (docs/mediamtx.md, config reload).
 //!
 //! Each path object with a static source has one task that plays the camera: it connects
 //! (0.5 s), then ticks once per second (or per `recordPartDuration` when recording) to

@@ -1,4 +1,4 @@
-//! Config file watching (NOTES.md §f): inotify on the parent directory; a Write, Create or
+//! Config file watching (docs/mediamtx.md, config reload): inotify on the parent directory; a Write, Create or
 //! MovedTo of the file's name triggers a reload 10 ms later, unless it comes less than
 //! 1 s after the previous reload, in which case it is dropped (not deferred).
 

@@ -1,4 +1,4 @@
-//! The WebRTC server (NOTES.md §j): WHEP sessions (`POST /NAME/whep`, trickle ICE with
+//! The WebRTC server (docs/mediamtx.md, WebRTC): WHEP sessions (`POST /NAME/whep`, trickle ICE with
 //! `PATCH`, `DELETE`), the preflight `OPTIONS`, and the reader page. The media itself is
 //! the `rtc` engine's.
 
