@@ -240,7 +240,15 @@ async fn run(
     let mut buf = vec![0u8; 2000];
     loop {
         sessions.retain(|_, s| s.drive(&sock));
-        let next_frame = instant_of(frame_time(last_frame + 1, fps));
+        if sessions.is_empty() {
+            // Idle: no frame clock, wait for a session.
+            last_frame = current_frame(fps);
+        }
+        let next_frame = if sessions.is_empty() {
+            Instant::now() + Duration::from_secs(3600)
+        } else {
+            instant_of(frame_time(last_frame + 1, fps))
+        };
         let wake = sessions
             .values()
             .map(|s| s.timeout)
