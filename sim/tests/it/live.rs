@@ -277,9 +277,10 @@ fn hls_playlists_follow_the_wall_clock() {
     .unwrap();
     let waited = t0.elapsed();
     assert_eq!(r.status, 200);
-    // Two complete 2 s segments after the next keyframe: between 4 and 6 s.
+    // Two complete 2 s segments after the next keyframe: between 4 and 6 s (+ slack for
+    // a loaded machine).
     assert!(
-        waited >= Duration::from_millis(3900) && waited < Duration::from_millis(6500),
+        waited >= Duration::from_millis(3900) && waited < Duration::from_millis(8000),
         "{waited:?}"
     );
     assert_eq!(r.headers["cache-control"], "private, no-cache");
