@@ -1,10 +1,10 @@
-//! Control API v3 (NOTES.md §a), routed by hand so that unknown routes, wrong methods and
+//! Control API v3 (docs/mediamtx.md, control API), routed by hand so that unknown routes, wrong methods and
 //! HEAD all get gin's plain-text `404 page not found`, as MediaMTX does.
 
 use crate::config::{self, check_path_name, Conf};
+use crate::http::{go_time, json, json_error, json_ok, parse_time, plain_404, query_map};
 use crate::log::info;
 use crate::recordpath;
-use crate::servers::{go_time, json, json_error, json_ok, parse_time, plain_404, query_map};
 use crate::sim::{PathShared, Sim};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
@@ -72,7 +72,7 @@ async fn handle(
             .into_response();
     }
     let q = query_map(uri.query());
-    let path = crate::servers::path_decode(uri.path());
+    let path = crate::http::path_decode(uri.path());
     let mut r = match route(&sim, &method, &path, &q, &body).await {
         Ok(r) | Err(r) => r,
     };
@@ -273,13 +273,31 @@ async fn route(
             };
         }
     }
+    if conf.bool("webrtc") {
+        if get && path == "/v3/webrtcsessions/list" {
+            let items = sim.state.lock().unwrap().webrtc.live();
+            return paginate(q, items.iter().map(|s| s.lock().unwrap().json()).collect());
+        }
+        let get_id = name_after!("/v3/webrtcsessions/get/").filter(|_| get);
+        let kick_id = name_after!("/v3/webrtcsessions/kick/").filter(|_| method == Method::POST);
+        if let Some(id) = get_id.or(kick_id) {
+            check_uuid(id)?;
+            let s = sim.state.lock().unwrap().webrtc.find(|s| s.id == id);
+            let s = s.ok_or_else(|| not_found("session not found"))?;
+            let mut s = s.lock().unwrap();
+            if kick_id.is_some() {
+                s.kicked = true;
+                return Ok(json_ok());
+            }
+            return Ok(json(&s.json()));
+        }
+    }
     // Servers the sim has no sessions for: empty lists, and 404 for any id.
     for (enabled, prefix) in [
         (conf.bool("rtsp"), "/v3/rtspconns/"),
         (conf.bool("rtsp"), "/v3/rtspsessions/"),
         (conf.bool("rtmp"), "/v3/rtmpconns/"),
         (conf.bool("srt"), "/v3/srtconns/"),
-        (conf.bool("webrtc"), "/v3/webrtcsessions/"),
     ] {
         let Some(rest) = path.strip_prefix(prefix).filter(|_| enabled) else {
             continue;
@@ -364,7 +382,7 @@ async fn mutate(sim: &Arc<Sim>, f: impl FnOnce(&mut Conf) -> Result<(), String>)
     })?;
     c.validate().map_err(bad)?;
     info!("reloading configuration (API request)");
-    if let Err(e) = sim.apply(c).await {
+    if let Err(e) = sim.reload(c).await {
         // Like MediaMTX: the change was accepted, re-creating a resource failed: exit 0.
         crate::log::error!("{e}");
         sim.request_exit(0);
@@ -497,7 +515,11 @@ pub fn path_json(sim: &Sim, p: &PathShared) -> PathJson {
     };
     let fx = &sim.fixture;
     let (readers, outbound) = if ready {
-        sim.state.lock().unwrap().hls.readers(&p.name)
+        let mut st = sim.state.lock().unwrap();
+        let (mut r, o) = st.hls.readers(&p.name);
+        let (w, wo) = st.webrtc.readers(&p.name);
+        r.extend(w);
+        (r, o + wo)
     } else {
         (vec![], 0)
     };

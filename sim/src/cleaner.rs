@@ -1,4 +1,4 @@
-//! `recordDeleteAfter` (NOTES.md §d): at startup, then every min(30 min, deleteAfter/2),
+//! `recordDeleteAfter` (docs/mediamtx.md, recording): at startup, then every min(30 min, deleteAfter/2),
 //! delete the segments of every configured path whose start time (from the file name) is
 //! older than now − deleteAfter, then remove empty directories under the fixed prefix.
 //! A config change re-creates the cleaner in MediaMTX; here it runs a pass at once.

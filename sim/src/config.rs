@@ -1,5 +1,5 @@
 //! The configuration model: MediaMTX's YAML keys, their defaults, strict parsing and the
-//! validation rules of NOTES.md §d.
+//! validation rules (docs/mediamtx.md, recording).
 //!
 //! The config is kept as JSON maps (one for global keys, one for `pathDefaults`, one per
 //! `paths` entry holding only the keys the entry sets), because the control API reads and
@@ -251,7 +251,7 @@ const DURATION_KEYS: &[&str] = &[
     "runOnDemandCloseAfter",
 ];
 
-/// Path keys whose change only restarts the recorder (NOTES.md §f); `forward` and the
+/// Path keys whose change only restarts the recorder (docs/mediamtx.md, config reload); `forward` and the
 /// runtime-adjustable `rpiCamera*` keys are hot as well but have no effect in the sim.
 pub const RECORD_KEYS: &[&str] = &[
     "record",
@@ -264,7 +264,7 @@ pub const RECORD_KEYS: &[&str] = &[
     "forward",
 ];
 
-/// Global keys whose change restarts the path manager, hence every path (NOTES.md §f).
+/// Global keys whose change restarts the path manager, hence every path (docs/mediamtx.md, config reload).
 const PATH_MANAGER_KEYS: &[&str] = &[
     "logLevel",
     "logDestinations",
@@ -289,7 +289,7 @@ struct Defaults {
 fn defaults() -> &'static Defaults {
     static D: OnceLock<Defaults> = OnceLock::new();
     D.get_or_init(|| {
-        let v: Value = serde_yaml::from_str(DEFAULTS_YAML).expect("embedded defaults");
+        let v: Value = serde_norway::from_str(DEFAULTS_YAML).expect("embedded defaults");
         let mut global = v.as_object().expect("map").clone();
         let path = match global.remove("pathDefaults") {
             Some(Value::Object(m)) => m,
@@ -381,7 +381,7 @@ pub fn check_path_name(name: &str) -> Result<(), String> {
 
 impl Conf {
     /// Parses a YAML document, applies the `RTSP_*`/`MTX_*` environment overrides of the
-    /// process (NOTES.md §k), and validates the result. Used at startup and on reloads.
+    /// process (docs/mediamtx.md, process), and validates the result. Used at startup and on reloads.
     pub fn load(text: &str) -> Result<Conf, String> {
         let mut c = Conf::parse(text)?;
         c.apply_env(std::env::vars())?;
@@ -434,7 +434,7 @@ impl Conf {
         let doc: Value = if text.trim().is_empty() {
             Value::Object(Map::new())
         } else {
-            serde_yaml::from_str::<Value>(text).map_err(|e| e.to_string())?
+            serde_norway::from_str::<Value>(text).map_err(|e| e.to_string())?
         };
         let mut top = match doc {
             Value::Object(m) => m,
@@ -555,6 +555,19 @@ impl Conf {
 
     pub fn str(&self, key: &str) -> &str {
         self.global.get(key).and_then(Value::as_str).unwrap_or("")
+    }
+
+    /// A list of strings (`hlsAllowOrigins: ['*']`); a plain string is a one-item list.
+    pub fn str_list(&self, key: &str) -> Vec<String> {
+        match self.global.get(key) {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+            Some(Value::String(s)) => vec![s.clone()],
+            _ => vec![],
+        }
     }
 
     pub fn duration(&self, key: &str) -> Duration {
@@ -840,7 +853,7 @@ mod tests {
             "/../tests/fixtures/mediamtx/mediamtx.yml"
         );
         let text = std::fs::read_to_string(path).unwrap();
-        let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let v: serde_norway::Value = serde_norway::from_str(&text).unwrap();
         let m = v.as_mapping().unwrap();
         let mut global: Vec<String> = m
             .keys()

@@ -2,8 +2,8 @@
 //! from the fake MediaMTX API so that it keeps answering when that one is hung.
 
 use crate::faults::{CameraMode, Faults, WhepMode};
+use crate::http::{json, json_error, plain_404, query_map};
 use crate::log::info;
-use crate::servers::{json, json_error, plain_404, query_map};
 use crate::sim::Sim;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -84,12 +84,23 @@ async fn handle(State(sim): State<Arc<Sim>>, method: Method, uri: Uri, body: Byt
             let mode = match q.get("mode").map(String::as_str) {
                 Some("fail") => WhepMode::Fail,
                 Some("hang") => WhepMode::Hang,
+                Some("not_found") => WhepMode::NotFound,
+                Some("no_ice") => WhepMode::NoIce,
+                Some("no_media") => WhepMode::NoMedia,
+                Some("no_stack") => WhepMode::NoStack,
                 Some("default") | None => WhepMode::Default,
                 Some(m) => return bad(&format!("unknown mode '{m}'")),
             };
             sim.faults.update(|f| f.whep = mode);
             ok(&sim)
         }
+        (Method::POST, "/stream/freeze") => match q.get("after_secs").map(|v| v.parse::<u64>()) {
+            Some(Ok(n)) => {
+                sim.faults.update(|f| f.stream_freeze_after_secs = n);
+                ok(&sim)
+            }
+            _ => bad("after_secs must be a non-negative integer"),
+        },
         _ if post => per_path(&sim, path, &q).unwrap_or_else(plain_404),
         _ => plain_404(),
     };

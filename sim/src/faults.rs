@@ -18,15 +18,23 @@ pub enum CameraMode {
 
 /// What `POST /NAME/whep` does on a ready path.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum WhepMode {
-    /// 400 `the sim has no WebRTC stack`.
+    /// A real WebRTC session that plays the live stream.
     #[default]
     Default,
     /// 500 JSON error.
     Fail,
     /// Never answers.
     Hang,
+    /// 404 `no stream is available`, as for a path that is not ready.
+    NotFound,
+    /// 201 with an answer whose only candidate is a closed port: ICE never connects.
+    NoIce,
+    /// ICE and DTLS connect, no frame is ever sent (a black video).
+    NoMedia,
+    /// 400 `the sim has no WebRTC stack` (the sim's answer before it had one).
+    NoStack,
 }
 
 /// The whole fault document (`GET/PUT /faults`, and the `MTXSIM_FAULTS` file).
@@ -48,6 +56,9 @@ pub struct Faults {
     /// The next file-triggered reload makes the process exit 0 (as an invalid reload).
     pub reload_fatal: bool,
     pub whep: WhepMode,
+    /// Live streams (WebRTC sessions, HLS muxers) freeze this many seconds after their
+    /// first frame / creation (0: never).
+    pub stream_freeze_after_secs: u64,
     /// Memory growth rate; the memory really allocated is not persisted.
     pub memory_grow_mib_per_sec: u64,
 }

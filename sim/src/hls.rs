@@ -1,227 +1,29 @@
-//! HLS (NOTES.md §i) and WebRTC/WHEP (§j) servers.
+//! The HLS server (docs/mediamtx.md, HLS).
 //!
 //! HLS is served as the `fmp4` variant whatever `hlsVariant` says: a multivariant
 //! playlist, a media playlist with a sliding window of 1 s segments (one fixture GOP
 //! each), an init segment and the segments, all built from the fixture. The first request
 //! of a muxer blocks until two segments exist, as gohlslib does for fmp4.
 
-use crate::faults::WhepMode;
-use crate::servers::{go_time, json_error, plain_404, query_map};
-use crate::sim::Sim;
-use axum::body::{Body, Bytes};
+use crate::http::{cors_for, json_error, plain_404, query_map, typed, uuid_v4};
+use crate::readers::{muxer_config_error, Muxer, Session};
+use crate::sim::{Check, Sim};
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use chrono::{DateTime, Local};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A reader session expires this long after its last request.
-const SESSION_TTL: Duration = Duration::from_secs(30);
 /// Segments the muxer must have before the first playlist is answered (fmp4).
 const FIRST_SEGMENTS: u64 = 2;
 
-struct Muxer {
-    path: String,
-    /// Created by `hlsAlwaysRemux`: never closed for inactivity.
-    always: bool,
-    created: DateTime<Local>,
-    created_at: Instant,
-    last_request: DateTime<Local>,
-    last_at: Instant,
-    outbound: u64,
-}
-
-struct Session {
-    id: String,
-    path: String,
-    created: DateTime<Local>,
-    last_at: Instant,
-    remote: String,
-    query: String,
-    user_agent: String,
-    outbound: u64,
-}
-
-#[derive(Default)]
-pub struct HlsState {
-    muxers: Vec<Muxer>,
-    sessions: Vec<Session>,
-    close_after: Option<Duration>,
-}
-
-impl HlsState {
-    fn purge(&mut self) {
-        let now = Instant::now();
-        self.sessions
-            .retain(|s| now.duration_since(s.last_at) < SESSION_TTL);
-        if let Some(ca) = self.close_after {
-            self.muxers
-                .retain(|m| m.always || now.duration_since(m.last_at) < ca);
-        }
-    }
-
-    /// `hlsAlwaysRemux: yes`: a muxer exists as soon as the path is ready.
-    pub fn always_remux(&mut self, name: &str) {
-        if !self.muxers.iter().any(|m| m.path == name) {
-            let now = Local::now();
-            self.muxers.push(Muxer {
-                path: name.to_string(),
-                always: true,
-                created: now,
-                created_at: Instant::now(),
-                last_request: now,
-                last_at: Instant::now(),
-                outbound: 0,
-            });
-        }
-    }
-
-    /// The path became not ready or was closed: its muxer and readers go away.
-    pub fn path_gone(&mut self, name: &str) {
-        self.muxers.retain(|m| m.path != name);
-        self.sessions.retain(|s| s.path != name);
-    }
-
-    /// (readers of a path as API JSON, bytes sent to them).
-    pub fn readers(&mut self, name: &str) -> (Vec<Value>, u64) {
-        self.purge();
-        let mut out = 0;
-        let readers = self
-            .sessions
-            .iter()
-            .filter(|s| s.path == name)
-            .map(|s| {
-                out += s.outbound;
-                json!({"type": "hlsSession", "id": s.id})
-            })
-            .collect();
-        (readers, out)
-    }
-
-    pub fn muxers_json(&mut self) -> Vec<Value> {
-        self.purge();
-        self.muxers
-            .iter()
-            .map(|m| {
-                json!({"path": m.path, "created": go_time(&m.created),
-                "lastRequest": go_time(&m.last_request), "outboundBytes": m.outbound,
-                "outboundFramesDiscarded": 0, "bytesSent": m.outbound})
-            })
-            .collect()
-    }
-
-    pub fn sessions_json(&mut self) -> Vec<Value> {
-        self.purge();
-        self.sessions
-            .iter()
-            .map(|s| {
-                json!({"id": s.id, "created": go_time(&s.created), "remoteAddr": s.remote,
-                "path": s.path, "query": s.query, "user": "", "userAgent": s.user_agent,
-                "isCDN": false, "outboundBytes": s.outbound})
-            })
-            .collect()
-    }
-
-    pub fn kick(&mut self, id: &str) -> bool {
-        let n = self.sessions.len();
-        self.sessions.retain(|s| s.id != id);
-        n != self.sessions.len()
-    }
-
-    /// (id, path, remoteAddr, outbound) of live sessions, for metrics.
-    pub fn session_rows(&mut self) -> Vec<(String, String, String, u64)> {
-        self.purge();
-        self.sessions
-            .iter()
-            .map(|s| (s.id.clone(), s.path.clone(), s.remote.clone(), s.outbound))
-            .collect()
-    }
-
-    pub fn muxer_rows(&mut self) -> Vec<(String, u64)> {
-        self.purge();
-        self.muxers
-            .iter()
-            .map(|m| (m.path.clone(), m.outbound))
-            .collect()
-    }
-}
-
-/// gohlslib checks the segment count only when a muxer is created (ADDENDA.md 4): the
-/// config loads, and HLS then never works.
-pub fn muxer_config_error(conf: &crate::config::Conf) -> Option<String> {
-    let count = conf
-        .global
-        .get("hlsSegmentCount")
-        .and_then(Value::as_u64)
-        .unwrap_or(7);
-    if conf.str("hlsVariant") == "lowLatency" {
-        (count < 7).then(|| "Low-Latency HLS requires at least 7 segments".to_string())
-    } else {
-        (count < 3).then(|| "The minimum number of HLS segments is 3".to_string())
-    }
-}
-
 pub fn router(sim: Arc<Sim>) -> Router {
     Router::new().fallback(handle_hls).with_state(sim)
-}
-
-pub fn webrtc_router(sim: Arc<Sim>) -> Router {
-    Router::new().fallback(handle_webrtc).with_state(sim)
-}
-
-pub fn uuid_v4() -> String {
-    let mut b = [0u8; 16];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut b);
-    }
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
-fn cors(mut r: Response) -> Response {
-    let h = r.headers_mut();
-    h.insert("Access-Control-Allow-Origin", "*".parse().unwrap());
-    h.insert("Access-Control-Allow-Credentials", "true".parse().unwrap());
-    r
-}
-
-fn typed(ct: &'static str, body: impl Into<Body>) -> Response {
-    let mut r = Response::new(body.into());
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, ct.parse().unwrap());
-    r
-}
-
-/// Where a request for a path lands.
-enum Check {
-    NotConfigured,
-    NotReady,
-    Ready,
-}
-
-fn check_path(sim: &Sim, name: &str) -> Check {
-    let conf = sim.conf();
-    if conf.matching_entry(name).is_none() {
-        return Check::NotConfigured;
-    }
-    match sim.path(name) {
-        Some(p) if p.ready() => Check::Ready,
-        _ => Check::NotReady,
-    }
 }
 
 async fn handle_hls(
@@ -231,10 +33,28 @@ async fn handle_hls(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    let origins = sim.conf().str_list("hlsAllowOrigins");
+    if method == Method::OPTIONS && headers.contains_key("access-control-request-method") {
+        let mut r = StatusCode::NO_CONTENT.into_response();
+        let h = r.headers_mut();
+        h.insert(
+            "Access-Control-Allow-Methods",
+            HeaderValue::from_static("OPTIONS, GET"),
+        );
+        h.insert(
+            "Access-Control-Allow-Headers",
+            HeaderValue::from_static("Authorization, Range"),
+        );
+        return cors_for(r, &origins, &headers);
+    }
     if method != Method::GET {
         return plain_404();
     }
-    cors(hls_get(&sim, peer, &uri, &headers).await)
+    cors_for(
+        hls_get(&sim, peer, &uri, &headers).await,
+        &origins,
+        &headers,
+    )
 }
 
 fn seg_count(sim: &Sim) -> u64 {
@@ -275,10 +95,10 @@ async fn hls_get(sim: &Arc<Sim>, peer: SocketAddr, uri: &Uri, headers: &HeaderMa
     let trimmed = path.trim_start_matches('/');
     if let Some((name, file)) = trimmed.rsplit_once('/') {
         if file == "main_stream.m3u8" || file == "main_init.mp4" || file.starts_with("main_seg") {
-            return media(sim, name, file, &q, headers);
+            return media(sim, peer, name, file, &q, headers);
         }
         if file.is_empty() {
-            return match check_path(sim, name) {
+            return match sim.check_path(name) {
                 Check::NotConfigured => json_error(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     &format!("path '{name}' is not configured"),
@@ -311,7 +131,7 @@ async fn multivariant(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Response {
-    match check_path(sim, name) {
+    match sim.check_path(name) {
         Check::NotConfigured => {
             return json_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -344,7 +164,6 @@ async fn multivariant(
                 path: name.to_string(),
                 always: false,
                 created: now,
-                created_at: Instant::now(),
                 last_request: now,
                 last_at: Instant::now(),
                 outbound: 0,
@@ -364,18 +183,19 @@ async fn multivariant(
                 .to_string(),
             outbound: 0,
         });
-        hls.muxers
-            .iter()
-            .find(|m| m.path == name)
-            .unwrap()
-            .created_at
+        hls.muxers.iter().find(|m| m.path == name).unwrap().created
     };
     let gop = gop_duration(sim);
-    tokio::time::sleep_until((created_at + gop * FIRST_SEGMENTS as u32).into()).await;
-    if !matches!(check_path(sim, name), Check::Ready) {
+    let first = first_segment(created_at, gop);
+    // The first playlist is answered once FIRST_SEGMENTS segments are complete.
+    let ready_at = segment_wall(first + FIRST_SEGMENTS, gop);
+    if let Ok(wait) = (ready_at - Local::now()).to_std() {
+        tokio::time::sleep(wait).await;
+    }
+    if !matches!(sim.check_path(name), Check::Ready) {
         return json_error(StatusCode::INTERNAL_SERVER_ERROR, "terminated");
     }
-    let fx = &sim.fixture;
+    let fx = &sim.live;
     let bw = fx.bitrate;
     let body = format!(
         "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-INDEPENDENT-SEGMENTS\n\n\
@@ -385,7 +205,7 @@ async fn multivariant(
         fx.codec,
         fx.width,
         fx.height,
-        fx.samples.len() as f64 * fx.timescale as f64 / fx.loop_duration as f64,
+        fx.fps(),
     );
     account(sim, name, &id, body.len());
     (
@@ -405,8 +225,25 @@ async fn multivariant(
         .into_response()
 }
 
+/// Segments are numbered by the wall clock: segment `g` holds the GOP that starts at
+/// Unix time `g * gop`, as the cameras' frame clock is aligned to the wall clock (see
+/// `rtc`). A muxer's first segment starts at the first keyframe after its creation.
+fn first_segment(created: DateTime<Local>, gop: Duration) -> u64 {
+    let ms = created.timestamp_millis().max(0) as u64;
+    let g = gop.as_millis().max(1) as u64;
+    ms.div_ceil(g)
+}
+
+/// The wall time at which segment `g` starts.
+fn segment_wall(g: u64, gop: Duration) -> DateTime<Local> {
+    let ms = g * gop.as_millis() as u64;
+    DateTime::from_timestamp_millis(ms as i64)
+        .unwrap_or_default()
+        .with_timezone(&Local)
+}
+
 fn gop_duration(sim: &Sim) -> Duration {
-    let fx = &sim.fixture;
+    let fx = &sim.live;
     let n = fx.gops().len().max(1) as f64;
     Duration::from_secs_f64(fx.loop_duration as f64 / fx.timescale as f64 / n)
 }
@@ -427,6 +264,7 @@ fn account(sim: &Sim, name: &str, id: &str, n: usize) {
 
 fn media(
     sim: &Arc<Sim>,
+    peer: SocketAddr,
     name: &str,
     file: &str,
     q: &std::collections::BTreeMap<String, String>,
@@ -444,41 +282,52 @@ fn media(
     let created_at = {
         let mut st = sim.state.lock().unwrap();
         st.hls.purge();
+        // A session is bound to its path and to the client's IP.
         let ok = id.as_ref().is_some_and(|id| {
-            st.hls
-                .sessions
-                .iter()
-                .any(|s| &s.id == id && s.path == name)
+            st.hls.sessions.iter().any(|s| {
+                &s.id == id
+                    && s.path == name
+                    && s.remote.parse::<SocketAddr>().ok().map(|a| a.ip()) == Some(peer.ip())
+            })
         });
         let muxer = st.hls.muxers.iter().find(|m| m.path == name);
         match (ok, muxer) {
-            (true, Some(m)) => m.created_at,
+            (true, Some(m)) => m.created,
             _ => return json_error(StatusCode::UNAUTHORIZED, "authentication error"),
         }
     };
     let id = id.unwrap();
-    let fx = &sim.fixture;
+    let fx = &sim.live;
     let gops = fx.gops();
     let gop = gop_duration(sim);
-    let available = (created_at.elapsed().as_secs_f64() / gop.as_secs_f64()) as u64;
+    let gop_ms = gop.as_millis().max(1) as u64;
+    let first = first_segment(created_at, gop);
+    // Complete segments: [start, end).
+    let mut end = (Local::now().timestamp_millis().max(0) as u64) / gop_ms;
+    let freeze = sim.faults.get().stream_freeze_after_secs;
+    if freeze > 0 {
+        let until = created_at.timestamp_millis().max(0) as u64 + freeze * 1000;
+        end = end.min(until / gop_ms);
+    }
+    let end = end.max(first);
+    let start = end.saturating_sub(seg_count(sim)).max(first);
     let resp = if file == "main_stream.m3u8" {
-        let first = available.saturating_sub(seg_count(sim));
         let mut s = format!(
-            "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:{}\n#EXT-X-MEDIA-SEQUENCE:{first}\n\
+            "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:{}\n#EXT-X-MEDIA-SEQUENCE:{start}\n\
              #EXT-X-MAP:URI=\"main_init.mp4?session={id}\"\n",
             gop.as_secs_f64().ceil() as u64
         );
-        let t0 =
-            Local::now() - chrono::Duration::from_std(created_at.elapsed()).unwrap_or_default();
-        for k in first..available {
-            let pdt = t0 + chrono::Duration::from_std(gop * k as u32).unwrap_or_default();
+        for k in start..end {
             s.push_str(&format!(
                 "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:{:.5},\nmain_seg{k}.mp4?session={id}\n",
-                pdt.to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
+                segment_wall(k, gop).to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
                 gop.as_secs_f64()
             ));
         }
-        typed("application/vnd.apple.mpegurl", s)
+        let mut r = typed("application/vnd.apple.mpegurl", s);
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        r
     } else if file == "main_init.mp4" {
         typed("video/mp4", Bytes::from(fx.init.clone()))
     } else {
@@ -487,12 +336,12 @@ fn media(
             .and_then(|s| s.strip_suffix(".mp4"))
             .and_then(|s| s.parse().ok());
         match k {
-            Some(k) if k < available && k + seg_count(sim) >= available => {
+            Some(k) if (start..end).contains(&k) => {
                 let n = gops.len() as u64;
                 let g = &gops[(k % n) as usize];
                 let samples: Vec<_> = fx.samples[g.clone()].iter().collect();
                 let base = (k / n) * fx.loop_duration + samples[0].dts;
-                typed("video/mp4", fx.fragment(k as u32 + 1, base, &samples))
+                typed("video/mp4", fx.fragment(k as u32, base, &samples))
             }
             _ => return json_error(StatusCode::NOT_FOUND, "segment not found"),
         }
@@ -502,70 +351,4 @@ fn media(
         .unwrap_or(0);
     account(sim, name, &id, len as usize);
     resp
-}
-
-async fn handle_webrtc(
-    State(sim): State<Arc<Sim>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let path = uri.path().trim_start_matches('/');
-    if let Some(name) = path.strip_suffix("/whep") {
-        return cors(match method {
-            Method::OPTIONS => StatusCode::NO_CONTENT.into_response(),
-            Method::POST => whep(&sim, name, &headers).await,
-            Method::GET | Method::HEAD | Method::PUT => {
-                StatusCode::METHOD_NOT_ALLOWED.into_response()
-            }
-            _ => plain_404(),
-        });
-    }
-    if method != Method::GET {
-        return plain_404();
-    }
-    if let Some(name) = path.strip_suffix('/') {
-        return match check_path(&sim, name) {
-            Check::NotConfigured => json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("path '{name}' is not configured"),
-            ),
-            _ => typed(
-                "text/html",
-                "<!DOCTYPE html><html><body>mediamtx-sim: no WebRTC stack</body></html>",
-            ),
-        };
-    }
-    if !path.is_empty() {
-        return (StatusCode::FOUND, [(header::LOCATION, format!("/{path}/"))]).into_response();
-    }
-    plain_404()
-}
-
-async fn whep(sim: &Arc<Sim>, name: &str, headers: &HeaderMap) -> Response {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if ct.split(';').next().unwrap_or("").trim() != "application/sdp" {
-        return json_error(StatusCode::BAD_REQUEST, "invalid Content-Type");
-    }
-    match check_path(sim, name) {
-        Check::NotConfigured => json_error(
-            StatusCode::BAD_REQUEST,
-            &format!("path '{name}' is not configured"),
-        ),
-        Check::NotReady => json_error(
-            StatusCode::NOT_FOUND,
-            &format!("no stream is available on path '{name}'"),
-        ),
-        Check::Ready => match sim.faults.get().whep {
-            WhepMode::Default => json_error(StatusCode::BAD_REQUEST, "the sim has no WebRTC stack"),
-            WhepMode::Fail => json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "WHEP failure injected by mediamtx-sim",
-            ),
-            WhepMode::Hang => std::future::pending().await,
-        },
-    }
 }

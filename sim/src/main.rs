@@ -1,15 +1,22 @@
 //! `mediamtx-sim`: a stand-in for MediaMTX v1.20.1, for vms-supervisor's tests.
 //!
 //! It is started as MediaMTX is (`mediamtx-sim /abs/path/mediamtx.yml`) and behaves as
-//! `shared/reference/mediamtx/NOTES.md` describes, with simulated cameras and real fMP4
+//! `docs/mediamtx.md` describes, with simulated cameras and real fMP4
 //! recordings made from a committed fixture. Module map:
 //!
 //! * `config`: the YAML keys, defaults, strict parsing and validation;
 //! * `sim`: the path objects, their simulated sources, and reload semantics;
 //! * `recorder`, `mp4`, `recordpath`: the fMP4 recorder, the fixture, segment names;
-//! * `servers` (+ `api`, `metrics`, `playback`, `hls`): the listeners;
+//! * `servers`: the listeners' lifecycle (binds and restarts the routers of `api`,
+//!   `metrics`, `playback`, `hls`, `webrtc`); `http`: the routers' leaf helpers;
+//!   `readers`: HLS muxers and sessions as the API and metrics see them;
 //! * `watcher`: config file watching; `cleaner`: `recordDeleteAfter`;
 //! * `faults`, `control`: fault injection for tests (`MTXSIM_CONTROL`, `MTXSIM_FAULTS`).
+//!
+//! Imports form a DAG (checked by `tests/it/modules.rs`): `log`, `http`, `regex`, `mp4`,
+//! `faults` at the bottom; `config`, `recordpath`, `readers`, `recorder` above them;
+//! `sim` (which returns config changes to its callers instead of restarting listeners);
+//! the routers and `watcher`/`cleaner`; `servers`; `main`.
 
 // HTTP handlers return `Result<Response, Response>` to use `?` for early error answers;
 // the error path is cold, so the size of `Response` does not matter.
@@ -21,16 +28,20 @@ mod config;
 mod control;
 mod faults;
 mod hls;
+mod http;
 mod log;
 mod metrics;
 mod mp4;
 mod playback;
+mod readers;
 mod recorder;
 mod recordpath;
 mod regex;
+mod rtc;
 mod servers;
 mod sim;
 mod watcher;
+mod webrtc;
 
 use log::{error, info, warning};
 use std::net::SocketAddr;
@@ -110,21 +121,31 @@ async fn run(arg: Option<String>, t0: std::time::Instant) -> i32 {
             return 1;
         }
     };
-    let fixture = Arc::new(mp4::Fixture::load().expect("the committed fixture parses"));
+    let live_recordings = std::env::var("MTXSIM_LIVE_RECORDINGS").is_ok_and(|v| v == "1");
     let (memory_rate, memory_rx) =
         tokio::sync::watch::channel(faults.get().memory_grow_mib_per_sec);
+    let (server_changes, server_rx) = tokio::sync::mpsc::unbounded_channel();
+    let live = Arc::new(mp4::Fixture::load_live().expect("the committed live fixture parses"));
+    let fixture = if live_recordings {
+        live.clone()
+    } else {
+        Arc::new(mp4::Fixture::load().expect("the committed fixture parses"))
+    };
     let sim = Arc::new(sim::Sim {
         fixture,
+        live,
+        live_recordings,
         started: chrono::Local::now(),
         faults,
         state: Mutex::new(sim::State {
             conf,
             paths: Default::default(),
             hls: Default::default(),
+            webrtc: Default::default(),
             bound: Default::default(),
         }),
         reload_lock: Default::default(),
-        listeners: Default::default(),
+        server_changes,
         stop: Default::default(),
         exit_code: Mutex::new(0),
         started_flag: Default::default(),
@@ -145,7 +166,7 @@ async fn run(arg: Option<String>, t0: std::time::Instant) -> i32 {
         return 1;
     }
 
-    if let Err(e) = servers::start_all(&sim).await {
+    if let Err(e) = servers::start(&sim, server_rx).await {
         error!("{e}");
         return 1;
     }
@@ -176,7 +197,7 @@ fn serve_control(sim: &Arc<sim::Sim>) -> Result<(), String> {
     let Ok(addr) = std::env::var("MTXSIM_CONTROL") else {
         return Ok(());
     };
-    let l = servers::bind(&addr)?;
+    let l = http::bind(&addr)?;
     let local: SocketAddr = l.local_addr().map_err(|e| e.to_string())?;
     let l = tokio::net::TcpListener::from_std(l).map_err(|e| e.to_string())?;
     log::write_line(

@@ -1,7 +1,7 @@
-//! Metrics (NOTES.md §c): MediaMTX's own text format, no prefix, no HELP/TYPE, sorted
+//! Metrics (docs/mediamtx.md, metrics): MediaMTX's own text format, no prefix, no HELP/TYPE, sorted
 //! labels, `# Title` headers, unlabelled zero lines for empty lists.
 
-use crate::servers::{plain_404, query_map};
+use crate::http::{plain_404, query_map};
 use crate::sim::Sim;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, Method, StatusCode, Uri};
@@ -25,7 +25,7 @@ async fn handle(
         return plain_404();
     }
     if !peer.ip().is_loopback() {
-        return crate::servers::json_error(StatusCode::UNAUTHORIZED, "authentication error");
+        return crate::http::json_error(StatusCode::UNAUTHORIZED, "authentication error");
     }
     let q = query_map(uri.query());
     let body = render(
@@ -78,12 +78,16 @@ pub fn render(sim: &Sim, kind: Option<&str>, path_filter: Option<&str>) -> Strin
                     let rl = labels(&[("name", &p.name), ("readerType", ""), ("state", state)]);
                     let _ = writeln!(o, "paths_readers{rl} 0");
                 } else {
-                    let rl = labels(&[
-                        ("name", &p.name),
-                        ("readerType", "hlsSession"),
-                        ("state", state),
-                    ]);
-                    let _ = writeln!(o, "paths_readers{rl} {nreaders}");
+                    let mut by_type = std::collections::BTreeMap::new();
+                    for r in j["readers"].as_array().into_iter().flatten() {
+                        *by_type
+                            .entry(r["type"].as_str().unwrap_or("").to_string())
+                            .or_insert(0) += 1;
+                    }
+                    for (t, n) in by_type {
+                        let rl = labels(&[("name", &p.name), ("readerType", &t), ("state", state)]);
+                        let _ = writeln!(o, "paths_readers{rl} {n}");
+                    }
                 }
                 let _ = writeln!(o, "paths_inbound_bytes{l} {inb}");
                 let _ = writeln!(o, "paths_outbound_bytes{l} {outb}");
@@ -179,33 +183,69 @@ pub fn render(sim: &Sim, kind: Option<&str>, path_filter: Option<&str>) -> Strin
         o.push_str("# SRT connections\nsrt_conns 0\n\n");
     }
     if conf.bool("webrtc") && show("webrtc_sessions") {
-        o.push_str("# WebRTC sessions\nwebrtc_sessions 0\n");
-        for m in [
-            "inbound_bytes",
-            "inbound_rtp_packets",
-            "inbound_rtp_packets_lost",
-            "inbound_rtp_packets_jitter",
-            "inbound_rtcp_packets",
-            "outbound_bytes",
-            "outbound_rtp_packets",
-            "outbound_rtcp_packets",
-            "outbound_frames_discarded",
-        ] {
-            let _ = writeln!(o, "webrtc_sessions_{m} 0");
-        }
+        let sessions: Vec<_> = sim
+            .state
+            .lock()
+            .unwrap()
+            .webrtc
+            .live()
+            .iter()
+            .map(|s| s.lock().unwrap().json())
+            .collect();
+        let metrics = [
+            ("inbound_bytes", "inboundBytes"),
+            ("inbound_rtp_packets", "inboundRTPPackets"),
+            ("inbound_rtp_packets_lost", "inboundRTPPacketsLost"),
+            ("inbound_rtp_packets_jitter", "inboundRTPPacketsJitter"),
+            ("inbound_rtcp_packets", "inboundRTCPPackets"),
+            ("outbound_bytes", "outboundBytes"),
+            ("outbound_rtp_packets", "outboundRTPPackets"),
+            ("outbound_rtcp_packets", "outboundRTCPPackets"),
+            ("outbound_frames_discarded", "outboundFramesDiscarded"),
+        ];
+        let deprecated = [
+            ("bytes_received", "bytesReceived"),
+            ("bytes_sent", "bytesSent"),
+            ("rtp_packets_received", "rtpPacketsReceived"),
+            ("rtp_packets_sent", "rtpPacketsSent"),
+            ("rtp_packets_lost", "rtpPacketsLost"),
+            ("rtp_packets_jitter", "rtpPacketsJitter"),
+            ("rtcp_packets_received", "rtcpPacketsReceived"),
+            ("rtcp_packets_sent", "rtcpPacketsSent"),
+        ];
+        let block = |o: &mut String, rows: &[(&str, &str)], head: bool| {
+            if sessions.is_empty() {
+                if head {
+                    o.push_str("webrtc_sessions 0\n");
+                }
+                for (m, _) in rows {
+                    let _ = writeln!(o, "webrtc_sessions_{m} 0");
+                }
+                return;
+            }
+            for s in &sessions {
+                let l = labels(&[
+                    ("id", s["id"].as_str().unwrap_or("")),
+                    ("path", s["path"].as_str().unwrap_or("")),
+                    ("remoteAddr", s["remoteAddr"].as_str().unwrap_or("")),
+                    ("state", "read"),
+                ]);
+                if head {
+                    let _ = writeln!(o, "webrtc_sessions{l} 1");
+                }
+                for (m, k) in rows {
+                    let _ = writeln!(
+                        o,
+                        "webrtc_sessions_{m}{l} {}",
+                        s[*k].as_f64().unwrap_or(0.0)
+                    );
+                }
+            }
+        };
+        o.push_str("# WebRTC sessions\n");
+        block(&mut o, &metrics, true);
         o.push_str("\n# WebRTC sessions (deprecated)\n");
-        for m in [
-            "bytes_received",
-            "bytes_sent",
-            "rtp_packets_received",
-            "rtp_packets_sent",
-            "rtp_packets_lost",
-            "rtp_packets_jitter",
-            "rtcp_packets_received",
-            "rtcp_packets_sent",
-        ] {
-            let _ = writeln!(o, "webrtc_sessions_{m} 0");
-        }
+        block(&mut o, &deprecated, false);
         o.push('\n');
     }
     if conf.bool("moq") && show("moq_sessions") {

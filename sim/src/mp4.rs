@@ -6,6 +6,9 @@ use std::ops::Range;
 
 /// The fixture, made by `fixtures/make-fixture.sh` (fragmented MP4, 1 s GOPs).
 const FIXTURE: &[u8] = include_bytes!("../fixtures/fixture.mp4");
+/// The live view's media (WebRTC and HLS): 640x360, 25 fps, a keyframe every 2 s, a
+/// 30 s loop with the loop position burned in (see `fixtures/make-live-fixture.sh`).
+const LIVE_FIXTURE: &[u8] = include_bytes!("../fixtures/live.mp4");
 
 /// One box: its type and byte ranges (whole box, payload).
 #[derive(Clone, Debug)]
@@ -99,11 +102,50 @@ pub struct Fixture {
     pub level: String,
     /// Average bitrate in bit/s.
     pub bitrate: u64,
+    /// SPS and PPS NAL units from `avcC`.
+    pub param_sets: Vec<Vec<u8>>,
+    /// Size of the NAL length prefixes of the samples (`avcC` lengthSizeMinusOne + 1).
+    pub nal_length_size: usize,
 }
 
 impl Fixture {
     pub fn load() -> Result<Fixture, String> {
         Self::parse(FIXTURE)
+    }
+
+    pub fn load_live() -> Result<Fixture, String> {
+        Self::parse(LIVE_FIXTURE)
+    }
+
+    /// Frames per second (the fixture has a constant frame duration).
+    pub fn fps(&self) -> f64 {
+        self.samples.len() as f64 * self.timescale as f64 / self.loop_duration as f64
+    }
+
+    /// A sample as an Annex-B access unit, what RTP packetizers and browsers' WebRTC
+    /// decoders want: every length prefix becomes a start code, and a keyframe is
+    /// preceded by SPS and PPS (a browser given length-prefixed NAL units, or an IDR
+    /// without parameter sets, decodes nothing).
+    pub fn annexb(&self, s: &Sample) -> Vec<u8> {
+        let mut out = Vec::with_capacity(s.data.len() + 64);
+        if s.key {
+            for p in &self.param_sets {
+                out.extend_from_slice(&[0, 0, 0, 1]);
+                out.extend_from_slice(p);
+            }
+        }
+        let d = &self.data[s.data.clone()];
+        let w = self.nal_length_size;
+        let mut i = 0;
+        while i + w <= d.len() {
+            let n = d[i..i + w].iter().fold(0usize, |a, b| a << 8 | *b as usize);
+            i += w;
+            let end = (i + n).min(d.len());
+            out.extend_from_slice(&[0, 0, 0, 1]);
+            out.extend_from_slice(&d[i..end]);
+            i = end;
+        }
+        out
     }
 
     pub fn parse(data: &[u8]) -> Result<Fixture, String> {
@@ -157,6 +199,19 @@ impl Fixture {
             .ok_or("no avcC")?;
         let c = avcc.payload.start;
         let (prof, compat, lvl) = (data[c + 1], data[c + 2], data[c + 3]);
+        let nal_length_size = (data[c + 4] & 3) as usize + 1;
+        let mut param_sets = Vec::new();
+        let mut at = c + 5;
+        for count_mask in [0x1f, 0xff] {
+            let count = (data.get(at).ok_or("short avcC")? & count_mask) as usize;
+            at += 1;
+            for _ in 0..count {
+                let len = be16(data.get(at..at + 2).ok_or("short avcC")?) as usize;
+                at += 2;
+                param_sets.push(data.get(at..at + len).ok_or("short avcC")?.to_vec());
+                at += len;
+            }
+        }
         let codec = format!("avc1.{prof:02x}{compat:02x}{lvl:02x}");
         let profile = match prof {
             66 => "Baseline",
@@ -288,6 +343,8 @@ impl Fixture {
             profile,
             level,
             bitrate,
+            param_sets,
+            nal_length_size,
         })
     }
 
@@ -518,5 +575,48 @@ mod tests {
         let r = Recorded::parse(&file).unwrap();
         assert_eq!(r.parts.len(), 1);
         assert!((r.duration_secs() - 1.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn live_fixture_is_640x360_25fps_with_2s_gops() {
+        let f = Fixture::load_live().unwrap();
+        assert_eq!((f.width, f.height), (640, 360));
+        assert!((f.fps() - 25.0).abs() < 0.01, "{}", f.fps());
+        assert!((f.loop_duration as f64 / f.timescale as f64 - 30.0).abs() < 0.01);
+        assert_eq!(f.gops().len(), 15);
+        assert!(f.gops().iter().all(|g| g.len() == 50));
+    }
+
+    #[test]
+    fn annexb_has_start_codes_and_parameter_sets_before_every_idr() {
+        let f = Fixture::load_live().unwrap();
+        assert_eq!(f.param_sets.len(), 2);
+        assert_eq!(f.param_sets[0][0] & 0x1f, 7, "SPS first");
+        assert_eq!(f.param_sets[1][0] & 0x1f, 8, "PPS second");
+        // NAL unit types in order, split on start codes.
+        let types = |au: &[u8]| -> Vec<u8> {
+            let mut t = Vec::new();
+            let mut i = 0;
+            while i + 4 < au.len() {
+                if au[i..i + 4] == [0, 0, 0, 1] {
+                    t.push(au[i + 4] & 0x1f);
+                    i += 4;
+                } else {
+                    i += 1;
+                }
+            }
+            t
+        };
+        let key = f.annexb(&f.samples[0]);
+        let t = types(&key);
+        assert_eq!(&t[..2], &[7, 8]);
+        assert!(t.contains(&5), "an IDR slice: {t:?}");
+        let p = f.annexb(&f.samples[1]);
+        assert_eq!(&p[..4], &[0, 0, 0, 1]);
+        assert!(!types(&p).contains(&7));
+        // Same payload bytes as the length-prefixed sample, plus the start codes.
+        let s = &f.samples[1];
+        let nals = types(&p).len();
+        assert_eq!(p.len(), s.data.len() - nals * f.nal_length_size + nals * 4);
     }
 }

@@ -1,10 +1,10 @@
-//! Playback server (NOTES.md §h): `/list` of recorded spans and `/get` of a time range,
+//! Playback server (docs/mediamtx.md, playback): `/list` of recorded spans and `/get` of a time range,
 //! built from the segment files on disk. `/get` is cut at part (fragment) granularity.
 
 use crate::config;
+use crate::http::{go_time, json, json_error, parse_time, pct_encode, plain_404, query_map};
 use crate::mp4::{retime_fragment, Recorded};
 use crate::recordpath;
-use crate::servers::{go_time, json, json_error, parse_time, pct_encode, plain_404, query_map};
 use crate::sim::Sim;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};

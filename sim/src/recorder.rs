@@ -1,4 +1,4 @@
-//! The fMP4 recorder of one path (NOTES.md §d): samples are grouped in parts; a part is
+//! The fMP4 recorder of one path (docs/mediamtx.md, recording): samples are grouped in parts; a part is
 //! written straight to the file when the next sample arrives and the part already covers
 //! `recordPartDuration`; the file is created lazily at the first part; a segment ends at
 //! the first keyframe once it has lasted `recordSegmentDuration`; finalizing writes the

@@ -1,5 +1,5 @@
 //! The simulated server: the current config, the path objects and their sources, and the
-//! reload logic of NOTES.md §f.
+//! reload logic (docs/mediamtx.md, config reload).
 //!
 //! Each path object with a static source has one task that plays the camera: it connects
 //! (0.5 s), then ticks once per second (or per `recordPartDuration` when recording) to
@@ -8,11 +8,10 @@
 
 use crate::config::{self, is_regexp_name, Conf, RECORD_KEYS};
 use crate::faults::{CameraMode, FaultStore};
-use crate::hls::HlsState;
 use crate::log::{debug, error, info};
 use crate::mp4::Fixture;
+use crate::readers::{HlsState, WebRtcSessions};
 use crate::recorder::{RecStatus, Recorder};
-use crate::servers::Listeners;
 use chrono::{DateTime, Local};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -31,12 +30,20 @@ pub const CONNECT_TIME: Duration = Duration::from_millis(500);
 
 pub struct Sim {
     pub fixture: Arc<Fixture>,
+    /// The live view's media (WebRTC and HLS).
+    pub live: Arc<Fixture>,
+    /// `MTXSIM_LIVE_RECORDINGS=1`: cameras "send" the live fixture aligned to the wall
+    /// clock (then `fixture` is `live`), so recordings show the same burned-in clock as
+    /// the live view.
+    pub live_recordings: bool,
     pub started: DateTime<Local>,
     pub faults: FaultStore,
     pub state: Mutex<State>,
     /// Serialises config changes (file reloads and API changes).
     pub reload_lock: tokio::sync::Mutex<()>,
-    pub listeners: tokio::sync::Mutex<Listeners>,
+    /// Where config changes that touch server keys are sent; the listener code
+    /// (`servers`) owns the receiving end and answers when it has acted.
+    pub server_changes: tokio::sync::mpsc::UnboundedSender<ServerRequest>,
     /// Cancelled to stop the process; `exit_code` says with which code.
     pub stop: CancellationToken,
     pub exit_code: Mutex<i32>,
@@ -50,10 +57,32 @@ pub struct Sim {
     pub memory_rate: tokio::sync::watch::Sender<u64>,
 }
 
+/// What a config change means for the listeners: the old and new config, and whether
+/// every server restarts (a path-manager key changed).
+pub struct ServerChange {
+    pub old: Conf,
+    pub new: Conf,
+    pub restart_all: bool,
+}
+
+/// A change for the listener code, and where to answer (an error is a failed bind).
+pub type ServerRequest = (
+    ServerChange,
+    tokio::sync::oneshot::Sender<Result<(), String>>,
+);
+
+/// Where a request for a path lands.
+pub enum Check {
+    NotConfigured,
+    NotReady,
+    Ready,
+}
+
 pub struct State {
     pub conf: Conf,
     pub paths: BTreeMap<String, PathHandle>,
     pub hls: HlsState,
+    pub webrtc: WebRtcSessions,
     /// Addresses actually bound, by server name (`api`, `metrics`, ...).
     pub bound: BTreeMap<&'static str, SocketAddr>,
 }
@@ -201,12 +230,13 @@ impl Sim {
         }
     }
 
-    /// Applies a new config: paths per §f; servers whose keys changed are restarted.
-    /// Returns an error when a server cannot be re-created (the caller exits with 0).
-    pub async fn apply(self: &Arc<Self>, new: Conf) -> Result<(), String> {
+    /// Applies a new config to the paths per §f and returns what the listeners must do
+    /// about it (None: identical config, nothing changed). The caller hands the change
+    /// to `reconcile_servers`.
+    pub async fn apply(self: &Arc<Self>, new: Conf) -> Option<ServerChange> {
         let old = self.conf();
         if old == new {
-            return Ok(());
+            return None;
         }
         let restart_all = old.path_manager_changed(&new);
         crate::log::set_level(new.str("logLevel"));
@@ -260,7 +290,35 @@ impl Sim {
             }
         }
         self.conf_changed.notify_one();
-        crate::servers::reconcile(self, &old, &new, restart_all).await
+        Some(ServerChange {
+            old,
+            new,
+            restart_all,
+        })
+    }
+
+    /// Applies a config change to the paths, then to the listeners. Returns an error when
+    /// a server cannot be re-created (the caller exits with 0).
+    pub async fn reload(self: &Arc<Self>, new: Conf) -> Result<(), String> {
+        let Some(change) = self.apply(new).await else {
+            return Ok(());
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.server_changes.send((change, tx)).is_err() {
+            return Ok(());
+        }
+        rx.await.unwrap_or(Ok(()))
+    }
+
+    pub fn check_path(&self, name: &str) -> Check {
+        let conf = self.conf();
+        if conf.matching_entry(name).is_none() {
+            return Check::NotConfigured;
+        }
+        match self.path(name) {
+            Some(p) if p.ready() => Check::Ready,
+            _ => Check::NotReady,
+        }
     }
 
     /// Asks the process to stop with `code` (graceful: segments are finalized).
@@ -354,8 +412,21 @@ async fn run_ready(
 ) -> Outcome {
     let name = &sh.name;
     let fx = sim.fixture.clone();
-    let wall0 = Local::now();
+    let mut wall0 = Local::now();
     let t0 = Instant::now();
+    // With live recordings the camera's frames follow the wall clock: the first sample is
+    // the frame of this moment, and media time 0 is that frame's wall time.
+    let mut next: u64 = 0;
+    if sim.live_recordings {
+        let fps = fx.fps();
+        let frame = (wall0.timestamp_micros().max(0) as f64 / 1e6 * fps) as u64;
+        next = frame;
+        let at = chrono::DateTime::from_timestamp_micros((frame as f64 / fps * 1e6) as i64);
+        if let Some(at) = at {
+            wall0 = at.with_timezone(&Local);
+        }
+    }
+    let base = fx.sample_at(next).1;
     {
         let mut st = sh.status.lock().unwrap();
         st.ready_time = Some(wall0);
@@ -372,7 +443,7 @@ async fn run_ready(
     let mut rec = make_rec(&pc);
     let conf = sim.conf();
     if conf.bool("hls") && conf.bool("hlsAlwaysRemux") {
-        match crate::hls::muxer_config_error(&conf) {
+        match crate::readers::muxer_config_error(&conf) {
             Some(why) => error!("[HLS] [muxer {name}] muxer instance crashed: {why}"),
             None => sim.state.lock().unwrap().hls.always_remux(name),
         }
@@ -387,7 +458,6 @@ async fn run_ready(
     };
     let mut ticker = tokio::time::interval(period(&pc));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut next: u64 = 0;
     let mut last_data = t0;
     let mut silent = false;
     let ts = fx.timescale as f64;
@@ -416,7 +486,7 @@ async fn run_ready(
                     break Outcome::Failed("TCP timeout".into());
                 }
                 // Nothing arrives: skip the samples of this interval.
-                while fx.sample_at(next).1 <= target {
+                while fx.sample_at(next).1 - base <= target {
                     next += 1;
                 }
                 if let Some(r) = rec.as_mut() {
@@ -429,8 +499,9 @@ async fn run_ready(
                 silent = camera.is_some();
                 last_data = now;
                 let mut bytes = 0u64;
-                while fx.sample_at(next).1 <= target {
+                while fx.sample_at(next).1 - base <= target {
                     let (s, dts) = fx.sample_at(next);
+                    let dts = dts - base;
                     bytes += s.data.len() as u64;
                     if let Some(r) = rec.as_mut() {
                         if stalled {

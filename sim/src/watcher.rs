@@ -1,4 +1,4 @@
-//! Config file watching (NOTES.md §f): inotify on the parent directory; a Write, Create or
+//! Config file watching (docs/mediamtx.md, config reload): inotify on the parent directory; a Write, Create or
 //! MovedTo of the file's name triggers a reload 10 ms later, unless it comes less than
 //! 1 s after the previous reload, in which case it is dropped (not deferred).
 
@@ -85,7 +85,7 @@ async fn reload(sim: &Arc<Sim>, file: &PathBuf) {
         }
     };
     let _g = sim.reload_lock.lock().await;
-    if sim.apply(conf).await.is_err() {
+    if sim.reload(conf).await.is_err() {
         sim.request_exit(0);
     }
 }

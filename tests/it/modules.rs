@@ -211,7 +211,6 @@ fn module_graph_is_acyclic() {
 }
 
 #[test]
-#[ignore = "until the stand-in's restructure lands (same change set)"]
 fn sim_module_graph_is_acyclic() {
     assert_acyclic(&repo().join("sim/src"));
 }

@@ -1,4 +1,4 @@
-//! Status codes and bodies of the control API (NOTES.md §a), including where they differ
+//! Status codes and bodies of the control API (docs/mediamtx.md §a), including where they differ
 //! from the OpenAPI file.
 
 use crate::harness::*;
@@ -399,7 +399,7 @@ fn hls_always_remux_creates_muxers() {
     assert_eq!(sim.api("GET", "/v3/hlsmuxers/get/cam1", None).status, 404);
 }
 
-/// ADDENDA.md 4: lowLatency needs hlsSegmentCount >= 7, checked only when a muxer is
+/// docs/mediamtx.md §l.4: lowLatency needs hlsSegmentCount >= 7, checked only when a muxer is
 /// created: the config loads, the muxer crashes, HLS never works.
 #[test]
 fn hls_segment_count_checked_at_muxer_creation() {

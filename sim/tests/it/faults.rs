@@ -204,11 +204,17 @@ fn whep_modes() {
         (r.status, r.json()["error"].clone()),
         (404, "no stream is available on path 'cam3'".into())
     );
+    // Not an SDP offer: 400.
+    let r = post("/cam1/whep", &sdp, S).unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+    sim.ctl("POST", "/whep?mode=no_stack");
     let r = post("/cam1/whep", &sdp, S).unwrap();
     assert_eq!(
         (r.status, r.json()["error"].clone()),
         (400, "the sim has no WebRTC stack".into())
     );
+    sim.ctl("POST", "/whep?mode=not_found");
+    assert_eq!(post("/cam1/whep", &sdp, S).unwrap().status, 404);
     sim.ctl("POST", "/whep?mode=fail");
     assert_eq!(post("/cam1/whep", &sdp, S).unwrap().status, 500);
     sim.ctl("POST", "/whep?mode=hang");

@@ -2,8 +2,10 @@
 //! dir, with every listener on port 0 (the sim reports the bound ports on `/state`).
 
 mod api;
+mod browser;
 mod faults;
 mod harness;
+mod live;
 mod process;
 mod recorder;
 mod surprises;

@@ -1,4 +1,4 @@
-//! Process behaviour (NOTES.md §k): startup errors, signals, exit codes.
+//! Process behaviour (docs/mediamtx.md §k): startup errors, signals, exit codes.
 
 use crate::harness::*;
 use std::os::unix::process::ExitStatusExt;

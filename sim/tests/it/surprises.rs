@@ -1,4 +1,4 @@
-//! One test per item of NOTES.md §0 "Surprises first" that applies to the stand-in.
+//! One test per item of docs/mediamtx.md §0 "Surprises first" that applies to the stand-in.
 
 use crate::harness::*;
 use std::time::{Duration, Instant};
@@ -429,7 +429,7 @@ fn s10_hls_302_then_404_or_playlist() {
     assert!(
         mv.starts_with("#EXTM3U\n")
             && mv.contains("CODECS=\"avc1.")
-            && mv.contains("RESOLUTION=320x180")
+            && mv.contains("RESOLUTION=640x360")
     );
     let media_uri = mv
         .lines()

@@ -1,0 +1,275 @@
+//! The WebRTC server (docs/mediamtx.md, WebRTC): WHEP sessions (`POST /NAME/whep`, trickle ICE with
+//! `PATCH`, `DELETE`), the preflight `OPTIONS`, and the reader page. The media itself is
+//! the `rtc` engine's.
+
+use crate::faults::WhepMode;
+use crate::http::{cors_for, json_error, plain_404, typed, uuid_v4};
+use crate::readers::WebRtcSession;
+use crate::rtc::{self, Command, Engine, Feed, NewSession};
+use crate::sim::{Check, Sim};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use chrono::Local;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+struct Server {
+    sim: Arc<Sim>,
+    engine: Engine,
+}
+
+/// The router of `webrtcAddress`; it starts the media engine on `webrtcLocalUDPAddress`.
+pub fn router(sim: Arc<Sim>) -> Result<Router, String> {
+    let conf = sim.conf();
+    let udp = conf.str("webrtcLocalUDPAddress");
+    let udp = if udp.is_empty() { "127.0.0.1:0" } else { udp };
+    let engine = Engine::start(udp, sim.live.clone())?;
+    let s = Arc::new(Server { sim, engine });
+    Ok(Router::new().fallback(handle).with_state(s))
+}
+
+async fn handle(
+    State(s): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let origins = s.sim.conf().str_list("webrtcAllowOrigins");
+    let cors = |r: Response| cors_for(r, &origins, &headers);
+    let path = uri.path().trim_start_matches('/');
+    if method == Method::OPTIONS && headers.contains_key("access-control-request-method") {
+        return cors(preflight());
+    }
+    if let Some(name) = path.strip_suffix("/whep") {
+        return cors(match method {
+            Method::OPTIONS => preflight(),
+            Method::POST => whep(&s, name, peer, &uri, &headers, &body).await,
+            Method::GET | Method::HEAD | Method::PUT => {
+                StatusCode::METHOD_NOT_ALLOWED.into_response()
+            }
+            _ => plain_404(),
+        });
+    }
+    if let Some((name, secret)) = path.rsplit_once("/whep/") {
+        let _ = name;
+        return cors(match method {
+            Method::PATCH => patch(&s, secret, &headers, &body),
+            Method::DELETE => delete(&s, secret),
+            _ => plain_404(),
+        });
+    }
+    if method != Method::GET {
+        return plain_404();
+    }
+    if let Some(name) = path.strip_suffix('/') {
+        return match s.sim.check_path(name) {
+            Check::NotConfigured => json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("path '{name}' is not configured"),
+            ),
+            _ => typed(
+                "text/html",
+                "<!DOCTYPE html><html><body>mediamtx-sim: play /NAME/whep with a WHEP client\
+                 </body></html>",
+            ),
+        };
+    }
+    if !path.is_empty() {
+        return (StatusCode::FOUND, [(header::LOCATION, format!("/{path}/"))]).into_response();
+    }
+    plain_404()
+}
+
+/// 204 with the methods and headers a browser may use (ICE servers: none configured).
+fn preflight() -> Response {
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        "Access-Control-Allow-Methods",
+        HeaderValue::from_static("OPTIONS, GET, POST, PATCH, DELETE"),
+    );
+    h.insert(
+        "Access-Control-Allow-Headers",
+        HeaderValue::from_static("Authorization, Content-Type, If-Match"),
+    );
+    h.insert(
+        "Access-Control-Expose-Headers",
+        HeaderValue::from_static("Link"),
+    );
+    r
+}
+
+fn content_type(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+}
+
+async fn whep(
+    s: &Server,
+    name: &str,
+    peer: SocketAddr,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let sim = &s.sim;
+    if content_type(headers) != "application/sdp" {
+        return json_error(StatusCode::BAD_REQUEST, "invalid Content-Type");
+    }
+    match sim.check_path(name) {
+        Check::NotConfigured => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                &format!("path '{name}' is not configured"),
+            )
+        }
+        Check::NotReady => {
+            return json_error(
+                StatusCode::NOT_FOUND,
+                &format!("no stream is available on path '{name}'"),
+            )
+        }
+        Check::Ready => {}
+    }
+    let faults = sim.faults.get();
+    let feed = match faults.whep {
+        WhepMode::NoStack => {
+            return json_error(StatusCode::BAD_REQUEST, "the sim has no WebRTC stack")
+        }
+        WhepMode::Fail => {
+            return json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "WHEP failure injected by mediamtx-sim",
+            )
+        }
+        WhepMode::Hang => std::future::pending().await,
+        WhepMode::NotFound => {
+            return json_error(
+                StatusCode::NOT_FOUND,
+                &format!("no stream is available on path '{name}'"),
+            )
+        }
+        WhepMode::NoMedia => Feed::Nothing,
+        _ if faults.stream_freeze_after_secs > 0 => {
+            Feed::FreezeAfter(Duration::from_secs(faults.stream_freeze_after_secs))
+        }
+        _ => Feed::Live,
+    };
+    let offer = String::from_utf8_lossy(body);
+    // NoIce: the answer's only candidate is a port nobody listens on.
+    let candidate = if faults.whep == WhepMode::NoIce {
+        let dead = std::net::UdpSocket::bind("127.0.0.1:0").and_then(|u| u.local_addr());
+        match dead {
+            Ok(a) => a,
+            Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        }
+    } else {
+        s.engine.candidate
+    };
+    let (rtc, answer) = match rtc::accept(&offer, candidate) {
+        Ok(x) => x,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, &format!("invalid SDP: {e}")),
+    };
+    let id = uuid_v4();
+    let secret = uuid_v4();
+    let info = Arc::new(Mutex::new(WebRtcSession {
+        id: id.clone(),
+        secret: secret.clone(),
+        created: Some(Local::now()),
+        remote: peer.to_string(),
+        path: name.to_string(),
+        query: uri.query().unwrap_or("").to_string(),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
+        local_candidate: format!("host/udp/{}/{}", candidate.ip(), candidate.port()),
+        ..Default::default()
+    }));
+    sim.state.lock().unwrap().webrtc.add(&info);
+    let path = sim.path(name);
+    let path_ready = Box::new(move || path.as_ref().is_some_and(|p| p.ready()));
+    let _ = s.engine.tx.send(Command::Add(Box::new(NewSession {
+        secret: secret.clone(),
+        rtc,
+        feed,
+        info,
+        path_ready,
+    })));
+    crate::log::info!("[WebRTC] [session {}] created by {peer}", &id[..8]);
+    let mut location = format!("/{name}/whep/{secret}");
+    if let Some(q) = uri.query().filter(|q| !q.is_empty()) {
+        location = format!("{location}?{q}");
+    }
+    let mut r = typed("application/sdp", answer);
+    *r.status_mut() = StatusCode::CREATED;
+    let h = r.headers_mut();
+    let hv = |v: &str| HeaderValue::from_str(v).unwrap();
+    h.insert(
+        "Access-Control-Expose-Headers",
+        hv("ETag, ID, Accept-Patch, Link, Location"),
+    );
+    h.insert(header::ETAG, hv("*"));
+    h.insert("ID", hv(&id));
+    h.insert("Accept-Patch", hv("application/trickle-ice-sdpfrag"));
+    h.insert(header::LOCATION, hv(&location));
+    r
+}
+
+fn session(s: &Server, secret: &str) -> Option<Arc<Mutex<WebRtcSession>>> {
+    s.sim
+        .state
+        .lock()
+        .unwrap()
+        .webrtc
+        .find(|x| x.secret == secret)
+}
+
+fn patch(s: &Server, secret: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+    if content_type(headers) != "application/trickle-ice-sdpfrag" {
+        return json_error(StatusCode::BAD_REQUEST, "invalid Content-Type");
+    }
+    if session(s, secret).is_none() {
+        return json_error(StatusCode::NOT_FOUND, "session not found");
+    }
+    for line in String::from_utf8_lossy(body).lines() {
+        if let Some(c) = line.trim().strip_prefix("a=") {
+            if c.starts_with("candidate:") {
+                match str0m::Candidate::from_sdp_string(c) {
+                    Ok(c) => {
+                        let _ = s.engine.tx.send(Command::Candidate(secret.to_string(), c));
+                    }
+                    Err(e) => {
+                        return json_error(
+                            StatusCode::BAD_REQUEST,
+                            &format!("invalid candidate: {e}"),
+                        )
+                    }
+                }
+            }
+        }
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+fn delete(s: &Server, secret: &str) -> Response {
+    let Some(info) = session(s, secret) else {
+        return json_error(StatusCode::NOT_FOUND, "session not found");
+    };
+    info.lock().unwrap().kicked = true;
+    let _ = s.engine.tx.send(Command::Remove(secret.to_string()));
+    StatusCode::OK.into_response()
+}

@@ -1,0 +1,364 @@
+//! The live endpoints' HTTP rules (docs: WebRTC/WHEP and HLS of MediaMTX v1.20.1): status
+//! codes, headers, `Location`, `ETag`, `Link`, cookie redirect, session binding, CORS and
+//! the preflight, `/v3/webrtcsessions` and the metrics. The media itself is checked by the
+//! browser tests (`browser.rs`).
+
+use crate::harness::*;
+use std::time::{Duration, Instant};
+
+const S: Duration = Duration::from_secs(1);
+
+/// A browser-like receive-only H.264 offer (no candidates: ICE is not exercised here).
+const OFFER: &str = "v=0\r\n\
+o=- 4611731400430051336 2 IN IP4 127.0.0.1\r\n\
+s=-\r\n\
+t=0 0\r\n\
+a=group:BUNDLE 0\r\n\
+a=msid-semantic: WMS\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 102\r\n\
+c=IN IP4 0.0.0.0\r\n\
+a=rtcp:9 IN IP4 0.0.0.0\r\n\
+a=ice-ufrag:Ab3x\r\n\
+a=ice-pwd:q0ZXZ5m3mT6Sif1R6mN1uKMa\r\n\
+a=ice-options:trickle\r\n\
+a=fingerprint:sha-256 6B:8B:5D:EA:59:04:20:23:29:C8:87:1C:CC:87:32:BE:DD:8C:66:A5:8E:50:55:EA:8C:D3:B6:5C:09:5E:D6:BC\r\n\
+a=setup:actpass\r\n\
+a=mid:0\r\n\
+a=recvonly\r\n\
+a=rtcp-mux\r\n\
+a=rtcp-rsize\r\n\
+a=rtpmap:102 H264/90000\r\n\
+a=rtcp-fb:102 nack pli\r\n\
+a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n";
+
+fn conf(extra: &str) -> String {
+    format!(
+        "{LISTENERS}webrtcLocalUDPAddress: 127.0.0.1:0\nhlsVariant: fmp4\nhlsSegmentCount: 3\n{extra}\
+         paths:\n  cam1:\n    source: rtsp://10.0.0.1/s\n"
+    )
+}
+
+fn post_offer(w: &str, path: &str, extra: &[(&str, &str)]) -> Resp {
+    let mut h = vec![("Content-Type", "application/sdp")];
+    h.extend_from_slice(extra);
+    http_try(w, "POST", path, &h, Some(OFFER.as_bytes()), 5 * S).expect("an answer")
+}
+
+fn is_uuid(s: &str) -> bool {
+    s.len() == 36 && s.split('-').map(str::len).collect::<Vec<_>>() == [8, 4, 4, 4, 12]
+}
+
+#[test]
+fn whep_session_shape_list_patch_delete_and_metrics() {
+    let sim = Sim::start(&conf(""));
+    sim.wait_ready("cam1", true, 3 * S);
+    let w = sim.addr("webrtc");
+    let r = post_offer(&w, "/cam1/whep?token=x", &[("User-Agent", "probe/1")]);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let h = &r.headers;
+    assert_eq!(h["content-type"], "application/sdp");
+    assert_eq!(h["etag"], "*");
+    assert_eq!(h["accept-patch"], "application/trickle-ice-sdpfrag");
+    assert!(is_uuid(&h["id"]), "{h:?}");
+    let loc = &h["location"];
+    let secret = loc
+        .strip_prefix("/cam1/whep/")
+        .and_then(|s| s.strip_suffix("?token=x"))
+        .unwrap_or_else(|| panic!("Location {loc}"));
+    assert!(is_uuid(secret) && secret != h["id"]);
+    assert!(h["access-control-expose-headers"].contains("Location"));
+    let answer = r.text();
+    assert!(answer.starts_with("v=0\r\n"), "{answer}");
+    assert!(
+        answer.contains("H264/90000") && answer.contains("a=sendonly"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("typ host"),
+        "the 201 carries the server's candidate"
+    );
+
+    // The session is a reader of the path, listed and counted.
+    let list = sim.api("GET", "/v3/webrtcsessions/list", None).json();
+    assert_eq!(list["itemCount"], 1);
+    let item = &list["items"][0];
+    assert_eq!(item["id"], h["id"].as_str());
+    assert_eq!(
+        (
+            &item["path"],
+            &item["state"],
+            &item["query"],
+            &item["userAgent"]
+        ),
+        (
+            &"cam1".into(),
+            &"read".into(),
+            &"token=x".into(),
+            &"probe/1".into()
+        )
+    );
+    assert_eq!(item["peerConnectionEstablished"], false);
+    let id = item["id"].as_str().unwrap().to_string();
+    let got = sim.api("GET", &format!("/v3/webrtcsessions/get/{id}"), None);
+    assert_eq!(got.status, 200);
+    let p = sim.api("GET", "/v3/paths/get/cam1", None).json();
+    assert_eq!(p["readers"][0]["type"], "webRTCSession");
+    let m = http(
+        &sim.addr("metrics"),
+        "GET",
+        "/metrics?type=webrtc_sessions",
+        None,
+    )
+    .text();
+    assert!(
+        m.contains(&format!(
+            "webrtc_sessions{{id=\"{id}\",path=\"cam1\",remoteAddr=\"{}\",state=\"read\"}} 1",
+            item["remoteAddr"].as_str().unwrap()
+        )),
+        "{m}"
+    );
+    let m = http(&sim.addr("metrics"), "GET", "/metrics?type=paths", None).text();
+    assert!(
+        m.contains("paths_readers{name=\"cam1\",readerType=\"webRTCSession\",state=\"ready\"} 1"),
+        "{m}"
+    );
+
+    // Trickle ICE.
+    let frag = b"a=candidate:1 1 udp 2113937151 127.0.0.1 50000 typ host\r\n";
+    let patch = |ct: &str, path: &str| {
+        http_try(&w, "PATCH", path, &[("Content-Type", ct)], Some(frag), S)
+            .unwrap()
+            .status
+    };
+    assert_eq!(patch("application/trickle-ice-sdpfrag", loc), 204);
+    assert_eq!(patch("text/plain", loc), 400);
+    let unknown = "/cam1/whep/00000000-0000-4000-8000-000000000000";
+    assert_eq!(patch("application/trickle-ice-sdpfrag", unknown), 404);
+
+    // DELETE closes it; a second DELETE finds nothing.
+    assert_eq!(http(&w, "DELETE", loc, None).status, 200);
+    wait_until(3 * S, "session gone", || {
+        sim.api("GET", "/v3/webrtcsessions/list", None).json()["itemCount"] == 0
+    });
+    assert_eq!(http(&w, "DELETE", loc, None).status, 404);
+    let m = http(
+        &sim.addr("metrics"),
+        "GET",
+        "/metrics?type=webrtc_sessions",
+        None,
+    )
+    .text();
+    assert!(
+        m.starts_with("# WebRTC sessions\nwebrtc_sessions 0\n"),
+        "{m}"
+    );
+
+    // Kick through the API.
+    let r = post_offer(&w, "/cam1/whep", &[]);
+    let id = r.headers["id"].clone();
+    let k = sim.api("POST", &format!("/v3/webrtcsessions/kick/{id}"), None);
+    assert_eq!(k.status, 200);
+    wait_until(3 * S, "kicked session gone", || {
+        sim.api("GET", "/v3/webrtcsessions/list", None).json()["itemCount"] == 0
+    });
+    assert_eq!(
+        sim.api("GET", &format!("/v3/webrtcsessions/get/{id}"), None)
+            .status,
+        404
+    );
+}
+
+#[test]
+fn whep_errors_and_methods() {
+    let sim = Sim::start_opts(
+        &conf(""),
+        Opts {
+            faults: Some(r#"{"cameras": {"cam1": "closed"}}"#),
+            ..Default::default()
+        },
+    );
+    let w = sim.addr("webrtc");
+    let r = post_offer(&w, "/cam1/whep", &[]);
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (404, "no stream is available on path 'cam1'".into())
+    );
+    let r = post_offer(&w, "/nosuch/whep", &[]);
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (400, "path 'nosuch' is not configured".into())
+    );
+    for m in ["GET", "HEAD", "PUT"] {
+        assert_eq!(http(&w, m, "/cam1/whep", None).status, 405, "{m}");
+    }
+    let r = http(&w, "OPTIONS", "/cam1/whep", None);
+    assert_eq!(r.status, 204);
+    assert_eq!(http(&w, "GET", "/cam1", None).status, 302);
+    assert_eq!(http(&w, "GET", "/cam1/", None).status, 200);
+}
+
+#[test]
+fn cors_and_preflight_follow_the_allowed_origins() {
+    // Default `*`.
+    let sim = Sim::start(&conf(""));
+    sim.wait_ready("cam1", true, 3 * S);
+    let w = sim.addr("webrtc");
+    let pre = [
+        ("Origin", "http://127.0.0.1:9000"),
+        ("Access-Control-Request-Method", "POST"),
+    ];
+    let r = http_try(&w, "OPTIONS", "/cam1/whep", &pre, None, S).unwrap();
+    assert_eq!(r.status, 204);
+    assert_eq!(r.headers["access-control-allow-origin"], "*");
+    assert_eq!(r.headers["access-control-allow-credentials"], "true");
+    assert_eq!(
+        r.headers["access-control-allow-methods"],
+        "OPTIONS, GET, POST, PATCH, DELETE"
+    );
+    assert!(r.headers["access-control-allow-headers"].contains("Content-Type"));
+    let hls = sim.addr("hls");
+    let r = http_try(&hls, "OPTIONS", "/cam1/index.m3u8", &pre, None, S).unwrap();
+    assert_eq!(r.status, 204);
+    assert_eq!(r.headers["access-control-allow-methods"], "OPTIONS, GET");
+    assert_eq!(r.headers["access-control-allow-origin"], "*");
+    // Without the preflight header, OPTIONS is not an HLS route.
+    assert_eq!(http(&hls, "OPTIONS", "/cam1/index.m3u8", None).status, 404);
+    drop(sim);
+
+    // A list: a matching origin is echoed, another gets no CORS header.
+    let sim = Sim::start(&conf(
+        "webrtcAllowOrigins: ['http://*.example.org', 'http://127.0.0.1:9000']\n\
+         hlsAllowOrigins: ['http://127.0.0.1:9000']\n",
+    ));
+    sim.wait_ready("cam1", true, 3 * S);
+    for (server, path) in [("webrtc", "/cam1/whep"), ("hls", "/cam1/index.m3u8")] {
+        let a = sim.addr(server);
+        let ok = http_try(&a, "OPTIONS", path, &pre, None, S).unwrap();
+        assert_eq!(
+            ok.headers["access-control-allow-origin"],
+            "http://127.0.0.1:9000"
+        );
+        let other = [
+            ("Origin", "http://evil.test"),
+            ("Access-Control-Request-Method", "POST"),
+        ];
+        let no = http_try(&a, "OPTIONS", path, &other, None, S).unwrap();
+        assert!(!no.headers.contains_key("access-control-allow-origin"));
+    }
+    let w = sim.addr("webrtc");
+    let wild = [
+        ("Origin", "http://cams.example.org"),
+        ("Access-Control-Request-Method", "POST"),
+    ];
+    let r = http_try(&w, "OPTIONS", "/cam1/whep", &wild, None, S).unwrap();
+    assert_eq!(
+        r.headers["access-control-allow-origin"],
+        "http://cams.example.org"
+    );
+}
+
+/// Segment numbers and program date-times follow the wall clock, 2 s segments, the first
+/// playlist only once two segments exist, no-cache playlists, and sessions bound to
+/// their path.
+#[test]
+fn hls_playlists_follow_the_wall_clock() {
+    let sim = Sim::start(&conf(""));
+    sim.wait_ready("cam1", true, 3 * S);
+    let hls = sim.addr("hls");
+    let t0 = Instant::now();
+    let r = http_try(
+        &hls,
+        "GET",
+        "/cam1/index.m3u8?cookieCheck=1",
+        &[],
+        None,
+        10 * S,
+    )
+    .unwrap();
+    let waited = t0.elapsed();
+    assert_eq!(r.status, 200);
+    // Two complete 2 s segments after the next keyframe: between 4 and 6 s (+ slack for
+    // a loaded machine).
+    assert!(
+        waited >= Duration::from_millis(3900) && waited < Duration::from_millis(8000),
+        "{waited:?}"
+    );
+    assert_eq!(r.headers["cache-control"], "private, no-cache");
+    let cookie = &r.headers["set-cookie"];
+    assert!(cookie.starts_with("hlsSession="), "{cookie}");
+    let mv = r.text();
+    assert!(mv.contains("CODECS=\"avc1.42c01e\""), "{mv}");
+    assert!(mv.contains("RESOLUTION=640x360") && mv.contains("FRAME-RATE=25.000"));
+    let uri = mv.lines().find(|l| l.starts_with("main_stream")).unwrap();
+    let media = http(&hls, "GET", &format!("/cam1/{uri}"), None);
+    assert_eq!(media.status, 200);
+    assert_eq!(media.headers["cache-control"], "no-cache");
+    let text = media.text();
+    assert!(text.contains("#EXT-X-TARGETDURATION:2\n"), "{text}");
+    let seq: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let first_seg: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("main_seg"))
+        .and_then(|l| l.split('.').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(seq, first_seg);
+    // Segment N starts at Unix time 2N s.
+    let pdt = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:"))
+        .unwrap();
+    let pdt = chrono_secs(pdt);
+    assert_eq!(pdt, first_seg as f64 * 2.0, "{text}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(now - pdt < 12.0, "recent segments: {now} vs {pdt}");
+    // The session is bound to its path: another path's playlist with it is refused.
+    let id = uri.split("session=").nth(1).unwrap();
+    let other = http(
+        &hls,
+        "GET",
+        &format!("/cam2/main_stream.m3u8?session={id}"),
+        None,
+    );
+    assert_eq!(other.status, 401);
+    // A segment outside the window: 404.
+    let r = http(
+        &hls,
+        "GET",
+        &format!("/cam1/main_seg1.mp4?session={id}"),
+        None,
+    );
+    assert_eq!(r.status, 404);
+}
+
+/// `2026-11-29T02:00:04.000+01:00` as Unix seconds.
+fn chrono_secs(s: &str) -> f64 {
+    let (date, rest) = s.split_once('T').unwrap();
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
+    let (time, off) = rest.split_at(12);
+    let t: Vec<f64> = time.split(':').map(|x| x.parse().unwrap()).collect();
+    let sign = if off.starts_with('-') { -1 } else { 1 };
+    let o: Vec<i64> = off[1..].split(':').map(|x| x.parse().unwrap()).collect();
+    // Days from civil (proleptic Gregorian).
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    days as f64 * 86400.0 + t[0] * 3600.0 + t[1] * 60.0 + t[2]
+        - (sign * (o[0] * 3600 + o[1] * 60)) as f64
+}
