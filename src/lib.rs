@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod notify;
 pub mod recordings;
 pub mod reload;
+pub mod storage;
 pub mod supervisor;
 
 /// The version line printed by `vms-supervisor --version`.
