@@ -621,22 +621,24 @@ pub fn reconcile(
     Ok(report)
 }
 
-/// On-disk rows of a camera whose start may fall on `day` (local), with
-/// a day of slack either side for the zone offset.
+/// On-disk rows of a camera whose start may fall on `day` (local): from
+/// its local midnight to the next, with an hour of slack either side for
+/// daylight saving time (the caller filters by path).
 fn day_rows(
     conn: &Connection,
     camera: u32,
     day: &str,
     tz: chrono_tz::Tz,
 ) -> rusqlite::Result<Vec<(Micros, String, u64, Micros)>> {
-    let Some(mid) = parse_start(day, "12-00-00-000000.mp4", tz) else {
+    let Some(lo) = parse_start(day, "00-00-00-000000.mp4", tz) else {
         return Ok(Vec::new());
     };
+    let hi = parse_start(day, "23-59-59-999999.mp4", tz).unwrap_or(lo + DAY);
     let mut st = conn.prepare_cached(
         "SELECT start_us, path, bytes, end_us FROM segments
-         WHERE camera = ?1 AND state < 2 AND start_us >= ?2 AND start_us < ?3",
+         WHERE camera = ?1 AND state < 2 AND start_us >= ?2 AND start_us <= ?3",
     )?;
-    let rows = st.query_map(params![camera, mid - 2 * DAY, mid + 2 * DAY], |r| {
+    let rows = st.query_map(params![camera, lo - HOUR, hi + HOUR], |r| {
         Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64, r.get(3)?))
     })?;
     rows.collect()

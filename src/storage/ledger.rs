@@ -27,6 +27,13 @@ use super::{from_micros, to_micros, Cause, Micros};
 /// The default merge tolerance: a part (1 s) plus the reporting slack.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(3);
 
+/// A problem is detected some seconds after recording stops (a stall after
+/// `monitor.stall_after`, a heartbeat every 10 s): an unexplained start of
+/// a gap shorter than this takes the cause that follows it. Likewise a
+/// segment being written whose last stored write is this recent records
+/// up to now (its size is stored every 10 s, not every second).
+pub const DETECTION_SLACK: Micros = 30 * super::SECOND;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Span {
     pub start: DateTime<Utc>,
@@ -64,20 +71,31 @@ pub fn query(
     let (f, t, n) = (to_micros(from), to_micros(to), to_micros(now));
     let t_eff = t.min(n);
     let mut recorded = Vec::new();
-    let mut causes = Vec::new();
+    let mut causes: Vec<(Cause, Micros, Micros)> = Vec::new();
+    let tol = tolerance.as_micros() as Micros;
     for s in catalog::segments(conn, camera, f, t_eff.max(f))? {
-        match s.state {
-            SegState::Recording | SegState::Complete if s.bytes > 0 => {
-                recorded.push((s.start, s.end))
+        let cause = match s.state {
+            SegState::Recording if s.bytes > 0 && s.end >= n - DETECTION_SLACK => {
+                recorded.push((s.start, n));
+                continue;
             }
-            SegState::Evicted => causes.push((Cause::Evicted, s.start, s.end)),
-            SegState::Deleted => causes.push((Cause::Deleted, s.start, s.end)),
-            _ => {}
+            SegState::Recording | SegState::Complete if s.bytes > 0 => {
+                recorded.push((s.start, s.end));
+                continue;
+            }
+            SegState::Evicted => Cause::Evicted,
+            SegState::Deleted => Cause::Deleted,
+            _ => continue,
+        };
+        // Runs of removed segments are one interval (segments come in
+        // time order), which keeps the gap split cheap.
+        match causes.last_mut() {
+            Some((c, _, end)) if *c == cause && s.start <= *end + tol => *end = (*end).max(s.end),
+            _ => causes.push((cause, s.start, s.end)),
         }
     }
     causes.extend(catalog::causes(conn, camera, f, t_eff.max(f), n)?);
     let first = catalog::first_segment(conn, camera)?;
-    let tol = tolerance.as_micros() as Micros;
     let (spans, gaps) = compute(f, t_eff, &recorded, &causes, first, tol);
     Ok(Ledger {
         camera_id: camera,
@@ -178,6 +196,7 @@ pub fn compute(
         }
         cuts.sort_unstable();
         cuts.dedup();
+        let mut pieces: Vec<CausedInterval> = Vec::new();
         for w in cuts.windows(2) {
             let (ps, pe) = (w[0], w[1]);
             let cause = all_causes
@@ -186,11 +205,20 @@ pub fn compute(
                 .map(|(c, _, _)| *c)
                 .min_by_key(|c| rank(*c))
                 .unwrap_or(Cause::Unknown);
-            match gaps.last_mut() {
-                Some(last) if last.1 == ps && last.2 == cause => last.1 = pe,
-                _ => gaps.push((ps, pe, cause)),
+            match pieces.last_mut() {
+                Some(last) if last.2 == cause => last.1 = pe,
+                _ => pieces.push((ps, pe, cause)),
             }
         }
+        // The problem was detected a little after recording stopped.
+        if pieces.len() >= 2
+            && pieces[0].2 == Cause::Unknown
+            && pieces[0].1 - pieces[0].0 <= DETECTION_SLACK
+        {
+            pieces[1].0 = pieces[0].0;
+            pieces.remove(0);
+        }
+        gaps.extend(pieces);
     }
     (spans, gaps)
 }

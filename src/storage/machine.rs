@@ -345,7 +345,7 @@ impl Machine {
                 camera: c.camera,
                 cause: c.cause,
                 active: c.active,
-                at: now_us,
+                at: c.since.map_or(now_us, |t| to_micros(t).min(now_us)),
             }),
             Event::Rescan => {
                 if !self.reconciling {

@@ -169,6 +169,7 @@ impl Cause {
                     camera: e.camera.as_ref().map(|c| c.id),
                     cause: Cause::CameraDown,
                     active: false,
+                    since: None,
                 })
             }
             Issue::RecordingRecovered => {
@@ -176,6 +177,7 @@ impl Cause {
                     camera: e.camera.as_ref().map(|c| c.id),
                     cause: Cause::RecordingStalled,
                     active: false,
+                    since: None,
                 })
             }
             _ => return None,
@@ -193,6 +195,7 @@ impl Cause {
             },
             cause,
             active,
+            since: if active { e.last_recording } else { None },
         })
     }
 }
@@ -204,6 +207,9 @@ pub struct CauseChange {
     pub camera: Option<u32>,
     pub cause: Cause,
     pub active: bool,
+    /// When the problem really began, if known before it was detected (the
+    /// camera's last segment data): the interval opens there.
+    pub since: Option<DateTime<Utc>>,
 }
 
 /// A segment file name decoded: the camera and the start time.
@@ -385,7 +391,8 @@ mod tests {
             Some(CauseChange {
                 camera: Some(3),
                 cause: Cause::CameraDown,
-                active: true
+                active: true,
+                since: None,
             })
         );
         assert_eq!(
@@ -393,7 +400,8 @@ mod tests {
             Some(CauseChange {
                 camera: Some(3),
                 cause: Cause::RecordingStalled,
-                active: false
+                active: false,
+                since: None,
             })
         );
         assert_eq!(
@@ -401,7 +409,8 @@ mod tests {
             Some(CauseChange {
                 camera: None,
                 cause: Cause::MediamtxDown,
-                active: false
+                active: false,
+                since: None,
             })
         );
         assert_eq!(

@@ -638,3 +638,172 @@ fn a_floor_that_cannot_be_restored_because_everything_is_held_is_one_critical() 
     // Critical stays open, not repeated.
     assert_eq!(keys.iter().filter(|k| k.0 == "storage:floor").count(), 1);
 }
+
+impl Harness {
+    fn path(&self, camera: u32, start: Micros) -> PathBuf {
+        self.root().join(segment_rel_path(camera, start, tz()))
+    }
+
+    /// The file as MediaMTX leaves it: `bytes` long, last written at `at`.
+    fn touch(&self, camera: u32, start: Micros, bytes: u64, at: Micros) {
+        use nix::sys::stat::{utimensat, UtimensatFlags};
+        use nix::sys::time::TimeSpec;
+        let p = self.path(camera, start);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .unwrap();
+        f.set_len(bytes).unwrap();
+        let t = TimeSpec::new(at / SECOND, (at % SECOND) * 1000);
+        utimensat(None, &p, &t, &t, UtimensatFlags::FollowSymlink).unwrap();
+    }
+
+    /// `cams` record 60 s segments from `from` to `to`, a part a second.
+    fn record(&mut self, cams: &[u32], from: Micros, to: Micros) {
+        let mut t = from;
+        while t < to {
+            self.now = t;
+            for &c in cams {
+                let start = T0 + (t - T0) / M * M;
+                let bytes = ((t - start) / SECOND + 1) as u64 * 1000;
+                self.touch(c, start, bytes, t);
+                let file = self.path(c, start);
+                self.feed(Event::SegmentData {
+                    camera: c,
+                    file,
+                    bytes,
+                });
+            }
+            self.feed(Event::Tick);
+            t += SECOND;
+        }
+    }
+
+    fn gaps(&self, camera: u32, from: Micros, to: Micros) -> Vec<(i64, i64, &'static str)> {
+        let l = crate::storage::ledger::query(
+            &self.conn,
+            camera,
+            from_micros(from),
+            from_micros(to),
+            from_micros(self.now),
+            crate::storage::ledger::DEFAULT_TOLERANCE,
+        )
+        .unwrap();
+        l.gaps
+            .iter()
+            .map(|g| {
+                (
+                    (to_micros(g.start) - T0) / SECOND,
+                    (to_micros(g.end) - T0) / SECOND,
+                    g.cause.as_str(),
+                )
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn the_ledger_after_a_scripted_sequence_of_faults_names_each_gap_and_no_other() {
+    let mut h = Harness::new(Settings::default());
+    let cams = [1, 2];
+    h.feed(Event::Cameras(vec![(1, "a".into()), (2, "b".into())]));
+    h.feed(Event::Started);
+    h.record(&cams, T0, T0 + 10 * M);
+    // Camera 1's stream goes down; detected 8 s later; back at minute 15.
+    h.record(&[2], T0 + 10 * M, T0 + 10 * M + 8 * SECOND);
+    h.feed(Event::Cause(CauseChange {
+        camera: Some(1),
+        cause: Cause::CameraDown,
+        active: true,
+        since: Some(from_micros(T0 + 10 * M - SECOND)),
+    }));
+    h.record(&[2], T0 + 10 * M + 8 * SECOND, T0 + 15 * M);
+    h.now = T0 + 15 * M;
+    h.feed(Event::Cause(CauseChange {
+        camera: Some(1),
+        cause: Cause::CameraDown,
+        active: false,
+        since: None,
+    }));
+    h.record(&cams, T0 + 15 * M, T0 + 20 * M);
+    // MediaMTX dies at minute 20 (noticed 3 s later), is back at 22.
+    h.now = T0 + 20 * M + 3 * SECOND;
+    h.feed(Event::Cause(CauseChange {
+        camera: None,
+        cause: Cause::MediamtxDown,
+        active: true,
+        since: None,
+    }));
+    h.now = T0 + 22 * M;
+    h.feed(Event::Cause(CauseChange {
+        camera: None,
+        cause: Cause::MediamtxDown,
+        active: false,
+        since: None,
+    }));
+    h.record(&cams, T0 + 22 * M, T0 + 25 * M);
+    // The disk fills at minute 25: the cut-off files close, then MediaMTX
+    // leaves an empty file every 2.5 s on every camera until minute 27.
+    h.now = T0 + 25 * M;
+    for c in cams {
+        let start = T0 + 24 * M;
+        let file = h.path(c, start);
+        h.feed(Event::SegmentClosed {
+            camera: c,
+            file,
+            bytes: 60_000,
+        });
+    }
+    let mut t = T0 + 25 * M + 2_500_000;
+    while t < T0 + 27 * M {
+        h.now = t;
+        for c in cams {
+            h.touch(c, t, 0, t);
+            let file = h.path(c, t);
+            h.feed(Event::SegmentData {
+                camera: c,
+                file: file.clone(),
+                bytes: 0,
+            });
+            h.feed(Event::SegmentClosed {
+                camera: c,
+                file,
+                bytes: 0,
+            });
+        }
+        h.feed(Event::Tick);
+        t += 2_500_000;
+    }
+    h.record(&cams, T0 + 27 * M, T0 + 30 * M);
+    // The daemon dies at minute 30 (MediaMTX with it) and starts at 35.
+    h.m = Machine::new(h.root(), tz(), Settings::default());
+    h.now = T0 + 35 * M;
+    h.feed(Event::Cameras(vec![(1, "a".into()), (2, "b".into())]));
+    h.feed(Event::Started);
+    h.record(&cams, T0 + 35 * M, T0 + 40 * M);
+
+    let disk_full = h
+        .alerts
+        .iter()
+        .filter(|a| a.issue == StorageIssue::DiskFull)
+        .map(|a| a.phase)
+        .collect::<Vec<_>>();
+    assert_eq!(disk_full, vec![Phase::Firing, Phase::Resolved]);
+    let common = [(1499, 1620, "disk_full"), (1799, 2100, "daemon_down")];
+    let mut one = vec![
+        (-300, 0, "before_camera_existed"),
+        (599, 900, "camera_down"),
+        (1199, 1320, "mediamtx_down"),
+    ];
+    one.extend(common);
+    assert_eq!(h.gaps(1, T0 - 5 * M, T0 + 40 * M), one);
+    let mut two = vec![
+        (-300, 0, "before_camera_existed"),
+        (1199, 1320, "mediamtx_down"),
+    ];
+    two.extend(common);
+    assert_eq!(h.gaps(2, T0 - 5 * M, T0 + 40 * M), two);
+}
