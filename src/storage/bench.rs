@@ -23,8 +23,27 @@ use rusqlite::params;
 use super::catalog::{self, CandidateQuery, Purpose};
 use super::{exec, ledger, segment_rel_path, Micros, DAY, SECOND};
 
-const CAMERAS: u32 = 64;
-const DAYS: i64 = 90;
+/// The scale; `VMS_STORAGE_BENCH_SCALE=small` runs 4 cameras x 5 days (a
+/// smoke run of the benchmark itself).
+fn small() -> bool {
+    std::env::var("VMS_STORAGE_BENCH_SCALE").is_ok_and(|v| v == "small")
+}
+
+fn cameras() -> u32 {
+    if small() {
+        4
+    } else {
+        64
+    }
+}
+
+fn days() -> i64 {
+    if small() {
+        5
+    } else {
+        90
+    }
+}
 const SEG: Micros = 60 * SECOND;
 /// 2 Mbit/s for 60 s.
 const SEG_BYTES: i64 = 15_000_000;
@@ -35,11 +54,11 @@ fn tz() -> chrono_tz::Tz {
     "America/Sao_Paulo".parse().unwrap()
 }
 
-/// Midnight in São Paulo, 90 days before "now".
+/// Midnight in São Paulo, the first day of the data set.
 const T0: Micros = 1_795_057_200 * SECOND;
 
 fn now() -> Micros {
-    T0 + DAYS * DAY
+    T0 + days() * DAY
 }
 
 fn ms(d: Duration) -> f64 {
@@ -68,7 +87,7 @@ fn generate(db: &Path, root: &Path) -> (u64, f64) {
     conn.execute_batch("PRAGMA cache_size = -200000").unwrap();
     let mut rows = 0u64;
     let per_day = DAY / SEG;
-    for cam in 1..=CAMERAS {
+    for cam in 1..=cameras() {
         let tx = conn.transaction().unwrap();
         {
             let mut ins = tx
@@ -77,7 +96,7 @@ fn generate(db: &Path, root: &Path) -> (u64, f64) {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'next_segment', ?3)",
                 )
                 .unwrap();
-            let total = DAYS * per_day;
+            let total = days() * per_day;
             for i in 0..total {
                 let start = T0 + i * SEG + i64::from(cam) * 1000;
                 let end = start + SEG - SECOND;
@@ -98,13 +117,13 @@ fn generate(db: &Path, root: &Path) -> (u64, f64) {
     }
     // The tree: every day directory, files for the newest days only.
     let tx = conn.transaction().unwrap();
-    for cam in 1..=CAMERAS {
-        for d in 0..DAYS {
+    for cam in 1..=cameras() {
+        for d in 0..days() {
             let start = T0 + d * DAY + i64::from(cam) * 1000;
             let rel = segment_rel_path(cam, start, tz());
             let day_dir = root.join(Path::new(&rel).parent().unwrap());
             std::fs::create_dir_all(&day_dir).unwrap();
-            if d >= DAYS - REAL_DAYS {
+            if d >= days() - REAL_DAYS {
                 for i in 0..per_day {
                     let s = start + i * SEG;
                     let f = root.join(segment_rel_path(cam, s, tz()));
@@ -150,7 +169,7 @@ fn probe(db: &Path, root: &Path) -> String {
     let _ = s;
     let mut ledger_ms = Vec::new();
     let mut spans = 0;
-    for cam in [7, 23, 41, 64, 7] {
+    for cam in [7, 23, 41, 64, 7].map(|c| (c - 1) % cameras() + 1) {
         let t = Instant::now();
         let l = ledger::query(
             &conn,
@@ -242,7 +261,7 @@ fn storage_bench_write_benchmarks_md() {
     let quiet = run_probe(&db, &root);
     // 2. A start after 30 minutes down: 30 new segments per camera in the
     //    newest day, and one old day of camera 9 removed by someone.
-    for cam in 1..=CAMERAS {
+    for cam in 1..=cameras() {
         for i in 0..30 {
             let s = now() + i * SEG + i64::from(cam) * 1000;
             let f = root.join(segment_rel_path(cam, s, tz()));
@@ -251,19 +270,26 @@ fn storage_bench_write_benchmarks_md() {
             file.set_len(SEG_BYTES as u64).unwrap();
         }
     }
+    let cam = cameras().min(9);
     let old_day = root.join(
-        Path::new(&segment_rel_path(9, T0 + 10 * DAY + 9000, tz()))
-            .parent()
-            .unwrap(),
+        Path::new(&segment_rel_path(
+            cam,
+            T0 + days() / 3 * DAY + i64::from(cam) * 1000,
+            tz(),
+        ))
+        .parent()
+        .unwrap(),
     );
-    std::fs::remove_dir(&old_day).unwrap();
+    std::fs::remove_dir_all(&old_day).unwrap();
     let after_down = run_probe(&db, &root);
 
     // 3. A retention sweep of one day (64 x 1440 segments) in batches of 500,
     //    through the real executor (the files of that day are absent here:
     //    the unlink answers ENOENT, which counts as deleted).
     let mut conn = catalog::open(&db).unwrap();
-    let cutoffs: Vec<(u32, Micros)> = (1..=CAMERAS).map(|c| (c, T0 + DAY + 60 * SECOND)).collect();
+    let cutoffs: Vec<(u32, Micros)> = (1..=cameras())
+        .map(|c| (c, T0 + DAY + 60 * SECOND))
+        .collect();
     let t = Instant::now();
     let mut deleted = 0;
     let mut batches = 0;
@@ -312,11 +338,13 @@ fn storage_bench_write_benchmarks_md() {
     let _ = writeln!(
         md,
         "Produced by `scripts/bench` (the ignored test `storage_bench_write_benchmarks_md` in\n\
-         `src/storage/bench.rs`, release build): a synthetic catalog of {CAMERAS} cameras x {DAYS} days of\n\
+         `src/storage/bench.rs`, release build): a synthetic catalog of {} cameras x {} days of\n\
          60 s segments ({rows} rows) in a real SQLite file, and a real recordings tree with every\n\
          day directory and, for the two newest days of every camera, every segment file\n\
          (sparse). Start-up and ledger figures come from a child process that only opens the\n\
-         catalog, reconciles, reads the summary and queries ledgers; the page cache is warm.\n"
+         catalog, reconciles, reads the summary and queries ledgers; the page cache is warm.\n",
+        cameras(),
+        days()
     );
     let _ = writeln!(
         md,
@@ -337,7 +365,8 @@ fn storage_bench_write_benchmarks_md() {
     );
     let _ = writeln!(
         md,
-        "| Start-up after 30 min down (1,920 new segments, one day removed) | < 5 s | {:.0} ms ({} added, {} marked removed) |",
+        "| Start-up after 30 min down ({} new segments, one old day removed) | < 5 s | {:.0} ms ({} added, {} marked removed) |",
+        30 * cameras(),
         g(&after_down, "startup_ms").parse::<f64>().unwrap(),
         g(&after_down, "added"),
         g(&after_down, "removed")
@@ -380,10 +409,13 @@ fn storage_bench_write_benchmarks_md() {
          - The RSS is that of a test process (the storage code, SQLite's page cache of 2 MiB\n  \
          per connection and the test harness), not of the whole daemon.\n"
     );
+    println!("{md}");
+    if small() {
+        return;
+    }
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
     let old = std::fs::read_to_string(&path).unwrap_or_default();
     std::fs::write(&path, splice(&old, &md)).unwrap();
-    println!("{md}");
 }
 
 const BEGIN: &str = "<!-- storage-bench:begin -->";

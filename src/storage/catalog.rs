@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
 
-use super::{parse_start, Cause, Micros, SegmentName, DAY, HOUR};
+use super::{parse_day, parse_start, start_on, Cause, Micros, SegmentName, DAY, HOUR};
 
 /// Rows of deleted or evicted segments are kept this long after the
 /// deletion, so the ledger can explain the gap.
@@ -654,10 +654,14 @@ fn scan_day(
     report: &mut ReconcileReport,
 ) -> rusqlite::Result<()> {
     let dir = root.join(format!("cam_{camera}")).join(day);
+    let Some(date) = parse_day(day) else {
+        return Ok(());
+    };
     let mut files: HashMap<Micros, FileSeen> = HashMap::new();
     for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(start) = parse_start(day, &name, tz) else {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(start) = start_on(date, name, tz) else {
             continue;
         };
         let Ok(meta) = e.metadata() else { continue };
@@ -782,6 +786,30 @@ pub fn segments(
          ORDER BY start_us"
     ))?;
     let rows = st.query_map(params![camera, from - DAY, to, from], row)?;
+    rows.collect()
+}
+
+/// The ledger's view of the same segments: `(start, end, bytes, state)`,
+/// without the paths.
+pub fn intervals(
+    conn: &Connection,
+    camera: u32,
+    from: Micros,
+    to: Micros,
+) -> rusqlite::Result<Vec<(Micros, Micros, u64, SegState)>> {
+    let mut st = conn.prepare_cached(
+        "SELECT start_us, end_us, bytes, state FROM segments
+         WHERE camera = ?1 AND start_us >= ?2 AND start_us < ?3 AND end_us > ?4
+         ORDER BY start_us",
+    )?;
+    let rows = st.query_map(params![camera, from - DAY, to, from], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get::<_, i64>(2)? as u64,
+            SegState::from_i64(r.get(3)?),
+        ))
+    })?;
     rows.collect()
 }
 

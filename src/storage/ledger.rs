@@ -73,14 +73,14 @@ pub fn query(
     let mut recorded = Vec::new();
     let mut causes: Vec<(Cause, Micros, Micros)> = Vec::new();
     let tol = tolerance.as_micros() as Micros;
-    for s in catalog::segments(conn, camera, f, t_eff.max(f))? {
-        let cause = match s.state {
-            SegState::Recording if s.bytes > 0 && s.end >= n - DETECTION_SLACK => {
-                recorded.push((s.start, n));
+    for (start, end, bytes, state) in catalog::intervals(conn, camera, f, t_eff.max(f))? {
+        let cause = match state {
+            SegState::Recording if bytes > 0 && end >= n - DETECTION_SLACK => {
+                recorded.push((start, n));
                 continue;
             }
-            SegState::Recording | SegState::Complete if s.bytes > 0 => {
-                recorded.push((s.start, s.end));
+            SegState::Recording | SegState::Complete if bytes > 0 => {
+                recorded.push((start, end));
                 continue;
             }
             SegState::Evicted => Cause::Evicted,
@@ -90,8 +90,8 @@ pub fn query(
         // Runs of removed segments are one interval (segments come in
         // time order), which keeps the gap split cheap.
         match causes.last_mut() {
-            Some((c, _, end)) if *c == cause && s.start <= *end + tol => *end = (*end).max(s.end),
-            _ => causes.push((cause, s.start, s.end)),
+            Some((c, _, e)) if *c == cause && start <= *e + tol => *e = (*e).max(end),
+            _ => causes.push((cause, start, end)),
         }
     }
     causes.extend(catalog::causes(conn, camera, f, t_eff.max(f), n)?);

@@ -244,7 +244,16 @@ pub fn parse_segment(root: &Path, file: &Path, tz: chrono_tz::Tz) -> Option<Segm
 
 /// The start time of a segment from its day directory and file name.
 pub fn parse_start(day: &str, name: &str, tz: chrono_tz::Tz) -> Option<Micros> {
-    let date = NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?;
+    start_on(parse_day(day)?, name, tz)
+}
+
+/// A day directory's name (`YYYY-MM-DD`).
+pub fn parse_day(day: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()
+}
+
+/// The start time of a segment file `name` in the directory of `date`.
+pub fn start_on(date: NaiveDate, name: &str, tz: chrono_tz::Tz) -> Option<Micros> {
     let stem = name.strip_suffix(".mp4")?;
     // HH-MM-SS-ffffff
     let b = stem.as_bytes();
