@@ -20,14 +20,21 @@
 //!   segment counts as complete, retention, eviction under disk pressure,
 //!   the "disco cheio" incident, the forecast and per-camera compliance. It
 //!   never does I/O.
+//! * [`db`]: the owner thread of the catalog connection, with
+//!   `StorageDb::execute(now, action) -> Option<Event>`.
 //! * [`exec`]: the I/O the machine asks for (deleting files, `statvfs`,
 //!   file sizes), plain blocking functions for the storage owner thread or
 //!   `spawn_blocking`.
 //!
 //! # Wiring (what the daemon feeds the machine, and how it runs the actions)
 //!
-//! One owner thread holds the catalog connection (`catalog::open`), like
-//! `alerts/db.rs`. The daemon's main task owns a [`machine::Machine`] and:
+//! One owner thread holds the catalog connection: `db::StorageDb::start(
+//! catalog::open(&state_dir.join("storage.db"))?, recording.path, tz)`,
+//! like `alerts/db.rs`. The daemon's main task owns a
+//! [`machine::Machine`] (`Machine::new(recording.path, tz, settings)`),
+//! runs every action but `Alert` with `StorageDb::execute` (spawned, so the
+//! main loop never waits; the result comes back as an event on a channel)
+//! and maps `Alert`s to `AlertEvent`s. It feeds:
 //!
 //! | Source | Machine event |
 //! |---|---|
@@ -69,6 +76,7 @@
 //! millions of rows.
 
 pub mod catalog;
+pub mod db;
 pub mod exec;
 pub mod holds;
 pub mod ledger;
