@@ -66,6 +66,24 @@
 //! also run on the owner thread (or on a read-only connection: WAL lets
 //! readers run beside the writer).
 //!
+//! # Configuration
+//!
+//! [`machine::Settings`] comes from `vms.toml`:
+//!
+//! * `recording.retention_days` (90): now enforced by the daemon, so the
+//!   generated MediaMTX config must say `recordDeleteAfter: 0s` (MediaMTX
+//!   deleting by age alone is what lets a disk fill).
+//! * `[[cameras]] retention_days` (optional): a per-camera override.
+//! * `storage.min_free` (a size, unset by default) or
+//!   `storage.min_free_percent` (5): the free-space floor; unset `min_free`
+//!   means the larger of the percentage and one hour of the measured write
+//!   rate of all cameras.
+//! * `storage.retention_interval` (1 h) and `storage.delete_batch` (500).
+//! * `backup.enabled` (false): retention keeps what is not uploaded yet and
+//!   eviction takes uploaded footage first.
+//!
+//! The catalog file is `<state.dir>/storage.db` (no key).
+//!
 //! # Times
 //!
 //! Segment start times come from the file names MediaMTX writes,
