@@ -622,12 +622,12 @@ impl Machine {
             .is_some_and(|c| c.seg.start == seg.start)
         {
             let cur = cam.current.take().expect("checked");
+            let grew = bytes > cur.bytes;
             let bytes = bytes.max(cur.bytes);
-            let end = if bytes > cur.bytes {
-                now
-            } else {
-                cur.last_data
-            };
+            let end = if grew { now } else { cur.last_data };
+            if grew {
+                cam.last_growth = Some(now);
+            }
             cam.unsettled.push(Unsettled {
                 seg: cur.seg,
                 bytes,
