@@ -85,6 +85,29 @@ fn generate(db: &Path, root: &Path) -> (u64, f64) {
     let t = Instant::now();
     let mut conn = catalog::open(db).unwrap();
     conn.execute_batch("PRAGMA cache_size = -200000").unwrap();
+    // Bulk load: the secondary indexes and the triggers of the real schema
+    // are set aside and re-created after (the same SQL, from sqlite_master),
+    // and the counters are computed once; same result, a fraction of the time.
+    let deferred: Vec<(String, String)> = {
+        let mut st = conn
+            .prepare(
+                "SELECT type, name, sql FROM sqlite_master
+                 WHERE tbl_name = 'segments' AND type IN ('index', 'trigger') AND sql IS NOT NULL",
+            )
+            .unwrap();
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    format!("DROP {} {}", r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .unwrap();
+        rows.map(Result::unwrap).collect()
+    };
+    for (drop, _) in &deferred {
+        conn.execute_batch(drop).unwrap();
+    }
     let mut rows = 0u64;
     let per_day = DAY / SEG;
     for cam in 1..=cameras() {
@@ -115,6 +138,15 @@ fn generate(db: &Path, root: &Path) -> (u64, f64) {
         }
         tx.commit().unwrap();
     }
+    for (_, create) in &deferred {
+        conn.execute_batch(create).unwrap();
+    }
+    conn.execute_batch(
+        "INSERT INTO camera_stats(camera, first_start_us, segments_on_disk, bytes_on_disk)
+         SELECT camera, min(start_us), sum(state < 2), sum(CASE WHEN state < 2 THEN bytes ELSE 0 END)
+         FROM segments GROUP BY camera",
+    )
+    .unwrap();
     // The tree: every day directory, files for the newest days only.
     let tx = conn.transaction().unwrap();
     for cam in 1..=cameras() {
@@ -252,6 +284,17 @@ fn storage_bench_write_benchmarks_md() {
     let root = dir.path().join("recordings");
     let (rows, gen_s) = generate(&db, &root);
     let db_bytes = std::fs::metadata(&db).unwrap().len();
+    {
+        // The bulk load left the catalog as the triggers would have.
+        let conn = catalog::open(&db).unwrap();
+        let s = catalog::summary(&conn, now()).unwrap();
+        assert_eq!(s.cameras.len(), cameras() as usize);
+        assert!(s
+            .cameras
+            .iter()
+            .all(|c| c.segments_on_disk == (days() * DAY / SEG) as u64
+                && c.first_start < T0 + SECOND));
+    }
     println!(
         "generated {rows} rows in {gen_s:.0} s; {} MiB",
         db_bytes >> 20
