@@ -372,6 +372,12 @@ fn storage_bench_write_benchmarks_md() {
     .unwrap();
     let evict_q = t.elapsed();
     assert_eq!(ev.segments.len(), 500);
+    // 5. The summary the machine reads every 5 minutes, with the swept
+    //    day's rows still in the catalog (kept 30 days as history).
+    let t = Instant::now();
+    let sum = catalog::summary(&conn, now()).unwrap();
+    let summary_t = t.elapsed();
+    assert_eq!(sum.cameras.len(), cameras() as usize);
     drop(conn);
     let db_after = std::fs::metadata(&db).unwrap().len();
 
@@ -431,6 +437,11 @@ fn storage_bench_write_benchmarks_md() {
         md,
         "| Eviction candidates (oldest 500 of any camera) | – | {:.1} ms |",
         ms(evict_q)
+    );
+    let _ = writeln!(
+        md,
+        "| Catalog summary (all cameras) after the sweep | – | {:.1} ms |",
+        ms(summary_t)
     );
     let _ = writeln!(
         md,

@@ -844,9 +844,9 @@ pub fn summary(conn: &Connection, now: Micros) -> rusqlite::Result<Summary> {
     let mut st = conn.prepare_cached(
         "SELECT camera, first_start_us, segments_on_disk, bytes_on_disk,
                 evicted_segments, evicted_bytes, evicted_us, last_evicted_at,
-                (SELECT min(start_us) FROM segments s
+                (SELECT min(start_us) FROM segments s INDEXED BY segments_on_disk
                    WHERE s.camera = c.camera AND s.state < 2),
-                (SELECT coalesce(sum(bytes), 0) FROM segments s
+                (SELECT coalesce(sum(bytes), 0) FROM segments s INDEXED BY segments_on_disk
                    WHERE s.camera = c.camera AND s.state < 2 AND s.start_us >= ?1)
          FROM camera_stats c ORDER BY camera",
     )?;
@@ -929,7 +929,7 @@ pub fn candidates(conn: &Connection, q: &CandidateQuery) -> rusqlite::Result<Can
                 ""
             };
             let mut st = conn.prepare_cached(&format!(
-                "SELECT {ROW_COLUMNS} FROM segments s
+                "SELECT {ROW_COLUMNS} FROM segments s INDEXED BY segments_on_disk
                  WHERE camera = ?1 AND state < 2 AND state = 1 AND start_us < ?2 AND end_us < ?2
                    {backup} AND {NOT_HELD}
                  ORDER BY start_us LIMIT ?3"
@@ -953,7 +953,8 @@ pub fn candidates(conn: &Connection, q: &CandidateQuery) -> rusqlite::Result<Can
             }
             if q.backup_enabled && !more {
                 let mut st = conn.prepare_cached(&format!(
-                    "SELECT count(*), coalesce(sum(bytes), 0), min(start_us) FROM segments s
+                    "SELECT count(*), coalesce(sum(bytes), 0), min(start_us)
+                     FROM segments s INDEXED BY segments_on_disk
                      WHERE camera = ?1 AND state < 2 AND state = 1 AND start_us < ?2 AND end_us < ?2
                        AND s.backup_state <> 2 AND {NOT_HELD}"
                 ))?;
