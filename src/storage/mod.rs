@@ -22,6 +22,7 @@
 //!   never does I/O.
 //! * [`db`]: the owner thread of the catalog connection, with
 //!   `StorageDb::execute(now, action) -> Option<Event>`.
+//! * [`metrics`]: the Prometheus series, set from `Machine::view`.
 //! * [`exec`]: the I/O the machine asks for (deleting files, `statvfs`,
 //!   file sizes), plain blocking functions for the storage owner thread or
 //!   `spawn_blocking`.
@@ -99,6 +100,7 @@ pub mod exec;
 pub mod holds;
 pub mod ledger;
 pub mod machine;
+pub mod metrics;
 
 #[cfg(test)]
 mod bench;
