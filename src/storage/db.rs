@@ -55,6 +55,31 @@ impl StorageDb {
         rx.await.map_err(|_| Stopped)
     }
 
+    /// Queues one machine action (not `Alert`) on the owner thread at once,
+    /// in order with the ones queued before (catalog writes must not be
+    /// reordered), and sends the event to feed back, if any, to `feedback`.
+    /// This is what the main loop calls: it never waits.
+    pub fn submit(
+        &self,
+        now: DateTime<Utc>,
+        action: Action,
+        feedback: tokio::sync::mpsc::UnboundedSender<Event>,
+    ) -> Result<(), Stopped> {
+        let (root, tz) = (self.root.clone(), self.tz);
+        let now = super::to_micros(now);
+        self.tx
+            .send(Box::new(move |conn| {
+                match exec::execute(conn, &root, tz, now, &action) {
+                    Ok(Some(ev)) => {
+                        let _ = feedback.send(ev);
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(error = %e, "storage catalog action failed"),
+                }
+            }))
+            .map_err(|_| Stopped)
+    }
+
     /// Runs one machine action (not `Alert`) and returns the event to feed
     /// back. A catalog error is logged and gives no event; the machine
     /// retries on its own schedule.
@@ -105,6 +130,19 @@ mod tests {
             }
         }
         assert_eq!(reconciled.unwrap().added, 1);
+        // The main loop's way: queued in order, results on a channel.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        db.submit(now, Action::Summarize, tx.clone()).unwrap();
+        db.submit(
+            now,
+            Action::Reconcile {
+                session_start: false,
+            },
+            tx,
+        )
+        .unwrap();
+        assert!(matches!(rx.recv().await, Some(Event::Summary(_))));
+        assert!(matches!(rx.recv().await, Some(Event::Reconciled(_))));
         let n = db
             .call(|c| catalog::summary(c, 0).unwrap().cameras.len())
             .await

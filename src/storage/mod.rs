@@ -33,9 +33,10 @@
 //! catalog::open(&state_dir.join("storage.db"))?, recording.path, tz)`,
 //! like `alerts/db.rs`. The daemon's main task owns a
 //! [`machine::Machine`] (`Machine::new(recording.path, tz, settings)`),
-//! runs every action but `Alert` with `StorageDb::execute` (spawned, so the
-//! main loop never waits; the result comes back as an event on a channel)
-//! and maps `Alert`s to `AlertEvent`s. It feeds:
+//! queues every action but `Alert` with `StorageDb::submit(now, action,
+//! feedback_tx)` (in order, never waiting; the result comes back as an
+//! event on the channel, which the main loop feeds to the machine) and maps
+//! `Alert`s to `AlertEvent`s. It feeds:
 //!
 //! | Source | Machine event |
 //! |---|---|
@@ -56,7 +57,8 @@
 //! | Action | Run (on the storage owner thread) | Feeds back |
 //! |---|---|---|
 //! | `Catalog(ops)` | `catalog::apply(conn, &ops)` | nothing |
-//! | `Reconcile` | `catalog::reconcile(conn, root, tz, now)` | `Event::Reconciled(report)` |
+//! | `Reconcile{session_start}` | `catalog::start_session` (at start) then `catalog::reconcile(conn, root, tz, now)` | `Event::Reconciled(report)` |
+//! | `SampleDisk` | `exec::disk_sample(root)` | `Event::Disk(sample)` |
 //! | `Summarize` | `catalog::summary(conn, now)` | `Event::Summary(summary)` |
 //! | `FindCandidates(query)` | `catalog::candidates(conn, &query)` | `Event::Candidates(batch)` |
 //! | `Delete{purpose, segments}` | `exec::delete_segments(conn, root, purpose, &segments, now)` | `Event::Deleted(outcome)` |
