@@ -81,8 +81,8 @@ pub fn problem_and_action(event: &AlertEvent, lang: Language) -> (String, String
         Issue::StreamRecovered => (pick("Stream reconectado", "Stream reconnected"), none),
         Issue::RecordingStalled => (
             pick(
-                "Gravação travada: stream ativo, mas o arquivo não cresce",
-                "Recording stalled: the stream is up but the file is not growing",
+                "Gravação parou: stream ativo, mas o arquivo não cresce (recuperação automática em andamento)",
+                "Recording stopped: the stream is up but the file is not growing (automatic recovery in progress)",
             ),
             pick(
                 "Aguardar a recuperação automática",

@@ -280,7 +280,7 @@ impl Default for Monitor {
     fn default() -> Self {
         Monitor {
             interval: Span::secs(30),
-            api_poll_interval: Span::secs(2),
+            api_poll_interval: Span::secs(1),
             probe_timeout: Span::secs(3),
             stall_after: Span::secs(6),
             recording_stale: Span::secs(120),

@@ -47,6 +47,19 @@ const SYSTEMIC_WINDOW: Duration = Duration::from_secs(5);
 /// A systemic restart is tried at most this often; after that, cameras that
 /// are really all down (a dead switch) get their own ladders.
 const SYSTEMIC_COOLDOWN: Duration = Duration::from_secs(600);
+/// How much longer than the longest gap between writes the camera has shown
+/// (docs/cadence.md): a write overdue by this much is a stall.
+const STALL_FACTOR_NUM: u32 = 3;
+const STALL_FACTOR_DEN: u32 = 2;
+const STALL_MARGIN: Duration = Duration::from_millis(500);
+/// The shortest stall threshold: one part and a margin for a loaded box.
+const STALL_FLOOR_MARGIN: Duration = Duration::from_millis(1500);
+/// The longest gaps between writes are remembered over this window (two
+/// halves, so that one odd gap is forgotten after 10 minutes at most).
+const GAP_WINDOW: Duration = Duration::from_secs(300);
+/// A camera that stalls again within this time after recovering is flapping:
+/// the new episode is shown (Warning) but nobody is paged again for it.
+const FLAP_WINDOW: Duration = Duration::from_secs(600);
 
 /// A path as seen in `/v3/paths/list`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +133,23 @@ struct Cam {
     inbound_bytes: u64,
     /// Two polls in a row saw the same inbound byte count while available.
     bytes_frozen: bool,
+    /// The last poll that saw the inbound byte count grow.
+    bytes_grew_at: Option<Instant>,
+    /// The longest gaps between two writes, in the current and the previous
+    /// half of [`GAP_WINDOW`]: within a segment (parts), and across a
+    /// rotation (the new segment waits for a keyframe); and when the
+    /// current half began.
+    part_gap: [Duration; 2],
+    rotation_gap: [Duration; 2],
+    gap_since: Option<Instant>,
+    /// A rotation was seen and learned: the cadence is known.
+    rotation_seen: bool,
+    /// The current segment was closed and the next has not written yet.
+    between_segments: bool,
+    /// When the last episode was resolved, and how many episodes came
+    /// within [`FLAP_WINDOW`] of the one before.
+    resolved_at: Option<Instant>,
+    flaps: u32,
     last_data: Option<Instant>,
     last_data_wall: Option<DateTime<Utc>>,
     current_segment: Option<PathBuf>,
@@ -148,6 +178,14 @@ impl Cam {
             available_since: None,
             inbound_bytes: 0,
             bytes_frozen: false,
+            bytes_grew_at: None,
+            part_gap: [Duration::ZERO; 2],
+            rotation_gap: [Duration::ZERO; 2],
+            gap_since: None,
+            rotation_seen: false,
+            between_segments: false,
+            resolved_at: None,
+            flaps: 0,
             last_data: None,
             last_data_wall: None,
             current_segment: None,
@@ -166,6 +204,55 @@ impl Cam {
 
     fn data_since(&self, t: Instant) -> bool {
         self.last_data.is_some_and(|d| d > t)
+    }
+
+    /// Remembers the gap since the previous write (gaps as long as a stall
+    /// are outages, not cadence), as a part gap or a rotation gap.
+    fn learn_gap(&mut self, now: Instant, cap: Duration, file: &std::path::Path) {
+        let since = *self.gap_since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= GAP_WINDOW {
+            self.part_gap = [Duration::ZERO, self.part_gap[0]];
+            self.rotation_gap = [Duration::ZERO, self.rotation_gap[0]];
+            self.gap_since = Some(now);
+        }
+        let rotation =
+            self.between_segments || self.current_segment.as_deref().is_some_and(|f| f != file);
+        if let Some(last) = self.last_data {
+            let gap = now.saturating_duration_since(last);
+            if gap < cap {
+                let slot = if rotation {
+                    &mut self.rotation_gap[0]
+                } else {
+                    &mut self.part_gap[0]
+                };
+                *slot = (*slot).max(gap);
+                if rotation {
+                    self.rotation_seen = true;
+                }
+            }
+        }
+        self.between_segments = false;
+    }
+
+    /// How long without segment data is a stall for this camera: half as
+    /// long again as the longest gap it has shown lately, plus a margin
+    /// (across a rotation: the longest rotation gap; within a segment: the
+    /// longest part gap, and at least one part and a margin), at most
+    /// `stall_after`. Until a rotation has been seen the cadence is not
+    /// known: `stall_after`. The facts behind it: docs/cadence.md.
+    fn stall_threshold(&self, part: Duration, cap: Duration) -> Duration {
+        if !self.rotation_seen {
+            return cap;
+        }
+        let learned =
+            |g: [Duration; 2]| g[0].max(g[1]) * STALL_FACTOR_NUM / STALL_FACTOR_DEN + STALL_MARGIN;
+        let parts = learned(self.part_gap).max(part + STALL_FLOOR_MARGIN);
+        let t = if self.between_segments {
+            parts.max(learned(self.rotation_gap))
+        } else {
+            parts
+        };
+        t.min(cap)
     }
 }
 
@@ -306,6 +393,9 @@ impl CameraMachine {
                     let c = self.cams.get_mut(&id).unwrap();
                     set_available(c, available, now.mono);
                     c.bytes_frozen = available && bytes == c.inbound_bytes;
+                    if available && bytes > c.inbound_bytes {
+                        c.bytes_grew_at = Some(now.mono);
+                    }
                     c.inbound_bytes = bytes;
                 }
                 self.tick(now, &mut out);
@@ -317,7 +407,9 @@ impl CameraMachine {
                 self.tick(now, &mut out);
             }
             Event::SegmentData { camera, file } => {
+                let cap = self.settings.stall_after.get();
                 if let Some(c) = self.cams.get_mut(&camera) {
+                    c.learn_gap(now.mono, cap, &file);
                     c.last_data = Some(now.mono);
                     c.last_data_wall = Some(now.wall);
                     c.current_segment = Some(file);
@@ -328,6 +420,7 @@ impl CameraMachine {
             Event::SegmentClosed { camera, file } => {
                 if let Some(c) = self.cams.get_mut(&camera) {
                     c.segments_completed += 1;
+                    c.between_segments = true;
                     if c.current_segment.as_ref() == Some(&file) {
                         c.current_segment = None;
                     }
@@ -476,8 +569,15 @@ impl CameraMachine {
     }
 
     /// What is wrong with this camera now, if anything.
+    ///
+    /// A quiet file is a stream problem when the camera's inbound bytes
+    /// stopped too (two polls saw the same count), a recording stall when a
+    /// poll after the file's last write saw the bytes still growing (the
+    /// camera sends, MediaMTX does not write), and undecided until one of
+    /// those is known (at the latest at `stall_after`, as a stall).
     fn detect(&self, c: &Cam, now: Instant) -> Option<Issue> {
-        let stall = self.settings.stall_after.get();
+        let cap = self.settings.stall_after.get();
+        let stall = c.stall_threshold(self.part, cap);
         let reference = [
             c.last_data,
             c.available_since,
@@ -487,17 +587,23 @@ impl CameraMachine {
         .into_iter()
         .flatten()
         .max()?;
-        let quiet = now.saturating_duration_since(reference) >= stall;
+        let quiet_for = now.saturating_duration_since(reference);
         match c.available {
             Some(false) => Some(Issue::StreamDown),
-            Some(true) if quiet => {
-                // Frozen inbound bytes: the camera stopped sending, MediaMTX
-                // has not noticed yet (it waits readTimeout). A stream problem.
-                Some(if c.bytes_frozen {
-                    Issue::StreamDown
+            Some(true) if quiet_for >= stall => {
+                if c.bytes_frozen {
+                    // The camera stopped sending; MediaMTX has not noticed
+                    // yet (it waits readTimeout). A stream problem.
+                    Some(Issue::StreamDown)
+                } else if c
+                    .bytes_grew_at
+                    .is_some_and(|t| c.last_data.is_none_or(|d| t > d))
+                    || quiet_for >= cap
+                {
+                    Some(Issue::RecordingStalled)
                 } else {
-                    Issue::RecordingStalled
-                })
+                    None
+                }
             }
             _ => None,
         }
@@ -576,6 +682,9 @@ fn notice(c: &Cam, now: Now, issue: Issue, details: &str, out: &mut Vec<Action>)
 
 fn resolve_all(c: &mut Cam, now: Now, out: &mut Vec<Action>) {
     c.opened_at = None;
+    if !c.open.is_empty() {
+        c.resolved_at = Some(now.mono);
+    }
     for issue in std::mem::take(&mut c.open) {
         let sev = match issue {
             Issue::StreamDown | Issue::RecordingStalled => Severity::Warning,
@@ -595,8 +704,10 @@ fn resolve_all(c: &mut Cam, now: Now, out: &mut Vec<Action>) {
 /// The 2-minute rule of docs/design.md §3.2, independent of the ladder.
 fn outer_bound(c: &mut Cam, st: &Monitor, now: Now, epoch: Instant, out: &mut Vec<Action>) {
     let since = c.last_data.unwrap_or(epoch).max(epoch);
+    let paged_stall = c.open.contains(&Issue::RecordingStalled) && c.flaps == 0;
     if now.mono.saturating_duration_since(since) >= st.recording_stale.get()
         && !c.open.contains(&Issue::CameraOffline)
+        && !paged_stall
     {
         let details = format!("no recording data for more than {}", st.recording_stale);
         fire(
@@ -620,15 +731,42 @@ fn start_recovery(c: &mut Cam, st: &Monitor, problem: Issue, now: Now, out: &mut
     c.problem = Some(problem);
     c.recoveries_total += 1;
     if c.consecutive_failures == 0 {
-        // docs/design.md §5.1: Warning on the first failure (log + dashboard).
-        let details = match problem {
-            Issue::RecordingStalled => format!(
-                "stream available but no segment data for {}",
-                st.stall_after
+        let flapping = c
+            .resolved_at
+            .is_some_and(|t| now.mono.saturating_duration_since(t) < FLAP_WINDOW);
+        c.flaps = if flapping { c.flaps + 1 } else { 0 };
+        match problem {
+            // docs/design.md §5.1 and §14: a recording failure is Critical at
+            // once (someone hears of it in seconds, while the recovery runs);
+            // a camera that keeps stalling and recovering is shown, not paged
+            // again for every flap.
+            Issue::RecordingStalled if !flapping => {
+                let details = format!(
+                    "stream available but no segment data for {:.1} s; automatic recovery in progress",
+                    c.last_data
+                        .map(|t| now.mono.saturating_duration_since(t).as_secs_f64())
+                        .unwrap_or_default()
+                );
+                fire(c, now, Severity::Critical, problem, &details, out);
+            }
+            Issue::RecordingStalled => {
+                let details = format!(
+                    "recording stalled again ({} times within {} min); automatic recovery in progress",
+                    c.flaps + 1,
+                    FLAP_WINDOW.as_secs() / 60
+                );
+                fire(c, now, Severity::Warning, problem, &details, out);
+            }
+            // docs/design.md §5.1: Warning on the first stream failure.
+            _ => fire(
+                c,
+                now,
+                Severity::Warning,
+                problem,
+                "stream not available in MediaMTX",
+                out,
             ),
-            _ => "stream not available in MediaMTX".to_string(),
-        };
-        fire(c, now, Severity::Warning, problem, &details, out);
+        }
     }
     c.recovery = Some(Recovery {
         level,
@@ -729,7 +867,10 @@ fn finish(
 
 fn failed(c: &mut Cam, st: &Monitor, level: u8, now: Now, out: &mut Vec<Action>) {
     c.consecutive_failures += 1;
-    if level == 2 {
+    // The recording stall was paged at detection: its failed recovery is the
+    // same incident (the alert stays open), not a second page. A flapping
+    // camera whose recovery fails is paged now.
+    if level == 2 && !(c.open.contains(&Issue::RecordingStalled) && c.flaps == 0) {
         let details = format!(
             "recording did not resume after level 2 recovery (attempt {})",
             c.consecutive_failures
