@@ -917,6 +917,17 @@ async fn three_boxes_push_to_one_centre_that_pages_once() {
             row["metric"]["box"], row["metric"]["job"], row["value"][1]
         );
     }
+    for b in &boxes {
+        let pid = b.agent.child.as_ref().unwrap().id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let rss = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        println!("agent {}: RSS {rss}", b.name);
+    }
     println!("fleet up after {:?}", t0.elapsed());
 
     // --------------------------------------------------------------
@@ -1165,7 +1176,23 @@ async fn three_boxes_push_to_one_centre_that_pages_once() {
             .ends_with("Caixa box-2, local escola-centro."),
         "{alert}"
     );
-    // The dashboard queries, while a box is silent and a camera is down.
+    // The dashboard queries, while a box is silent and a camera is down
+    // (and no longer recording: the daemon says so a little after it
+    // marks the camera offline).
+    wait_until(
+        "camera 2 of box-2 not recording, at the centre",
+        Duration::from_secs(30),
+        || {
+            let r = query_api(
+                central_addr,
+                r#"vms_recording_active{box="box-2",camera_id="2"} == 0"#,
+            )
+            .ok()?;
+            (!r.is_empty()).then_some(())
+        },
+        || logs(&[&central]),
+    )
+    .await;
     let dash = fleet_dashboard();
     let mut problems = Vec::new();
     for (at, expr) in queries_in_dashboard(&dash, "fleet.json") {
@@ -1212,4 +1239,396 @@ async fn three_boxes_push_to_one_centre_that_pages_once() {
 
 fn tail(text: &str, n: usize) -> String {
     crate::harness::tail(text, n)
+}
+
+// ------------------------------------------------ the box names itself
+
+/// Issue 21: `[general] site` beside `box_name`, both in every Telegram text
+/// and in `/api/status`, so a person reading a message from one of 200 boxes
+/// knows where it comes from. Needs the `site` key in src/config (not there
+/// yet: the daemon refuses the unknown key).
+#[tokio::test]
+#[ignore = "needs [general] site in src/config and box/site in the alert texts and /api/status (issue 21)"]
+async fn telegram_text_and_status_name_the_box_and_the_site() {
+    let (tg, messages) = crate::harness::telegram().await;
+    let camera_ids: Vec<(u32, String)> = vec![(1, "Portaria".into()), (2, "Pátio".into())];
+    let monitor = "grace_period = \"2s\"\n";
+    let extra = format!(
+        "[alerts.telegram]\nenabled = true\nchat_id = \"-1001234\"\napi_base = \"http://{tg}\"\n"
+    );
+    let d = Daemon::start(Setup {
+        cameras: camera_ids.clone(),
+        monitor: monitor.into(),
+        extra: extra.clone(),
+        env: vec![("VMS_TELEGRAM_BOT_TOKEN".into(), "123:TESTTOKEN".into())],
+        ..Setup::default()
+    });
+    d.wait_all_recording(2).await;
+    // The same box, restarted with a box name and a site.
+    let text = d.config_text(&camera_ids, monitor, &extra);
+    let named = text.replacen(
+        "box_name = \"teste\"",
+        "box_name = \"nvr-017\"\nsite = \"escola-municipal-centro\"",
+        1,
+    );
+    assert_ne!(named, text);
+    d.write_config_text(&named);
+    d.kill();
+    d.spawn();
+    let status = d.wait_all_recording(2).await;
+    assert_eq!(status["box_name"], "nvr-017", "{status}");
+    assert_eq!(status["site"], "escola-municipal-centro", "{status}");
+
+    d.sim("POST", "/cameras/cam_2/down?mode=closed").await;
+    let (_, body) = d
+        .wait_for("a Telegram message", Duration::from_secs(40), || async {
+            messages.lock().unwrap().first().cloned()
+        })
+        .await;
+    let text = body["text"].as_str().unwrap();
+    assert!(
+        text.contains("nvr-017") && text.contains("escola-municipal-centro"),
+        "the camera alert does not say which box and site: {text}"
+    );
+}
+
+// ------------------------------------------------------------ the scale run
+
+/// The series of one `/metrics` answer (lines that are not comments).
+fn series_in(exposition: &str) -> usize {
+    exposition
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .count()
+}
+
+/// A loopback HTTP server answering `GET /<job>` with the captured
+/// exposition of that job.
+async fn serve_expositions(bodies: BTreeMap<String, String>) -> SocketAddr {
+    let bodies = Arc::new(bodies);
+    let app = axum::Router::new().route(
+        "/{job}",
+        axum::routing::get(
+            move |axum::extract::Path(job): axum::extract::Path<String>| {
+                let bodies = bodies.clone();
+                async move {
+                    match bodies.get(&job) {
+                        Some(b) => (axum::http::StatusCode::OK, b.clone()),
+                        None => (axum::http::StatusCode::NOT_FOUND, String::new()),
+                    }
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| {
+                    let p = e.path();
+                    if p.is_dir() {
+                        dir_bytes(&p)
+                    } else {
+                        e.metadata().map(|m| m.len()).unwrap_or(0)
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// One number from the Prometheus at `addr`.
+fn scalar(addr: SocketAddr, promql: &str) -> f64 {
+    query_api(addr, promql)
+        .unwrap_or_else(|e| panic!("{promql}: {e}"))
+        .first()
+        .and_then(|r| r["value"][1].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("{promql}: no value"))
+        .parse()
+        .unwrap()
+}
+
+/// The central site's footprint for a fleet: a real box (the daemon with
+/// 16 cameras, its stand-in, the node exporter) is scraped once to capture
+/// its three expositions; one agent then scrapes them as VMS_FLEET_BOXES
+/// boxes (default 200, each with its own `box` and `site`) at the shipped
+/// 15 s and remote-writes to a central Prometheus started with the shipped
+/// flags, for VMS_FLEET_MINUTES (default 10). Measured: series per box,
+/// samples/s, the centre's memory and CPU, the agent's WAL bytes per
+/// sample, and the bytes per sample of a TSDB block (a snapshot of the
+/// head). Writes the "Fleet" section of BENCHMARKS.md (after
+/// bench_write_benchmarks_md, which rewrites the file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run with scripts/bench"]
+async fn bench_fleet_central_load() {
+    let (Some(prometheus), Some(node_exporter)) =
+        (binary("prometheus"), binary("prometheus-node-exporter"))
+    else {
+        panic!("bench_fleet_central_load needs the Debian packages prometheus and prometheus-node-exporter");
+    };
+    let boxes: usize = std::env::var("VMS_FLEET_BOXES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let minutes: u64 = std::env::var("VMS_FLEET_MINUTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let dir = tempfile::tempdir().unwrap();
+
+    // One real box with 16 cameras.
+    let cameras = 16;
+    let d = Daemon::start(Setup {
+        cameras: (1..=cameras).map(|i| (i, format!("Câmera {i}"))).collect(),
+        ..Setup::default()
+    });
+    d.wait_all_recording(cameras as usize).await;
+    let node_addr = loopback();
+    let _node = Service::start(
+        "node-exporter",
+        &node_exporter,
+        vec![format!("--web.listen-address={node_addr}")],
+        node_addr,
+        "/metrics",
+        dir.path(),
+    );
+    let sim = d.sim_state().await.unwrap();
+    let mediamtx: SocketAddr = sim["listeners"]["metrics"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut bodies = BTreeMap::new();
+    bodies.insert("vms-supervisor".to_string(), d.metrics().await);
+    bodies.insert(
+        "mediamtx".to_string(),
+        http_get(mediamtx, "/metrics").unwrap().1,
+    );
+    bodies.insert(
+        "node".to_string(),
+        http_get(node_addr, "/metrics").unwrap().1,
+    );
+    drop(d);
+    // Each target adds up, scrape_duration_seconds, scrape_samples_scraped,
+    // scrape_samples_post_metric_relabeling and scrape_series_added.
+    let per_job: BTreeMap<String, usize> = bodies
+        .iter()
+        .map(|(job, b)| (job.clone(), series_in(b) + 5))
+        .collect();
+    let per_box: usize = per_job.values().sum();
+    let server = serve_expositions(bodies).await;
+
+    // The centre, with the shipped flags (and the admin API for the snapshot).
+    let central_dir = dir.path().join("central");
+    std::fs::create_dir_all(&central_dir).unwrap();
+    let config = central_files(&central_dir, false);
+    let central_addr = loopback();
+    let mut cfg: Yaml = serde_yaml::from_str(&read("fleet/prometheus.yml")).unwrap();
+    cfg["scrape_configs"][0]["static_configs"][0]["targets"][0] =
+        Yaml::from(central_addr.to_string());
+    cfg["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] =
+        Yaml::Sequence(vec![Yaml::from(loopback().to_string())]);
+    std::fs::write(&config, serde_yaml::to_string(&cfg).unwrap()).unwrap();
+    let mut args = default_args("fleet/prometheus.default");
+    args.extend([
+        format!("--config.file={}", config.display()),
+        format!("--storage.tsdb.path={}", central_dir.join("data").display()),
+        format!("--web.listen-address={central_addr}"),
+        "--web.enable-admin-api".to_string(),
+    ]);
+    let _central = Service::start(
+        "central",
+        &prometheus,
+        args,
+        central_addr,
+        "/-/ready",
+        dir.path(),
+    );
+
+    // One agent standing in for the whole fleet: the shipped agent.yml, one
+    // target per box and job, `box`/`site` as target labels.
+    let mut cfg = yaml("agent.yml");
+    cfg["global"]
+        .as_mapping_mut()
+        .unwrap()
+        .remove("external_labels");
+    for job in cfg["scrape_configs"].as_sequence_mut().unwrap() {
+        let name = job["job_name"].as_str().unwrap().to_string();
+        job["metrics_path"] = Yaml::from(format!("/{name}"));
+        let groups: Vec<Yaml> = (1..=boxes)
+            .map(|b| {
+                serde_yaml::from_str(&format!(
+                    "{{targets: ['{server}'], labels: {{box: nvr-{b:03}, site: local-{}}}}}",
+                    b % 40
+                ))
+                .unwrap()
+            })
+            .collect();
+        job["static_configs"] = Yaml::Sequence(groups);
+    }
+    cfg["remote_write"][0]["url"] = Yaml::from(format!("http://{central_addr}/api/v1/write"));
+    // One agent sends for the whole fleet: let it use more connections.
+    cfg["remote_write"][0]["queue_config"]["max_shards"] = Yaml::from(50);
+    let agent_dir = dir.path().join("agent");
+    std::fs::create_dir_all(&agent_dir).unwrap();
+    let agent_config = agent_dir.join("agent.yml");
+    std::fs::write(&agent_config, serde_yaml::to_string(&cfg).unwrap()).unwrap();
+    let agent_addr = loopback();
+    let args: Vec<String> = default_args("agent.default")
+        .into_iter()
+        .filter(|a| !a.starts_with("--web.listen-address="))
+        .chain([
+            format!("--config.file={}", agent_config.display()),
+            format!("--storage.agent.path={}", agent_dir.join("wal").display()),
+            format!("--web.listen-address={agent_addr}"),
+        ])
+        .collect();
+    let _agent = Service::start(
+        "agent",
+        &prometheus,
+        args,
+        agent_addr,
+        "/-/ready",
+        dir.path(),
+    );
+
+    let started = Instant::now();
+    let expected = (boxes * per_box) as f64 * 0.95;
+    wait_until(
+        "every box's series at the centre",
+        Duration::from_secs(300),
+        || {
+            let r = query_api(central_addr, "prometheus_tsdb_head_series").ok()?;
+            let v: f64 = r.first()?["value"][1].as_str()?.parse().ok()?;
+            (v >= expected).then_some(())
+        },
+        String::new,
+    )
+    .await;
+    let cpu0 = scalar(
+        central_addr,
+        r#"process_cpu_seconds_total{job="prometheus"}"#,
+    );
+    let t0 = Instant::now();
+    while started.elapsed() < Duration::from_secs(minutes * 60) {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    let cpu = (scalar(
+        central_addr,
+        r#"process_cpu_seconds_total{job="prometheus"}"#,
+    ) - cpu0)
+        / t0.elapsed().as_secs_f64();
+    let head_series = scalar(central_addr, "prometheus_tsdb_head_series");
+    let rate = scalar(
+        central_addr,
+        r#"rate(prometheus_tsdb_head_samples_appended_total{job="prometheus"}[5m])"#,
+    );
+    let rss = scalar(
+        central_addr,
+        r#"process_resident_memory_bytes{job="prometheus"}"#,
+    );
+    let rss_max = scalar(
+        central_addr,
+        r#"max_over_time(process_resident_memory_bytes{job="prometheus"}[30m])"#,
+    );
+    // The agent's write-ahead log (snappy-compressed) per sample it took in.
+    let agent_samples = {
+        let (_, m) = http_get(agent_addr, "/metrics").unwrap();
+        m.lines()
+            .find_map(|l| l.strip_prefix("prometheus_remote_storage_samples_in_total "))
+            .unwrap()
+            .trim()
+            .parse::<f64>()
+            .unwrap()
+    };
+    let agent_wal = dir_bytes(&agent_dir.join("wal")) as f64;
+    // A block cut from the head: its real bytes per sample.
+    let (status, body) =
+        crate::monitoring::http_post_json(central_addr, "/api/v1/admin/tsdb/snapshot", &Json::Null)
+            .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let name = serde_json::from_str::<Json>(&body).unwrap()["data"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let snap = central_dir.join("data/snapshots").join(name);
+    let (mut chunk_bytes, mut index_bytes, mut samples, mut series) = (0u64, 0u64, 0u64, 0u64);
+    for block in std::fs::read_dir(&snap).unwrap().flatten() {
+        let meta: Json =
+            serde_json::from_str(&std::fs::read_to_string(block.path().join("meta.json")).unwrap())
+                .unwrap();
+        samples += meta["stats"]["numSamples"].as_u64().unwrap();
+        series += meta["stats"]["numSeries"].as_u64().unwrap();
+        chunk_bytes += dir_bytes(&block.path().join("chunks"));
+        index_bytes += std::fs::metadata(block.path().join("index")).unwrap().len();
+    }
+    // Chunks hold at most 120 samples; a short run fills them partly, so
+    // this is an upper bound of what long blocks take per sample.
+    let bytes_per_sample = chunk_bytes as f64 / samples as f64;
+    let index_per_series = index_bytes as f64 / series as f64;
+    let wal_per_sample = agent_wal / agent_samples;
+
+    // The estimate for 200 boxes and 30 days, from these numbers.
+    let per_box_rate = 1.0 / 15.0 * per_box as f64;
+    let fleet_rate = 200.0 * per_box_rate;
+    // Prometheus compacts blocks up to a tenth of the retention (3 days of
+    // 30): about a dozen blocks, each with its own index of every series.
+    let disk_30d = fleet_rate * 86_400.0 * 30.0 * bytes_per_sample
+        + 200.0 * per_box as f64 * index_per_series * 12.0;
+    let mem_per_series = rss_max / head_series;
+    let agent_day = per_box_rate * 86_400.0 * wal_per_sample;
+    let gib = |b: f64| b / (1u64 << 30) as f64;
+    let mib = |b: f64| b / (1u64 << 20) as f64;
+    let mut md = format!(
+        "\n## Fleet: the central Prometheus\n\n\
+         Produced by `bench_fleet_central_load` in `tests/it/fleet.rs` (run by `scripts/bench`):\n\
+         one real box (the daemon with {cameras} cameras, its stand-in, the node exporter of this\n\
+         machine) scraped once; one Prometheus agent (`monitoring/agent.yml`) scrapes those\n\
+         expositions as {boxes} boxes every 15 s and remote-writes to a central Prometheus 2.42\n\
+         started with `monitoring/fleet/prometheus.default`, for {minutes} minutes.\n\n\
+         | Measure | Value |\n|---|---|\n"
+    );
+    for (job, n) in &per_job {
+        md.push_str(&format!(
+            "| Series per box, job `{job}` (incl. `up` and 4 scrape series) | {n} |\n"
+        ));
+    }
+    md.push_str(&format!(
+        "| Series per box, total | {per_box} |\n\
+         | Samples/s per box at 15 s | {per_box_rate:.1} |\n\
+         | Centre: head series ({boxes} boxes) | {head_series:.0} |\n\
+         | Centre: samples appended/s | {rate:.0} |\n\
+         | Centre: CPU (share of one core) | {:.1} % |\n\
+         | Centre: RSS now / peak | {:.0} / {:.0} MiB |\n\
+         | Centre: memory per active series (peak RSS / head series) | {:.1} KiB |\n\
+         | TSDB chunk bytes per sample (snapshot of the head; chunks partly filled, an upper bound) | {bytes_per_sample:.2} B |\n\
+         | TSDB index bytes per series and block | {index_per_series:.0} B |\n\
+         | Agent WAL bytes per sample (snappy) | {wal_per_sample:.2} B |\n\
+         | Estimate: 200 boxes, samples/s | {fleet_rate:.0} |\n\
+         | Estimate: 200 boxes, 30 days of blocks (chunks + 12 indexes) | {:.1} GiB |\n\
+         | Estimate: one box's agent WAL for a day without uplink | {:.0} MiB |\n",
+        cpu * 100.0,
+        mib(rss),
+        mib(rss_max),
+        mem_per_series / 1024.0,
+        gib(disk_30d),
+        mib(agent_day),
+    ));
+    let path = crate::util::repo().join("BENCHMARKS.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let kept = old
+        .split("\n## Fleet: the central Prometheus\n")
+        .next()
+        .unwrap()
+        .trim_end()
+        .to_string();
+    std::fs::write(&path, format!("{kept}\n{md}")).unwrap();
+    println!("{md}");
 }

@@ -1534,7 +1534,11 @@ scrape_configs:
 // ------------------------------------------------- a real Alertmanager
 
 /// A minimal HTTP/1.0 POST of a JSON body: `(status, body)`.
-fn http_post_json(addr: SocketAddr, path: &str, body: &Json) -> Result<(u16, String), String> {
+pub(crate) fn http_post_json(
+    addr: SocketAddr,
+    path: &str,
+    body: &Json,
+) -> Result<(u16, String), String> {
     let body = body.to_string();
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
         .map_err(|e| format!("connect {addr}: {e}"))?;
