@@ -658,6 +658,31 @@ async fn telegram_for_alertmanager() -> (SocketAddr, Arc<Mutex<Vec<(String, Json
     (addr, seen)
 }
 
+/// A quoted-printable e-mail body decoded (soft line breaks and `=XX`).
+fn quoted_printable(data: &str) -> String {
+    let joined = data.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'=', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// One box: its daemon (with its own stand-in) and its agent.
 struct FleetBox {
     name: String,
@@ -710,8 +735,9 @@ async fn three_boxes_push_to_one_centre_that_pages_once() {
     let mut am_cfg = yaml("fleet/alertmanager.yml");
     am_cfg["route"]["group_wait"] = Yaml::from("1s");
     am_cfg["route"]["group_interval"] = Yaml::from("5s");
+    let (smtp_addr, mails) = crate::alerting::smtp().await;
     let global = &mut am_cfg["global"];
-    global["smtp_smarthost"] = Yaml::from(loopback().to_string());
+    global["smtp_smarthost"] = Yaml::from(smtp_addr.to_string());
     global["smtp_require_tls"] = Yaml::from(false);
     let g = global.as_mapping_mut().unwrap();
     g.remove("smtp_auth_username");
@@ -1096,6 +1122,27 @@ async fn three_boxes_push_to_one_centre_that_pages_once() {
     );
     let text = message.1["text"].as_str().unwrap();
     assert!(text.contains("Local: saude-norte · Caixa: box-3"), "{text}");
+    // And the e-mail of the health posts' on-call team, with site and box.
+    let mail = wait_until(
+        "BoxSilent for box-3 by e-mail",
+        Duration::from_secs(30),
+        || {
+            mails
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|m| m.data.contains("BoxSilent"))
+                .cloned()
+        },
+        || logs(&[&ams[0], &ams[1]]),
+    )
+    .await;
+    assert_eq!(mail.to, ["<saude-ti@prefeitura.example>"], "{mail:?}");
+    let body = quoted_printable(&mail.data);
+    assert!(
+        body.contains("Local: saude-norte · Caixa: box-3") && !body.contains("<html"),
+        "{body}"
+    );
     // The health posts' chat (routing by site), not the IT team's.
     assert_eq!(
         message.1["chat_id"].to_string().trim_matches('"'),
@@ -1111,6 +1158,13 @@ async fn three_boxes_push_to_one_centre_that_pages_once() {
         .iter()
         .filter(|m| is_box_silent(m))
         .count();
+    let box_silent_mails = mails
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m.data.contains("BoxSilent"))
+        .count();
+    assert_eq!(box_silent_mails, 1, "{:?}", mails.lock().unwrap());
     assert_eq!(
         box_silent_msgs,
         1,
@@ -1234,6 +1288,13 @@ async fn three_boxes_push_to_one_centre_that_pages_once() {
         paged_camera.is_empty(),
         "the centre paged a camera incident: {paged_camera:?}"
     );
+    let mailed_camera = mails
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m.data.contains("CameraOffline"))
+        .count();
+    assert_eq!(mailed_camera, 0, "the centre e-mailed a camera incident");
     println!("fleet test done in {:?}", t0.elapsed());
 }
 
