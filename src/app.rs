@@ -114,6 +114,22 @@ pub async fn run(
         }
     };
 
+    // The segment catalog: its own database and owner thread. A catalog
+    // that cannot be opened costs the ledger and retention, not recording.
+    let storage_db = match crate::storage::catalog::open(
+        &config.state.dir.join(crate::storage::CATALOG_FILE),
+    ) {
+        Ok(conn) => Some(crate::storage::db::StorageDb::start(
+            conn,
+            config.recording.path.clone(),
+            config.timezone(),
+        )),
+        Err(e) => {
+            tracing::error!(error = %e, "the segment catalog cannot be opened: no gap ledger, retention or eviction until it is fixed");
+            None
+        }
+    };
+    crate::storage::metrics::describe();
     let (handle, ends) = daemon::channels(&config, alerts.store_error());
     let (alert_events, _) = broadcast::channel(256);
     let api_shutdown = CancellationToken::new();
@@ -124,6 +140,7 @@ pub async fn run(
             alert_events: alert_events.clone(),
             alerts: alerts.clone(),
             token,
+            storage: storage_db.clone(),
         },
         api_shutdown.clone(),
     ));
@@ -135,6 +152,7 @@ pub async fn run(
         alerts.clone(),
         alert_events,
         ends,
+        storage_db,
     )
     .await?;
     let result = daemon.run(options, shutdown).await;

@@ -65,6 +65,14 @@ pub enum Issue {
     AlertChannelFailed,
     /// The recordings disk has no space left: no camera can record.
     DiskFull,
+    /// Old footage was deleted to keep the free-space floor (says what).
+    FootageEvicted,
+    /// The free-space floor cannot be restored: everything left is held.
+    DiskFloorUnrestorable,
+    /// Retention keeps footage past its time because it is not backed up.
+    RetentionBlockedByBackup,
+    /// A camera has less footage on disk than the required retention.
+    RetentionShort,
     /// Received through the Alertmanager webhook.
     External,
 }
@@ -87,6 +95,10 @@ impl Issue {
             Issue::AlertStoreUnusable => "alert_store_unusable",
             Issue::AlertChannelFailed => "alert_channel_failed",
             Issue::DiskFull => "disk_full",
+            Issue::FootageEvicted => "footage_evicted",
+            Issue::DiskFloorUnrestorable => "disk_floor_unrestorable",
+            Issue::RetentionBlockedByBackup => "retention_blocked_by_backup",
+            Issue::RetentionShort => "retention_short",
             Issue::External => "external",
         }
     }

@@ -164,6 +164,33 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Recordings { id, from, to } => {
+            let config = load_client(&cli.config)?;
+            let tz = config.timezone();
+            let parse = |t: &str| cli::storage::parse_time(t, tz).map_err(anyhow::Error::msg);
+            print!(
+                "{}",
+                cli::storage::recordings(&config, id, parse(&from)?, parse(&to)?)?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Hold { action } => {
+            let config = load_client(&cli.config)?;
+            let tz = config.timezone();
+            let parse = |t: &str| cli::storage::parse_time(t, tz).map_err(anyhow::Error::msg);
+            let text = match action {
+                HoldAction::Add {
+                    id,
+                    from,
+                    to,
+                    reason,
+                } => cli::storage::hold_add(&config, id, parse(&from)?, parse(&to)?, &reason)?,
+                HoldAction::List => cli::storage::hold_list(&config)?,
+                HoldAction::Release { hold_id } => cli::storage::hold_release(&config, hold_id)?,
+            };
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Camera {
             action: CameraAction::Reset { id },
         } => {
@@ -249,6 +276,39 @@ enum Command {
         #[command(subcommand)]
         action: CameraAction,
     },
+    /// A camera's recorded spans and the gaps between them, with their
+    /// cause (from the segment catalog; works with the daemon stopped).
+    Recordings {
+        id: u32,
+        /// RFC 3339 (2026-11-29T14:00:00Z) or local "YYYY-MM-DD HH:MM".
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+    },
+    /// Legal holds: footage kept from retention and eviction.
+    Hold {
+        #[command(subcommand)]
+        action: HoldAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum HoldAction {
+    /// Keep a camera's footage of a time range until released.
+    Add {
+        id: u32,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Holds in force.
+    List,
+    /// End a hold (it stays in the record).
+    Release { hold_id: i64 },
 }
 
 #[derive(Subcommand)]

@@ -88,6 +88,8 @@ pub struct DiskView {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub box_name: String,
+    /// `general.site` (empty for a single box).
+    pub site: String,
     pub version: &'static str,
     pub started_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

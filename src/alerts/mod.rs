@@ -119,6 +119,10 @@ pub const ALL_ISSUES: &[Issue] = &[
     Issue::AlertStoreUnusable,
     Issue::AlertChannelFailed,
     Issue::DiskFull,
+    Issue::FootageEvicted,
+    Issue::DiskFloorUnrestorable,
+    Issue::RetentionBlockedByBackup,
+    Issue::RetentionShort,
     Issue::External,
 ];
 
@@ -232,6 +236,7 @@ pub struct AlertSettings {
     pub language: Language,
     pub tz: Tz,
     pub box_name: String,
+    pub site: String,
     /// `None`: no reminders (`alerts.reminder_after = "0s"`).
     pub reminder_after: Option<Duration>,
     /// The enabled push channels.
@@ -272,6 +277,7 @@ impl AlertSettings {
             language: config.general.language,
             tz: config.timezone(),
             box_name: config.general.box_name.clone(),
+            site: config.general.site.clone(),
             reminder_after: Some(a.reminder_after.get()).filter(|d| !d.is_zero()),
             channels,
             telegram,
@@ -289,6 +295,7 @@ impl AlertSettings {
             language: self.language,
             tz: self.tz,
             box_name: &self.box_name,
+            site: &self.site,
         }
     }
 }

@@ -22,6 +22,7 @@ fn settings() -> AlertSettings {
         language: crate::config::Language::PtBr,
         tz: chrono_tz::America::Sao_Paulo,
         box_name: "nvr-centro".into(),
+        site: String::new(),
         reminder_after: Some(Duration::from_secs(3600)),
         channels: vec![Channel::Telegram, Channel::Email],
         telegram: None,

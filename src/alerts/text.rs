@@ -45,6 +45,8 @@ pub struct Style<'a> {
     pub language: Language,
     pub tz: Tz,
     pub box_name: &'a str,
+    /// `general.site`; empty for a single box.
+    pub site: &'a str,
 }
 
 /// A rendered push message.
@@ -203,6 +205,18 @@ pub fn problem_and_action(event: &AlertEvent, lang: Language) -> (String, String
                 "Disk full: recording stopped on every camera",
             ),
             pick("Liberar espaço imediatamente", "Free space now"),
+        ),
+        // The storage machine writes its sentence for people (pt-BR) as the
+        // details: what was deleted, what is held, how many days are kept.
+        Issue::FootageEvicted
+        | Issue::DiskFloorUnrestorable
+        | Issue::RetentionBlockedByBackup
+        | Issue::RetentionShort => (
+            event.details.clone(),
+            pick(
+                "Ampliar o armazenamento, reduzir câmeras ou bitrate, ou rever a retenção",
+                "Add storage, reduce cameras or bitrate, or review the retention",
+            ),
         ),
         Issue::External => (
             if event.details.trim().is_empty() {
@@ -369,13 +383,34 @@ pub fn render(
     let since_label = if pt { "Aberto desde" } else { "Open since" };
     let duration_label = if pt { "Duração" } else { "Duration" };
 
-    // Telegram: the five lines of docs/design.md §5.3.
-    let mut tg = vec![
-        head.to_string(),
-        source_line.clone(),
+    // Which box, and where: one of 200 boxes reads alike otherwise.
+    let box_line = match (event.camera.is_some(), style.site.is_empty()) {
+        (true, true) => Some(format!(
+            "{}: {}",
+            if pt { "Caixa" } else { "Box" },
+            style.box_name
+        )),
+        (true, false) => Some(format!(
+            "{}: {} · {}: {}",
+            if pt { "Local" } else { "Site" },
+            style.site,
+            if pt { "Caixa" } else { "Box" },
+            style.box_name
+        )),
+        (false, false) => Some(format!(
+            "{}: {}",
+            if pt { "Local" } else { "Site" },
+            style.site
+        )),
+        (false, true) => None,
+    };
+    // Telegram: the five lines of docs/design.md §5.3, and the box.
+    let mut tg = vec![head.to_string(), source_line.clone()];
+    tg.extend(box_line.clone());
+    tg.extend([
         format!("{problem_label}: {problem}"),
         format!("{time_label}: {}", local_time(at, style.tz)),
-    ];
+    ]);
     match (kind, opened_at) {
         (Kind::Alert, _) | (_, None) => tg.push(format!("{action_label}: {action}")),
         (Kind::Reminder, Some(o)) => {
@@ -397,7 +432,11 @@ pub fn render(
         .unwrap_or(style.box_name);
     let email_subject = format!(
         "[VMS {}] {}: {} - {}",
-        style.box_name,
+        if style.site.is_empty() {
+            style.box_name.to_string()
+        } else {
+            format!("{}/{}", style.site, style.box_name)
+        },
         short_header(kind, event.severity, lang),
         camera_name,
         problem
@@ -470,6 +509,13 @@ pub fn render(
         if pt { "Servidor" } else { "Server" },
         style.box_name
     ));
+    if !style.site.is_empty() {
+        body.push(format!(
+            "{}: {}",
+            if pt { "Local" } else { "Site" },
+            style.site
+        ));
+    }
     body.push(format!(
         "{}: {}",
         if pt { "Chave" } else { "Key" },
@@ -513,6 +559,7 @@ mod tests {
             language,
             tz: chrono_tz::America::Sao_Paulo,
             box_name: "nvr-centro",
+            site: "",
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod alerts;
 pub mod status;
+pub mod storage;
 
 use anyhow::Context as _;
 

@@ -75,6 +75,10 @@ pub struct General {
     /// A short name for the box, used in alerts and as the `box` label an
     /// operator can add when one Prometheus scrapes many boxes.
     pub box_name: String,
+    /// Where the box is (a school, a health post, a square): named in every
+    /// alert text beside the box, and the `site` label the box's Prometheus
+    /// agent adds for the central site. Empty: a single box.
+    pub site: String,
     /// IANA time zone for alert texts, file names and the dashboard.
     pub timezone: String,
     /// Language of operator-facing texts: `pt-BR` or `en`.
@@ -85,6 +89,7 @@ impl Default for General {
     fn default() -> Self {
         General {
             box_name: default_box_name(),
+            site: String::new(),
             timezone: "America/Sao_Paulo".into(),
             language: Language::PtBr,
         }
@@ -293,12 +298,21 @@ impl Default for Monitor {
     }
 }
 
-/// `[storage]`: disk thresholds.
+/// `[storage]`: disk thresholds, the free-space floor and retention runs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Storage {
     pub disk_warning_percent: u8,
     pub disk_critical_percent: u8,
+    /// A fixed free-space floor; unset: the larger of `min_free_percent` of
+    /// the disk and one hour of the measured write rate of all cameras.
+    pub min_free: Option<Bytes>,
+    /// The free-space floor as a share of the disk (default 5).
+    pub min_free_percent: f64,
+    /// How often retention runs (and at start).
+    pub retention_interval: Span,
+    /// Segments deleted per batch (retention and eviction).
+    pub delete_batch: usize,
 }
 
 impl Default for Storage {
@@ -306,6 +320,10 @@ impl Default for Storage {
         Storage {
             disk_warning_percent: 85,
             disk_critical_percent: 90,
+            min_free: None,
+            min_free_percent: 5.0,
+            retention_interval: Span::secs(3600),
+            delete_batch: 500,
         }
     }
 }
@@ -437,6 +455,10 @@ pub struct Camera {
     /// `automatic` (UDP, then TCP), `tcp`, `udp` or `multicast`, for RTSP.
     #[serde(default)]
     pub rtsp_transport: Option<String>,
+    /// This camera's retention in days, when it differs from
+    /// `recording.retention_days`.
+    #[serde(default)]
+    pub retention_days: Option<u32>,
 }
 
 impl Camera {
@@ -723,6 +745,20 @@ fn check(config: &mut Config, daemon: bool) -> Result<(), ConfigError> {
     if config.general.box_name.trim().is_empty() {
         return err("general.box_name", "must not be empty".into());
     }
+    for (key, value) in [
+        ("general.box_name", &config.general.box_name),
+        ("general.site", &config.general.site),
+    ] {
+        if value.chars().count() > 64 {
+            return err(key, "must be at most 64 characters".into());
+        }
+        if value.chars().any(char::is_control) {
+            return err(
+                key,
+                "must not contain control characters (it is a Prometheus label and a line of every alert)".into(),
+            );
+        }
+    }
 
     // Durations that must not be zero.
     let m = &config.mediamtx;
@@ -872,6 +908,21 @@ fn check(config: &mut Config, daemon: bool) -> Result<(), ConfigError> {
             "must be between 1 and 100".into(),
         );
     }
+    if !(0.0..=50.0).contains(&s.min_free_percent) || !s.min_free_percent.is_finite() {
+        return err(
+            "storage.min_free_percent",
+            format!("{} is not a share from 0 to 50", s.min_free_percent),
+        );
+    }
+    if s.retention_interval.get() < std::time::Duration::from_secs(60) {
+        return err("storage.retention_interval", "must be at least 1m".into());
+    }
+    if !(1..=10_000).contains(&s.delete_batch) {
+        return err(
+            "storage.delete_batch",
+            format!("{} is not from 1 to 10000", s.delete_batch),
+        );
+    }
     if s.disk_critical_percent < s.disk_warning_percent {
         return err(
             "storage.disk_critical_percent",
@@ -901,6 +952,14 @@ fn check(config: &mut Config, daemon: bool) -> Result<(), ConfigError> {
         }
         if let Err(msg) = check_stream_url(&cam.url) {
             return err(&key("url"), msg);
+        }
+        if let Some(d) = cam.retention_days {
+            if !(1..=3650).contains(&d) {
+                return err(
+                    &key("retention_days"),
+                    format!("{d} is not from 1 to 3650 days"),
+                );
+            }
         }
         if let Some(t) = &cam.rtsp_transport {
             if !["automatic", "tcp", "udp", "multicast"].contains(&t.as_str()) {
@@ -1214,6 +1273,7 @@ mod tests {
             name: "a".into(),
             url: "rtsp://u:pw@h/".into(),
             rtsp_transport: None,
+            retention_days: None,
         };
         assert!(!format!("{cam:?}").contains("pw"));
     }

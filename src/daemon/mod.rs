@@ -16,11 +16,14 @@
 //! * [`periodic`]: the timed observations (the one-call path poll, path
 //!   convergence, the HLS listener, the disk).
 //! * [`reload`]: edits of `vms.toml` and writes of `mediamtx.yml`.
+//! * [`storage`]: runs the storage machine (catalog, retention, eviction)
+//!   against the catalog's owner thread.
 
 mod cameras;
 mod periodic;
 mod process;
 mod reload;
+mod storage;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -77,6 +80,7 @@ pub fn channels(config: &Config, alert_store_error: Option<String>) -> (Handle, 
     let now = Utc::now();
     let (snap_tx, snap_rx) = watch::channel(Arc::new(Snapshot {
         box_name: config.general.box_name.clone(),
+        site: config.general.site.clone(),
         version: crate::VERSION,
         started_at: now,
         updated_at: now,
@@ -143,6 +147,9 @@ pub struct Daemon {
     ready_sent: bool,
     last_status: String,
     log_limiter: Arc<Mutex<logs::RateLimiter>>,
+    /// `None` when the catalog cannot be opened (logged; supervision goes on).
+    storage: Option<storage::Storage>,
+    storage_rx: Option<mpsc::UnboundedReceiver<crate::storage::machine::Event>>,
 }
 
 impl Daemon {
@@ -155,6 +162,7 @@ impl Daemon {
         alerts: AlertsHandle,
         alert_events: broadcast::Sender<AlertEvent>,
         ends: Ends,
+        storage_db: Option<crate::storage::db::StorageDb>,
     ) -> anyhow::Result<Daemon> {
         let now = Now::system();
         let config_path = config.mediamtx_config_path();
@@ -171,7 +179,16 @@ impl Daemon {
         crate::durable::write_atomic(&config_path, rendered.as_bytes())
             .with_context(|| format!("writing {}", config_path.display()))?;
         let (reports_tx, reports_rx) = mpsc::channel(1024);
+        let (storage, storage_rx) = match storage_db {
+            Some(db) => {
+                let (st, rx) = storage::Storage::new(&config, db);
+                (Some(st), Some(rx))
+            }
+            None => (None, None),
+        };
         Ok(Daemon {
+            storage,
+            storage_rx,
             client: Client::new(
                 config.mediamtx.api_address,
                 config.monitor.probe_timeout.get(),
@@ -233,6 +250,13 @@ impl Daemon {
         let now = Now::system();
         let acts = self.process.start(now.mono);
         self.process_actions(now, acts).await;
+        use crate::storage::machine::Event as StorageEvent;
+        self.storage_event(now, StorageEvent::Settings(storage::settings(&self.config)))
+            .await;
+        self.storage_event(now, StorageEvent::Cameras(storage::cameras(&self.config)))
+            .await;
+        self.storage_event(now, StorageEvent::Started).await;
+        let mut storage_rx = self.storage_rx.take();
 
         loop {
             tokio::select! {
@@ -259,6 +283,9 @@ impl Daemon {
                     }
                     if now.mono >= next_publish {
                         next_publish = now.mono + Duration::from_secs(1);
+                        if !stopping {
+                            self.storage_event(now, StorageEvent::Tick).await;
+                        }
                         self.publish(now);
                     }
                     if let Some(every) = watchdog {
@@ -274,12 +301,22 @@ impl Daemon {
                     }
                 }
                 Some(ev) = rec_rx.recv(), if !stopping => {
-                    let event = match ev {
-                        RecEvent::Data { camera, file } => camera_machine::Event::SegmentData { camera, file },
-                        RecEvent::Closed { camera, file } => camera_machine::Event::SegmentClosed { camera, file },
-                        RecEvent::Overflow => continue,
-                    };
                     let now = Now::system();
+                    let (storage_event, event) = match ev {
+                        RecEvent::Data { camera, file } => (
+                            StorageEvent::SegmentData { camera, bytes: crate::storage::exec::file_size(&file), file: file.clone() },
+                            camera_machine::Event::SegmentData { camera, file },
+                        ),
+                        RecEvent::Closed { camera, file } => (
+                            StorageEvent::SegmentClosed { camera, bytes: crate::storage::exec::file_size(&file), file: file.clone() },
+                            camera_machine::Event::SegmentClosed { camera, file },
+                        ),
+                        RecEvent::Overflow => {
+                            self.storage_event(now, StorageEvent::Rescan).await;
+                            continue;
+                        }
+                    };
+                    self.storage_event(now, storage_event).await;
                     let acts = self.cameras.handle(now, event);
                     self.camera_actions(now, acts).await;
                 }
@@ -299,6 +336,9 @@ impl Daemon {
                     None => tracing::info!("SIGHUP: the embedded demo configuration has no file to reload"),
                 },
                 Some(cmd) = self.ends.commands.recv() => self.command(Now::system(), cmd).await,
+                Some(ev) = async { match storage_rx.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                    self.storage_event(Now::system(), ev).await;
+                }
             }
         }
         let _ = std::fs::remove_file(child::pid_file(&self.config.state.dir));
@@ -307,8 +347,15 @@ impl Daemon {
         Ok(())
     }
 
-    /// Stores and pushes an alert, and shows it on the live event stream.
-    async fn alert(&self, event: AlertEvent) {
+    /// Stores and pushes an alert, and shows it on the live event stream;
+    /// what it says about a gap in the recordings goes to the storage
+    /// machine's cause intervals (the gap ledger).
+    async fn alert(&mut self, event: AlertEvent) {
+        if let Some(change) = crate::storage::Cause::from_alert(&event) {
+            // Causes raise no storage alert of their own.
+            let now = Now::system();
+            let _ = self.storage_feed(now, crate::storage::machine::Event::Cause(change));
+        }
         let _ = self.alert_events.send(event.clone());
         self.sink.send(event).await;
     }
@@ -403,6 +450,7 @@ impl Daemon {
         let st = self.process.status();
         Snapshot {
             box_name: self.config.general.box_name.clone(),
+            site: self.config.general.site.clone(),
             version: crate::VERSION,
             started_at: self.started_at,
             updated_at: now.wall,
@@ -430,6 +478,9 @@ impl Daemon {
     fn publish(&mut self, now: Now) {
         let snap = self.snapshot(now);
         crate::metrics::update(&snap);
+        if let Some(st) = &self.storage {
+            crate::storage::metrics::publish(&st.machine.view(now.wall));
+        }
         let summary = snap.summary();
         if summary != self.last_status {
             notify::status(&summary);

@@ -57,6 +57,13 @@ impl Daemon {
             self.camera_actions(now, acts).await;
         }
         self.config = new;
+        use crate::storage::machine::Event as StorageEvent;
+        let settings = super::storage::settings(&self.config);
+        self.storage_event(now, StorageEvent::Settings(settings))
+            .await;
+        let cameras = super::storage::cameras(&self.config);
+        self.storage_event(now, StorageEvent::Cameras(cameras))
+            .await;
         if diff.mediamtx_file {
             let text = render::render(&self.config);
             if let Some(text) = self.writes.offer(text, now.mono) {
@@ -106,7 +113,11 @@ pub(super) fn watch_config_file(
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     use futures_util::StreamExt;
     use inotify::{Inotify, WatchMask};
-    let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+    // A bare file name (`--config vms.toml`) lives in the current directory.
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => Path::new(".").to_path_buf(),
+    };
     let name = path
         .file_name()
         .map(|n| n.to_os_string())

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod cameras;
 pub mod error;
 pub mod events;
+pub mod recordings;
 pub mod types;
 
 use std::sync::Arc;
@@ -47,6 +48,8 @@ pub struct ApiState {
     pub alert_events: broadcast::Sender<AlertEvent>,
     pub alerts: AlertsHandle,
     pub token: Arc<ApiToken>,
+    /// The segment catalog (`None` when it cannot be opened).
+    pub storage: Option<crate::storage::db::StorageDb>,
 }
 
 /// How long a client may take to send a request's headers before the
@@ -121,6 +124,7 @@ pub fn router(state: ApiState, loopback: bool) -> Router {
         .route("/api/cameras/{id}", get(cameras::one))
         .route("/api/cameras/{id}/reset", post(cameras::reset))
         .route("/api/cameras/{id}/latency", post(cameras::latency))
+        .route("/api/cameras/{id}/recordings", get(recordings::ledger))
         .route("/api/events", get(events::stream))
         .route("/api/status", get(cameras::status))
         .route("/metrics", get(metrics))

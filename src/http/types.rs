@@ -156,6 +156,7 @@ impl From<&DiskView> for DiskDoc {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusDoc {
     pub box_name: String,
+    pub site: String,
     pub version: String,
     pub started_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -172,6 +173,7 @@ impl From<&Snapshot> for StatusDoc {
     fn from(s: &Snapshot) -> StatusDoc {
         StatusDoc {
             box_name: s.box_name.clone(),
+            site: s.site.clone(),
             version: s.version.to_string(),
             started_at: s.started_at,
             updated_at: s.updated_at,

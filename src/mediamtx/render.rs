@@ -12,8 +12,8 @@
 //! * One path `cam_{id}` per camera: always on, fMP4 recording in 60 s
 //!   segments into `<root>/%path/%Y-%m-%d/%H-%M-%S-%f` (per-camera
 //!   directories keep the inotify watch and retention per camera).
-//! * `recordDeleteAfter` derived from the retention in days, so footage is
-//!   never kept longer than the law asks even if the daemon is down.
+//! * `recordDeleteAfter: 0s`: the daemon deletes footage (retention,
+//!   eviction, holds: `src/storage/`), MediaMTX never does.
 //!
 //! The output is deterministic (same input, same bytes), which the config
 //! writer relies on to skip writes that would change nothing.
@@ -67,9 +67,12 @@ pub fn record_path(config: &Config) -> String {
     format!("{root}/%path/%Y-%m-%d/%H-%M-%S-%f")
 }
 
-/// The retention in days as a duration MediaMTX enforces by itself.
-pub fn record_delete_after(config: &Config) -> Span {
-    Span::secs(u64::from(config.recording.retention_days) * 86_400)
+/// MediaMTX's own deletion is off (`0s`): the daemon owns retention
+/// (`src/storage/`), so that nothing is deleted before it is backed up or
+/// while it is held, and a disk that fills is handled by eviction, not by
+/// an age rule alone.
+pub fn record_delete_after(_config: &Config) -> Span {
+    Span::secs(0)
 }
 
 /// A YAML scalar or list as we emit it.

@@ -114,6 +114,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::events::{AlertEvent, Issue, Phase};
 
+/// The catalog's file name in the state directory.
+pub const CATALOG_FILE: &str = "storage.db";
+
 /// Microseconds since the Unix epoch, UTC: how the catalog stores time.
 pub type Micros = i64;
 

@@ -14,15 +14,15 @@ fn secs(s: u64) -> Duration {
 }
 
 #[derive(Debug, Default, Clone)]
-struct Mail {
-    from: String,
-    to: Vec<String>,
-    data: String,
+pub(crate) struct Mail {
+    pub from: String,
+    pub to: Vec<String>,
+    pub data: String,
 }
 
 /// A minimal SMTP server (RFC 5321 without extensions): enough for a real
 /// client to deliver a message.
-async fn smtp() -> (SocketAddr, Arc<Mutex<Vec<Mail>>>) {
+pub(crate) async fn smtp() -> (SocketAddr, Arc<Mutex<Vec<Mail>>>) {
     let mails: Arc<Mutex<Vec<Mail>>> = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -36,7 +36,7 @@ fn yaml(rel: &str) -> Yaml {
 
 /// The path of a Prometheus tool, or a panic that names the Debian package
 /// to install: a missing tool must fail the test, never skip it.
-fn tool(name: &str, package: &str) -> PathBuf {
+pub(crate) fn tool(name: &str, package: &str) -> PathBuf {
     let found = std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
@@ -51,16 +51,16 @@ fn tool(name: &str, package: &str) -> PathBuf {
     })
 }
 
-fn promtool() -> Command {
+pub(crate) fn promtool() -> Command {
     Command::new(tool("promtool", "prometheus"))
 }
 
-fn amtool() -> Command {
+pub(crate) fn amtool() -> Command {
     Command::new(tool("amtool", "prometheus-alertmanager"))
 }
 
 /// Runs `cmd` and returns its output, panicking with both streams on failure.
-fn run_ok(mut cmd: Command) -> Output {
+pub(crate) fn run_ok(mut cmd: Command) -> Output {
     let shown = format!("{cmd:?}");
     let out = cmd.output().unwrap_or_else(|e| panic!("{shown}: {e}"));
     assert!(
@@ -73,7 +73,7 @@ fn run_ok(mut cmd: Command) -> Output {
     out
 }
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -207,7 +207,7 @@ const MEDIAMTX_DEPRECATED: &[(&str, &str)] = &[
 /// Why `name` is not a series our Prometheus can have, or `None` if it is:
 /// one of the daemon's names, MediaMTX's, the node exporter's (`node_*`) or
 /// Prometheus's own `up`.
-fn unknown_metric(name: &str) -> Option<String> {
+pub(crate) fn unknown_metric(name: &str) -> Option<String> {
     if DAEMON_METRICS.contains(&name) || name == "up" || name.starts_with("node_") {
         return None;
     }
@@ -279,7 +279,7 @@ const LABEL_LIST_WORDS: &[&str] = &[
 /// strings, label matchers (`{...}`), ranges (`[...]`), numbers, durations,
 /// Grafana variables (`$box`) and label lists (`by (...)`), and takes every
 /// other identifier that is not followed by `(` as a metric name.
-fn metric_names(expr: &str) -> BTreeSet<String> {
+pub(crate) fn metric_names(expr: &str) -> BTreeSet<String> {
     let chars: Vec<char> = expr.chars().collect();
     let mut names = BTreeSet::new();
     let mut i = 0;
@@ -613,9 +613,15 @@ fn alertmanager_config_is_valid_and_routes_to_the_daemon_webhook() {
 
 const DASHBOARDS: &[&str] = &["overview.json", "streaming.json", "recordings.json"];
 
-/// Every PromQL query of a dashboard, with where it comes from: panel
-/// targets (also inside rows) and query variables (`label_values(...)`).
+/// Every PromQL query of a dashboard of `grafana/dashboards/`.
 fn dashboard_queries(file: &str) -> Vec<(String, String)> {
+    queries_in_dashboard(&dashboard(file), file)
+}
+
+/// Every PromQL query of the dashboard `dash` (named `file` in the
+/// answer), with where it comes from: panel targets (also inside rows) and
+/// query variables (`label_values(...)`).
+pub(crate) fn queries_in_dashboard(dash: &Json, file: &str) -> Vec<(String, String)> {
     fn walk(v: &Json, at: &str, out: &mut Vec<(String, String)>) {
         match v {
             Json::Object(map) => {
@@ -637,7 +643,6 @@ fn dashboard_queries(file: &str) -> Vec<(String, String)> {
             _ => {}
         }
     }
-    let dash = dashboard(file);
     let mut out = Vec::new();
     walk(&dash["panels"], file, &mut out);
     for var in dash["templating"]["list"].as_array().unwrap() {
@@ -660,19 +665,20 @@ fn dashboard(file: &str) -> Json {
 }
 
 /// Grafana's variables replaced by values Prometheus accepts.
-fn expand_grafana_variables(expr: &str) -> String {
+pub(crate) fn expand_grafana_variables(expr: &str) -> String {
     let out = expr
         .replace("$__rate_interval", "1m")
         .replace("$__interval", "15s")
         .replace("$__range", "1h")
-        .replace("$box", ".*");
+        .replace("$box", ".*")
+        .replace("$site", ".*");
     assert!(!out.contains('$'), "unknown Grafana variable in {expr:?}");
     out
 }
 
 /// Parses `queries` with `promtool check rules` (each one becomes a
 /// recording rule), returning promtool's complaint if one does not parse.
-fn promql_parse_errors(queries: &[(String, String)]) -> Result<(), String> {
+pub(crate) fn promql_parse_errors(queries: &[(String, String)]) -> Result<(), String> {
     let dir = tempfile::tempdir().unwrap();
     let rules: Vec<Json> = queries
         .iter()
@@ -1080,23 +1086,7 @@ impl TestPrometheus {
     /// `data.result` (for a vector: objects with `metric` and `value`), or
     /// the API's error (e.g. a parse error).
     pub fn try_query(&self, promql: &str) -> Result<Vec<Json>, String> {
-        let (status, body) = http::get(
-            self.addr,
-            &format!("/api/v1/query?query={}", url_encode(promql)),
-        )?;
-        let doc: Json =
-            serde_json::from_str(&body).map_err(|e| format!("HTTP {status}: {e}: {body}"))?;
-        if doc["status"] != "success" {
-            return Err(format!(
-                "HTTP {status}: {} {}",
-                doc["errorType"], doc["error"]
-            ));
-        }
-        match &doc["data"]["result"] {
-            Json::Array(items) => Ok(items.clone()),
-            // Scalars and strings: [time, "value"].
-            other => Ok(vec![other.clone()]),
-        }
+        query_api(self.addr, promql)
     }
 
     /// [`TestPrometheus::try_query`] that panics on an error.
@@ -1162,11 +1152,31 @@ impl Drop for TestPrometheus {
     }
 }
 
+/// An instant PromQL query through the `/api/v1/query` of the Prometheus
+/// at `addr`: `data.result` (for a vector: objects with `metric` and
+/// `value`), or the API's error (e.g. a parse error).
+pub(crate) fn query_api(addr: SocketAddr, promql: &str) -> Result<Vec<Json>, String> {
+    let (status, body) = http::get(addr, &format!("/api/v1/query?query={}", url_encode(promql)))?;
+    let doc: Json =
+        serde_json::from_str(&body).map_err(|e| format!("HTTP {status}: {e}: {body}"))?;
+    if doc["status"] != "success" {
+        return Err(format!(
+            "HTTP {status}: {} {}",
+            doc["errorType"], doc["error"]
+        ));
+    }
+    match &doc["data"]["result"] {
+        Json::Array(items) => Ok(items.clone()),
+        // Scalars and strings: [time, "value"].
+        other => Ok(vec![other.clone()]),
+    }
+}
+
 fn free_port() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], crate::harness::free_port()))
 }
 
-fn url_encode(s: &str) -> String {
+pub(crate) fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -1498,9 +1508,41 @@ scrape_configs:
 
 // ------------------------------------------------- a real Alertmanager
 
+/// A minimal HTTP/1.0 POST of a JSON body: `(status, body)`.
+pub(crate) fn http_post_json(
+    addr: SocketAddr,
+    path: &str,
+    body: &Json,
+) -> Result<(u16, String), String> {
+    let body = body.to_string();
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| format!("write: {e}"))?;
+    let mut raw = String::new();
+    stream
+        .read_to_string(&mut raw)
+        .map_err(|e| format!("read: {e}"))?;
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("malformed response: {raw}"))?;
+    Ok((status, body.to_string()))
+}
+
 /// A webhook receiver standing in for the daemon's `POST /api/alerts/webhook`:
 /// every request's head and JSON body go to the returned channel.
-fn webhook_receiver() -> (SocketAddr, std::sync::mpsc::Receiver<(String, Json)>) {
+pub(crate) fn webhook_receiver() -> (SocketAddr, std::sync::mpsc::Receiver<(String, Json)>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();

@@ -232,7 +232,10 @@ fn every_rendered_path_passes_mediamtx_record_validation() {
                     seg, 60.0,
                     "{file}: {name}: the 60 s segments of docs/design.md §1.1"
                 );
-                assert_eq!(del, 90.0 * 86_400.0, "{file}: {name}: 90 days of retention");
+                assert_eq!(
+                    del, 0.0,
+                    "{file}: {name}: the daemon owns retention, not MediaMTX"
+                );
             }
         }
         // docs/mediamtx.md §l.4: lowLatency HLS needs >= 7 segments, others >= 3.

@@ -50,6 +50,7 @@ fn camera(id: u32) -> Camera {
         name: format!("Câmera {id}"),
         url: format!("rtsp://10.0.0.{id}/stream"),
         rtsp_transport: None,
+        retention_days: None,
     }
 }
 
