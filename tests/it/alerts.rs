@@ -23,6 +23,7 @@ use crate::harness::{eventually, free_port, FakeTelegram, Reply};
 const TOKEN: &str = "123456:TEST-SECRET-TOKEN";
 const EXAMPLE_TELEGRAM_TEXT: &str = "ALERTA CRÍTICO\n\
 Câmera: Portaria Principal\n\
+Caixa: nvr-teste\n\
 Problema: Gravação não recuperada após 3 tentativas\n\
 Horário: 14:35:22\n\
 Ação: Verificar câmera fisicamente";
@@ -1024,7 +1025,7 @@ async fn alertmanager_webhook_goes_through_the_outbox() {
     let text = reqs[0].body["text"].as_str().unwrap();
     assert!(
         text.starts_with(
-            "ALERTA CRÍTICO\nCâmera: Portaria Principal\nProblema: Gravação parou na câmera 5 (CRÍTICO"
+            "ALERTA CRÍTICO\nCâmera: Portaria Principal\nCaixa: nvr-teste\nProblema: Gravação parou na câmera 5 (CRÍTICO"
         ),
         "{text}"
     );
@@ -1059,7 +1060,7 @@ async fn alertmanager_webhook_goes_through_the_outbox() {
     let reqs = tg.wait_requests(2, Duration::from_secs(5)).await;
     let text = reqs[1].body["text"].as_str().unwrap();
     assert!(
-        text.starts_with("RESOLVIDO\nCâmera: Portaria Principal\n"),
+        text.starts_with("RESOLVIDO\nCâmera: Portaria Principal\nCaixa: nvr-teste\n"),
         "{text}"
     );
     assert!(text.ends_with("Duração: 10 min 00 s"), "{text}");
@@ -1269,7 +1270,7 @@ async fn english_texts_when_configured() {
     let reqs = tg.wait_requests(1, Duration::from_secs(5)).await;
     assert_eq!(
         reqs[0].body["text"],
-        "CRITICAL ALERT\nCamera: Portaria Principal\nProblem: Recording not recovered after 3 attempts\n\
+        "CRITICAL ALERT\nCamera: Portaria Principal\nBox: nvr-teste\nProblem: Recording not recovered after 3 attempts\n\
          Time: 14:35:22\nAction: Check the camera physically"
     );
     p.stop().await;
@@ -1468,7 +1469,7 @@ async fn real_alertmanager_firing_and_resolved_reach_telegram() {
     let text = reqs[0].body["text"].as_str().unwrap();
     assert!(
         text.starts_with(
-            "ALERTA CRÍTICO\nCâmera: Portaria Principal\nProblema: Gravação parou na câmera 5"
+            "ALERTA CRÍTICO\nCâmera: Portaria Principal\nCaixa: nvr-teste\nProblema: Gravação parou na câmera 5"
         ),
         "{text}"
     );
@@ -1480,7 +1481,7 @@ async fn real_alertmanager_firing_and_resolved_reach_telegram() {
     let reqs = tg.wait_requests(2, Duration::from_secs(15)).await;
     let text = reqs[1].body["text"].as_str().unwrap();
     assert!(
-        text.starts_with("RESOLVIDO\nCâmera: Portaria Principal\n"),
+        text.starts_with("RESOLVIDO\nCâmera: Portaria Principal\nCaixa: nvr-teste\n"),
         "{text}"
     );
 

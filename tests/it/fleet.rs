@@ -59,7 +59,7 @@ const CENTRE_PAGED: &[&str] = &[
 /// Series the fleet dashboard shows that no box exports yet (the daemon's
 /// footage and backup metrics are planned): their queries must run, and
 /// come back empty.
-const PLANNED_METRICS: &[&str] = &["vms_footage_days", "vms_backup_lag_seconds"];
+const PLANNED_METRICS: &[&str] = &["vms_storage_footage_days", "vms_backup_lag_seconds"];
 
 fn alert_names(rules: &Yaml) -> Vec<String> {
     rules["groups"]

@@ -95,41 +95,22 @@ async fn the_gap_ledger_names_a_camera_outage() {
     }
 }
 
-/// Footage older than the retention is deleted by the daemon at start (the
-/// catalog finds it, the sweep removes it); MediaMTX's own deletion is off.
+/// Footage older than the retention is deleted by the daemon (the catalog
+/// finds it at start, the sweep removes it); MediaMTX's own deletion is off.
 /// A held range survives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open (issue 15): the daemon catalogues the old segment but its retention sweep does not delete it yet end to end; the machine's own tests pass"]
 async fn retention_deletes_old_footage_but_never_held_footage() {
-    let old = (Utc::now() - chrono::Duration::days(100))
-        .with_timezone(&chrono_tz::America::Sao_Paulo)
-        .format("%Y-%m-%d")
-        .to_string();
-    let held_day = (Utc::now() - chrono::Duration::days(95))
-        .with_timezone(&chrono_tz::America::Sao_Paulo)
-        .format("%Y-%m-%d")
-        .to_string();
-    let files = vec![
-        (
-            format!("recordings/cam_1/{old}/10-00-00-000000.mp4"),
-            b"old footage".to_vec(),
-        ),
-        (
-            format!("recordings/cam_1/{old}/10-01-00-000000.mp4"),
-            b"old footage".to_vec(),
-        ),
-        (
-            format!("recordings/cam_2/{held_day}/10-00-00-000000.mp4"),
-            b"evidence".to_vec(),
-        ),
-    ];
-    // The hold is taken first, on a catalog made by a first start.
-    let d = Daemon::start(Setup {
-        files: files.clone(),
-        recording: "retention_days = 120\n".into(),
-        ..Setup::default()
-    });
+    let tz = chrono_tz::America::Sao_Paulo;
+    let day = |ago: i64| {
+        (Utc::now() - chrono::Duration::days(ago))
+            .with_timezone(&tz)
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    let (old, held_day) = (day(100), day(95));
+    let d = Daemon::start(Setup::default());
     d.wait_all_recording(2).await;
+    // A hold, on the catalog the first start made.
     let from = format!("{held_day} 00:00");
     let to = format!("{held_day} 23:59");
     let out = d.cli(&[
@@ -150,24 +131,41 @@ async fn retention_deletes_old_footage_but_never_held_footage() {
     );
     let list = d.cli(&["hold", "list"]);
     assert!(String::from_utf8_lossy(&list.stdout).contains("inquérito 123/2026"));
-    // Now the required retention is 90 days: restart with it.
-    let text = std::fs::read_to_string(&d.config_path)
-        .unwrap()
-        .replace("retention_days = 120", "retention_days = 90");
+    // While the daemon is down, old footage appears (as after a restore or
+    // a disk moved in from another box), with its own old times.
     d.kill();
-    d.write_config_text(&text);
+    let mut files = Vec::new();
+    for (cam, date) in [(1, &old), (1, &old), (2, &held_day)] {
+        let name = if files.len() == 1 {
+            "10-01-00-000000.mp4"
+        } else {
+            "10-00-00-000000.mp4"
+        };
+        let path = d.path(&format!("recordings/cam_{cam}/{date}/{name}"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"old footage").unwrap();
+        let local = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+            .unwrap()
+            .and_hms_opt(10, 1, 0)
+            .unwrap()
+            .and_local_timezone(tz)
+            .unwrap();
+        let mtime = std::time::UNIX_EPOCH + Duration::from_secs(local.timestamp() as u64);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        files.push(path);
+    }
     d.spawn();
     d.wait_all_recording(2).await;
-    let old_file = d.path(&format!("recordings/cam_1/{old}/10-00-00-000000.mp4"));
-    d.wait_for("the old footage deleted", secs(30), || async {
-        (!old_file.exists()).then_some(())
+    d.wait_for("the old footage deleted by retention", secs(30), || async {
+        (!files[0].exists() && !files[1].exists()).then_some(())
     })
     .await;
-    assert!(
-        d.path(&format!("recordings/cam_2/{held_day}/10-00-00-000000.mp4"))
-            .exists(),
-        "held footage is never deleted"
-    );
+    assert!(files[2].exists(), "held footage is never deleted");
     let yml = std::fs::read_to_string(d.path("state/mediamtx.yml")).unwrap();
-    assert!(yml.contains("recordDeleteAfter: 0s"), "{yml}");
+    assert!(yml.contains("recordDeleteAfter: \"0s\""), "{yml}");
 }
