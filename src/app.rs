@@ -124,6 +124,7 @@ pub async fn run(
             alert_events: alert_events.clone(),
             alerts: alerts.clone(),
             token,
+            live: Arc::new(http::dashboard::LiveSettings::from_config(&config)),
         },
         api_shutdown.clone(),
     ));
