@@ -57,6 +57,7 @@ describe('dashboard', { skip: URL_ ? false : 'DASH_URL not set (run through carg
   let browser;
   let page;
   const consoleErrors = [];
+  const badResponses = [];
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'chromium-dash-'));
 
   before(async () => {
@@ -67,6 +68,7 @@ describe('dashboard', { skip: URL_ ? false : 'DASH_URL not set (run through carg
     page = browser.pages()[0] || await browser.newPage();
     page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
     page.on('pageerror', (e) => consoleErrors.push(String(e)));
+    page.on('response', (r) => { if (r.status() >= 400) badResponses.push(`${r.status()} ${r.url()}`); });
   });
   after(async () => {
     fs.writeFileSync(process.env.BENCH_JSON || path.join(SHOTS, 'dashboard-bench.json'), JSON.stringify(bench, null, 2));
@@ -91,7 +93,15 @@ describe('dashboard', { skip: URL_ ? false : 'DASH_URL not set (run through carg
     const f0 = await frames(page, 1);
     await until('framesDecoded grows', async () => (await frames(page, 1)) > f0 + 10);
     await page.screenshot({ path: path.join(SHOTS, 'overview-1366x768.png') });
-    assert.deepEqual(consoleErrors, []);
+    // Chromium logs every 4xx as a console error. Allowed: the HLS playlist
+    // of the background player while MediaMTX's muxer has no segment yet
+    // (hls.js retries it); anything else fails.
+    const hlsWarmUp = (u) => /^404 http:\/\/[^/]+\/cam_\d+\/[^/]*\.m3u8/.test(u)
+      && !u.includes(`${new URL(URL_).host}/`);
+    assert.deepEqual(badResponses.filter((u) => !hlsWarmUp(u)), []);
+    const loads = consoleErrors.filter((m) => m.startsWith('Failed to load resource'));
+    assert.ok(loads.length <= badResponses.length, `${loads.length} load errors for ${badResponses}`);
+    assert.deepEqual(consoleErrors.filter((m) => !m.startsWith('Failed to load resource')), []);
   });
 
   test('a camera failure in the stand-in shows on the page within 1 s of the daemon publishing it', async () => {
