@@ -141,6 +141,7 @@ pub async fn run(
             alerts: alerts.clone(),
             token,
             storage: storage_db.clone(),
+            live: Arc::new(http::dashboard::LiveSettings::from_config(&config)),
         },
         api_shutdown.clone(),
     ));

@@ -851,6 +851,16 @@ impl AlertsHandle {
         Ok(had)
     }
 
+    /// Records an operator's acknowledgement of alert `id` (the first one
+    /// stands): who and when, or `None` when there is no such alert.
+    pub async fn ack(
+        &self,
+        id: i64,
+        who: String,
+    ) -> Result<Option<(String, DateTime<Utc>)>, AlertsError> {
+        self.call(move |st| st.ack(id, &who, Utc::now())).await
+    }
+
     /// Silences in force.
     pub async fn silences(&self) -> Result<Vec<Silence>, AlertsError> {
         self.call(|st| st.silences(Utc::now())).await

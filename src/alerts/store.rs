@@ -105,6 +105,11 @@ const MIGRATIONS: &[&str] = &[
         created_at  TEXT NOT NULL
     );
     ",
+    // 2: an operator's acknowledgement of an alert (the dashboard's banner).
+    "
+    ALTER TABLE alerts ADD COLUMN acked_by TEXT;
+    ALTER TABLE alerts ADD COLUMN acked_at TEXT;
+    ",
 ];
 
 pub fn ts(t: DateTime<Utc>) -> String {
@@ -199,6 +204,11 @@ pub struct AlertRow {
     /// What the pipeline did: opened, repeated, escalated, resolved,
     /// nothing_open, notice.
     pub action: String,
+    /// Who acknowledged it on the dashboard, and when.
+    #[serde(default)]
+    pub acked_by: Option<String>,
+    #[serde(default)]
+    pub acked_at: Option<DateTime<Utc>>,
 }
 
 /// Filters of [`Store::list`] (and `GET /api/alerts`).
@@ -1010,7 +1020,7 @@ impl Store {
         let sql = format!(
             "SELECT a.id, a.at, a.severity, a.phase, a.key, a.issue, a.camera_id, a.camera_name,
                  a.recovery_attempts, a.last_recording, a.details, a.silenced, a.action,
-                 {OPEN} AS open
+                 {OPEN} AS open, a.acked_by, a.acked_at
              FROM alerts a LEFT JOIN incidents i ON i.id = a.incident_id
              WHERE {where_} ORDER BY a.id DESC LIMIT ?{lim} OFFSET ?{off}"
         );
@@ -1078,6 +1088,39 @@ impl Store {
     }
 
     /// Ends a silence. Returns whether there was one.
+    /// Records that `who` acknowledged alert `id` at `now`. The first
+    /// acknowledgement stands; `None` when there is no such alert.
+    pub fn ack(
+        &self,
+        id: i64,
+        who: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(String, DateTime<Utc>)>, AlertsError> {
+        self.conn
+            .execute(
+                "UPDATE alerts SET acked_by = ?2, acked_at = ?3 WHERE id = ?1 AND acked_at IS NULL",
+                params![id, who, ts(now)],
+            )
+            .map_err(|e| self.err(e))?;
+        self.conn
+            .query_row(
+                "SELECT acked_by, acked_at FROM alerts WHERE id = ?1",
+                params![id],
+                |r| {
+                    Ok((
+                        r.get::<_, Option<String>>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                    ))
+                },
+            )
+            .optional()
+            .map(|row| match row {
+                Some((Some(by), Some(at))) => Some((by, parse_ts(&at))),
+                _ => None,
+            })
+            .map_err(|e| self.err(e))
+    }
+
     pub fn unsilence(&self, camera_id: u32) -> Result<bool, AlertsError> {
         self.conn
             .execute(
@@ -1194,5 +1237,7 @@ fn row_to_alert(r: &Row<'_>, settings: &AlertSettings) -> rusqlite::Result<Alert
         resolved: !open,
         silenced: r.get(11)?,
         action: r.get(12)?,
+        acked_by: r.get(14)?,
+        acked_at: r.get::<_, Option<String>>(15)?.map(|s| parse_ts(&s)),
     })
 }

@@ -533,7 +533,7 @@ fn reopening_keeps_data_and_schema_version() {
     d.store.ingest(&stopped(t0()), t0(), &s).unwrap();
     let path = d.path.clone();
     let store = Store::open(&path).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 1);
+    assert_eq!(store.schema_version().unwrap(), 2);
     assert_eq!(store.table_counts().unwrap()["alerts"], 1);
     let ro = Store::open_read_only(&path).unwrap();
     assert_eq!(ro.table_counts().unwrap()["outbox"], 2);

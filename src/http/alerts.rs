@@ -15,6 +15,10 @@
 //!   (`{"camera_id": 5, "minutes": 120, "reason": "..."}` or `"until"`),
 //!   `DELETE /api/alerts/silences/{camera_id}`: maintenance silences; the
 //!   mutations need the token.
+//! * `POST /api/alerts/{id}/ack` (JSON body `{}`): an operator acknowledges
+//!   an alert (the dashboard's critical banner); who and when are stored and
+//!   shown in the list. Who is `api-token` when the request carries the
+//!   token, `operator` otherwise (until there are logins).
 
 use std::sync::Arc;
 
@@ -56,6 +60,7 @@ pub fn router(handle: AlertsHandle, token: Arc<ApiToken>) -> Router {
     Router::new()
         .route("/api/alerts", get(list))
         .route("/api/alerts/webhook", post(webhook))
+        .route("/api/alerts/{id}/ack", post(ack))
         .route("/api/alerts/incidents", get(incidents))
         .route("/api/alerts/silences", get(silences).post(add_silence))
         .route("/api/alerts/silences/{camera_id}", delete(remove_silence))
@@ -205,5 +210,29 @@ async fn remove_silence(
         Err(ApiError::not_found(format!(
             "camera {camera_id} is not silenced"
         )))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckRequest {}
+
+/// The operator acknowledges an alert. The JSON body is required so that a
+/// cross-site page cannot send it without a CORS preflight.
+async fn ack(
+    State(state): State<AlertsState>,
+    headers: HeaderMap,
+    id: Result<Path<i64>, PathRejection>,
+    body: Result<Json<AckRequest>, JsonRejection>,
+) -> Reply {
+    let Path(id) = id?;
+    let Json(AckRequest {}) = body?;
+    let who = match auth::bearer(&headers) {
+        Some(t) if state.token.matches(t) => "api-token",
+        _ => "operator",
+    };
+    match state.handle.ack(id, who.to_string()).await? {
+        Some((by, at)) => Ok(Json(json!({ "id": id, "acked_by": by, "acked_at": at }))),
+        None => Err(ApiError::not_found(format!("no alert with id {id}"))),
     }
 }

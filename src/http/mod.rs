@@ -15,9 +15,11 @@
 pub mod alerts;
 pub mod auth;
 pub mod cameras;
+pub mod dashboard;
 pub mod error;
 pub mod events;
 pub mod recordings;
+pub mod playback;
 pub mod types;
 
 use std::sync::Arc;
@@ -25,7 +27,7 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::middleware;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::sync::broadcast;
@@ -50,6 +52,8 @@ pub struct ApiState {
     pub token: Arc<ApiToken>,
     /// The segment catalog (`None` when it cannot be opened).
     pub storage: Option<crate::storage::db::StorageDb>,
+    /// The dashboard's live view and MediaMTX's playback server.
+    pub live: Arc<dashboard::LiveSettings>,
 }
 
 /// How long a client may take to send a request's headers before the
@@ -118,7 +122,11 @@ pub async fn serve(
 pub fn router(state: ApiState, loopback: bool) -> Router {
     let token = state.token.clone();
     let app = Router::new()
-        .route("/", get(dashboard))
+        .route("/", get(dashboard::page))
+        .route("/ui/settings.json", get(dashboard::settings))
+        .route("/ui/{file}", get(dashboard::asset))
+        .route("/api/cameras/{id}/playback/list", get(playback::list))
+        .route("/api/cameras/{id}/playback/get", get(playback::get))
         .route("/api/cameras/health", get(cameras::health))
         .route("/api/cameras", get(cameras::list))
         .route("/api/cameras/{id}", get(cameras::one))
@@ -150,8 +158,4 @@ async fn metrics() -> Response {
         crate::metrics::render(),
     )
         .into_response()
-}
-
-async fn dashboard() -> Html<&'static str> {
-    Html(include_str!("dashboard.html"))
 }

@@ -7,6 +7,7 @@ mod api;
 mod bench;
 mod config_cli;
 mod daemon;
+mod dashboard;
 mod fleet;
 mod harness;
 mod latency;

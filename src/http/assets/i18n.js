@@ -1,0 +1,48 @@
+// The dashboard's words, pt-BR first and English.
+const words = {
+  'pt-BR': {
+    'nav.overview': 'Visão geral', 'nav.playback': 'Gravações',
+    'state.online': 'Online', 'state.recovering': 'Recuperando', 'state.offline': 'Offline',
+    disk: 'Disco', cameras: 'Câmeras', camera: 'Câmera', day: 'Dia',
+    'alerts.recent': 'Alertas recentes', 'alerts.none': 'Nenhum alerta.',
+    'alert.ack': 'Reconhecer', 'alert.critical': 'ALERTA CRÍTICO', 'alert.resolved': 'resolvido',
+    'alert.acked': 'reconhecido por {who} às {when}',
+    'cam.lastData': 'Último dado', 'cam.recording': 'gravando', 'cam.notRecording': 'sem gravar',
+    'cam.incident': 'Incidente', 'ago.s': 'há {n} s', 'ago.m': 'há {n} min', 'ago.h': 'há {n} h',
+    'live.webrtc': '🟢 Latência mínima', 'live.hls': '🟡 Modo estável',
+    'live.connecting': '⏳ Conectando', 'live.failed': '🔴 Sem vídeo', 'live.full': 'Tela cheia',
+    'mtx.up': 'MediaMTX ativo', 'mtx.down': 'MediaMTX parado', 'conn.lost': 'reconectando…',
+    'pb.prev': '◀ Falha anterior', 'pb.next': 'Próxima falha ▶', 'pb.none': 'Sem gravações neste dia.',
+  },
+  en: {
+    'nav.overview': 'Overview', 'nav.playback': 'Recordings',
+    'state.online': 'Online', 'state.recovering': 'Recovering', 'state.offline': 'Offline',
+    disk: 'Disk', cameras: 'Cameras', camera: 'Camera', day: 'Day',
+    'alerts.recent': 'Recent alerts', 'alerts.none': 'No alerts.',
+    'alert.ack': 'Acknowledge', 'alert.critical': 'CRITICAL ALERT', 'alert.resolved': 'resolved',
+    'alert.acked': 'acknowledged by {who} at {when}',
+    'cam.lastData': 'Last data', 'cam.recording': 'recording', 'cam.notRecording': 'not recording',
+    'cam.incident': 'Incident', 'ago.s': '{n} s ago', 'ago.m': '{n} min ago', 'ago.h': '{n} h ago',
+    'live.webrtc': '🟢 Minimum latency', 'live.hls': '🟡 Stable mode',
+    'live.connecting': '⏳ Connecting', 'live.failed': '🔴 No video', 'live.full': 'Full screen',
+    'mtx.up': 'MediaMTX up', 'mtx.down': 'MediaMTX down', 'conn.lost': 'reconnecting…',
+    'pb.prev': '◀ Previous gap', 'pb.next': 'Next gap ▶', 'pb.none': 'No recordings on this day.',
+  },
+};
+
+let lang = localStorage.getItem('vms.lang') || 'pt-BR';
+
+export function t(key, vars = {}) {
+  const s = (words[lang] && words[lang][key]) || words['pt-BR'][key] || key;
+  return s.replace(/\{(\w+)\}/g, (_, k) => vars[k] ?? '');
+}
+
+export function language() { return lang; }
+
+export function setLanguage(l) {
+  lang = words[l] ? l : 'pt-BR';
+  localStorage.setItem('vms.lang', lang);
+  document.documentElement.lang = lang;
+  for (const el of document.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
+  document.dispatchEvent(new CustomEvent('vms-language'));
+}

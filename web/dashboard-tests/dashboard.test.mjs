@@ -1,0 +1,180 @@
+// The operator's dashboard in headless Debian chromium, against the real daemon
+// and its stand-in, started by tests/it/dashboard.rs, which passes:
+// DASH_URL (the daemon's API), MTXSIM_CTL (the stand-in's control endpoint),
+// SHOTS (where screenshots go), BENCH_JSON (where measured numbers go).
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { chromium } from 'playwright-core';
+
+const URL_ = process.env.DASH_URL;
+const CTL = process.env.MTXSIM_CTL;
+const SHOTS = process.env.SHOTS || os.tmpdir();
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
+];
+// Short tries so that a whole fault ends within seconds (the default is 3 x 5 s).
+const QUERY = '?whep_try_ms=2500&webrtc_retry_ms=4000';
+const bench = {};
+
+async function until(what, f, ms = 15000, every = 50) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms: ${what}`);
+    await new Promise((ok) => setTimeout(ok, every));
+  }
+}
+const ctl = async (p, method = 'POST') => {
+  const r = await fetch(`${CTL}${p}`, { method });
+  assert.ok(r.ok, `${p}: ${r.status}`);
+};
+const tile = (page, id) => page.evaluate((i) => {
+  const el = document.querySelector(`vms-player[data-camera-id="${i}"]`);
+  if (!el) return null;
+  const v = el.shown;
+  return {
+    protocol: el.dataset.protocol, state: el.dataset.state,
+    badge: el.querySelector('.badge').textContent,
+    currentTime: v.currentTime, log: el.log,
+  };
+}, String(id));
+const frames = (page, id) => page.evaluate(async (i) => {
+  const el = document.querySelector(`vms-player[data-camera-id="${i}"]`);
+  if (!el.rtc) return 0;
+  let n = 0;
+  (await el.rtc.pc.getStats()).forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') n = s.framesDecoded || 0; });
+  return n;
+}, String(id));
+
+describe('dashboard', { skip: URL_ ? false : 'DASH_URL not set (run through cargo test, tests/it/dashboard.rs)' }, () => {
+  let browser;
+  let page;
+  const consoleErrors = [];
+  const badResponses = [];
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'chromium-dash-'));
+
+  before(async () => {
+    browser = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM, args: ARGS, headless: true, viewport: { width: 1366, height: 768 },
+    });
+    await browser.grantPermissions(['camera', 'microphone'], { origin: URL_ });
+    page = browser.pages()[0] || await browser.newPage();
+    page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+    page.on('pageerror', (e) => consoleErrors.push(String(e)));
+    page.on('response', (r) => { if (r.status() >= 400) badResponses.push(`${r.status()} ${r.url()}`); });
+  });
+  after(async () => {
+    fs.writeFileSync(process.env.BENCH_JSON || path.join(SHOTS, 'dashboard-bench.json'), JSON.stringify(bench, null, 2));
+    await browser?.close();
+    fs.rmSync(profile, { recursive: true, force: true });
+  });
+
+  test('the overview loads with no console error and shows the counts and cameras', async () => {
+    const t0 = Date.now();
+    await page.goto(`${URL_}/${QUERY}`);
+    await until('2 online', async () => (await page.textContent('#online')) === '2');
+    assert.equal(await page.locator('.tile[data-camera-id]').count(), 2);
+    // Both tiles play over WebRTC with the design's indicator.
+    for (const id of [1, 2]) {
+      const s = await until(`camera ${id} on webrtc`, async () => {
+        const x = await tile(page, id);
+        return x && x.state === 'playing' && x.protocol === 'webrtc' && x;
+      });
+      assert.match(s.badge, /Latência mínima/);
+    }
+    bench.webrtc_first_frame_ms = Date.now() - t0;
+    const f0 = await frames(page, 1);
+    await until('framesDecoded grows', async () => (await frames(page, 1)) > f0 + 10);
+    await page.screenshot({ path: path.join(SHOTS, 'overview-1366x768.png') });
+    // Chromium logs every 4xx as a console error. Allowed: the HLS playlist
+    // of the background player while MediaMTX's muxer has no segment yet
+    // (hls.js retries it); anything else fails.
+    const hlsWarmUp = (u) => /^404 http:\/\/[^/]+\/cam_\d+\/[^/]*\.m3u8/.test(u)
+      && !u.includes(`${new URL(URL_).host}/`);
+    assert.deepEqual(badResponses.filter((u) => !hlsWarmUp(u)), []);
+    const loads = consoleErrors.filter((m) => m.startsWith('Failed to load resource'));
+    assert.ok(loads.length <= badResponses.length, `${loads.length} load errors for ${badResponses}`);
+    assert.deepEqual(consoleErrors.filter((m) => !m.startsWith('Failed to load resource')), []);
+  });
+
+  test('a camera failure in the stand-in shows on the page within 1 s of the daemon publishing it', async () => {
+    // Watch the daemon's own status (every 20 ms) and the page: the page's
+    // part is from the daemon's change to the DOM's.
+    const injected = Date.now();
+    await ctl('/cameras/cam_2/down?mode=closed');
+    let daemonAt = null;
+    const poll = setInterval(async () => {
+      try {
+        const s = await (await fetch(`${URL_}/api/status`)).json();
+        if (!daemonAt && s.cameras.find((c) => c.id === 2).state !== 'online') daemonAt = Date.now();
+      } catch { /* next round */ }
+    }, 20);
+    const pageAt = await until('tile 2 not online', async () => {
+      const st = await page.getAttribute('.tile[data-camera-id="2"]', 'data-state');
+      return st !== 'online' && Date.now();
+    }, 20000, 10);
+    clearInterval(poll);
+    await until('the daemon poll saw it', async () => daemonAt, 2000);
+    bench.freshness_from_injection_ms = pageAt - injected;
+    bench.freshness_from_daemon_ms = Math.max(0, pageAt - daemonAt);
+    assert.ok(pageAt - daemonAt < 1000, `page ${pageAt - daemonAt} ms after the daemon`);
+    assert.notEqual(await page.textContent('#online'), '2');
+    await ctl('/cameras/cam_2/up');
+    await until('2 online again', async () => (await page.textContent('#online')) === '2', 30000);
+  });
+
+  for (const mode of ['fail', 'not_found', 'no_ice', 'no_media']) {
+    test(`WHEP fault ${mode}: the tile ends on HLS ("Modo estável") and comes back to WebRTC`, async () => {
+      await ctl(`/whep?mode=${mode}`);
+      await page.reload();
+      const s = await until('on HLS', async () => {
+        const x = await tile(page, 1);
+        return x && x.protocol === 'hls' && x.state === 'playing' && x;
+      }, 30000);
+      assert.match(s.badge, /Modo estável/);
+      const failed = s.log.find((e) => e.kind === 'webrtc-failed');
+      const shown = s.log.find((e) => e.kind === 'hls-shown');
+      const fallback = shown.t - failed.t;
+      (bench.fallback_ms ??= {})[mode] = Math.round(fallback);
+      assert.ok(fallback < 2000, `HLS shown ${fallback} ms after WebRTC failed`);
+      const c0 = s.currentTime;
+      await until('currentTime advances', async () => (await tile(page, 1)).currentTime > c0 + 1, 10000);
+      if (mode === 'fail') {
+        await page.setViewportSize({ width: 390, height: 844 });
+        await page.screenshot({ path: path.join(SHOTS, 'overview-hls-390x844.png'), fullPage: false });
+        await page.setViewportSize({ width: 1366, height: 768 });
+        await page.screenshot({ path: path.join(SHOTS, 'live-hls-1366x768.png') });
+      }
+      // WHEP works again: the background retry takes WebRTC back.
+      await ctl('/whep?mode=default');
+      await until('back on WebRTC', async () => (await tile(page, 1)).protocol === 'webrtc', 20000);
+    });
+  }
+
+  test('after a MediaMTX restart every tile plays again without a reload', async () => {
+    await page.reload();
+    await until('both on webrtc', async () => {
+      const a = await tile(page, 1); const b = await tile(page, 2);
+      return a?.state === 'playing' && b?.state === 'playing';
+    });
+    const crashed = performance.now();
+    const marks = await page.evaluate(() => [...document.querySelectorAll('vms-player')].map((p) => p.log.length));
+    await fetch(`${CTL}/crash`, { method: 'POST' }).catch(() => {});
+    for (const id of [1, 2]) {
+      await until(`camera ${id} restarted and playing`, async () => {
+        const x = await tile(page, id);
+        return x.state === 'playing' && x.log.slice(marks[id - 1]).some((e) => e.kind === 'webrtc-playing' || e.kind === 'hls-shown' || e.kind === 'webrtc-back');
+      }, 60000, 200);
+    }
+    bench.restart_recovery_ms = Math.round(performance.now() - crashed);
+    const c0 = (await tile(page, 1)).currentTime;
+    await until('video advances', async () => (await tile(page, 1)).currentTime > c0 + 0.5, 10000);
+  });
+});
