@@ -431,7 +431,10 @@ fn wrong_credentials_and_refused_storage_class_raise_one_config_alert() {
         let mut alerts = stop(&rt, run);
         let mut got = Vec::new();
         while let Ok(a) = alerts.try_recv() {
-            got.push(a);
+            // The segments are days old: the lag alert fires too.
+            if matches!(a, BackupAlert::Config { .. }) {
+                got.push(a);
+            }
         }
         assert_eq!(got.len(), 1, "{got:?}");
         assert!(
