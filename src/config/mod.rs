@@ -62,6 +62,7 @@ pub struct Config {
     pub api: Api,
     pub state: State,
     pub alerts: Alerts,
+    pub backup: Backup,
     pub cameras: Vec<Camera>,
     /// Filled by [`validate`] from files or the environment; never in the TOML.
     #[serde(skip)]
@@ -362,6 +363,151 @@ impl Default for State {
     }
 }
 
+/// `[backup]`: the off-site copy of every completed segment to an
+/// S3-compatible bucket. The keys come from `access_key_id_file` /
+/// `secret_access_key_file` or `VMS_S3_ACCESS_KEY_ID` /
+/// `VMS_S3_SECRET_ACCESS_KEY`, never from this file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Backup {
+    pub enabled: bool,
+    /// `https://s3.sa-east-1.amazonaws.com`, `http://minio.local:9000`, ...
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub prefix: String,
+    /// `https://host/bucket/key` (MinIO, Ceph) instead of `https://bucket.host/key`.
+    pub path_style: bool,
+    pub storage_class: String,
+    pub access_key_id_file: Option<PathBuf>,
+    pub secret_access_key_file: Option<PathBuf>,
+    /// Upload bandwidth limit in bytes per second; `"0"`: none.
+    pub max_bytes_per_second: Bytes,
+    pub concurrency: u32,
+    pub lag_warning: Span,
+    pub lag_critical: Span,
+}
+
+impl Default for Backup {
+    fn default() -> Self {
+        Backup {
+            enabled: false,
+            endpoint: String::new(),
+            region: "us-east-1".into(),
+            bucket: String::new(),
+            prefix: "vms".into(),
+            path_style: false,
+            storage_class: "GLACIER_IR".into(),
+            access_key_id_file: None,
+            secret_access_key_file: None,
+            max_bytes_per_second: Bytes(0),
+            concurrency: 2,
+            lag_warning: Span::secs(2 * 3600),
+            lag_critical: Span::secs(24 * 3600),
+        }
+    }
+}
+
+const STORAGE_CLASSES: &[&str] = &[
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "GLACIER_IR",
+    "DEEP_ARCHIVE",
+];
+
+fn check_backup(config: &mut Config, daemon: bool) -> Result<(), ConfigError> {
+    let b = &config.backup;
+    if !b.enabled {
+        return Ok(());
+    }
+    let url = b.endpoint.trim();
+    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
+        return Err(ConfigError::new(
+            "backup.endpoint",
+            format!("{:?} is not an http(s) URL", b.endpoint),
+        ));
+    }
+    if b.region.trim().is_empty() {
+        return Err(ConfigError::new("backup.region", "must not be empty"));
+    }
+    let bucket_ok = (3..=63).contains(&b.bucket.len())
+        && b.bucket
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.');
+    if !bucket_ok {
+        return Err(ConfigError::new(
+            "backup.bucket",
+            format!("{:?} is not a bucket name (3-63 of a-z 0-9 . -)", b.bucket),
+        ));
+    }
+    if b.prefix.contains("..") || b.prefix.contains('\\') {
+        return Err(ConfigError::new(
+            "backup.prefix",
+            "must not contain .. or \\",
+        ));
+    }
+    if !STORAGE_CLASSES.contains(&b.storage_class.as_str()) {
+        return Err(ConfigError::new(
+            "backup.storage_class",
+            format!(
+                "{:?} is not one of {}",
+                b.storage_class,
+                STORAGE_CLASSES.join(", ")
+            ),
+        ));
+    }
+    if !(1..=16).contains(&b.concurrency) {
+        return Err(ConfigError::new("backup.concurrency", "must be 1 to 16"));
+    }
+    if b.max_bytes_per_second.0 != 0 && b.max_bytes_per_second.0 < 16 * 1024 {
+        return Err(ConfigError::new(
+            "backup.max_bytes_per_second",
+            "must be 0 (no limit) or at least 16KiB",
+        ));
+    }
+    if b.lag_warning.is_zero() {
+        return Err(ConfigError::new("backup.lag_warning", "must not be zero"));
+    }
+    if b.lag_critical.get() <= b.lag_warning.get() {
+        return Err(ConfigError::new(
+            "backup.lag_critical",
+            "must be longer than backup.lag_warning",
+        ));
+    }
+    if !daemon {
+        return Ok(());
+    }
+    let id = load_secret(
+        "backup.access_key_id_file",
+        b.access_key_id_file.as_deref(),
+        "VMS_S3_ACCESS_KEY_ID",
+    )?;
+    let secret = load_secret(
+        "backup.secret_access_key_file",
+        b.secret_access_key_file.as_deref(),
+        "VMS_S3_SECRET_ACCESS_KEY",
+    )?;
+    if id.is_none() {
+        return Err(ConfigError::new(
+            "backup.access_key_id_file",
+            "backup is enabled but no access key id was given: set access_key_id_file or VMS_S3_ACCESS_KEY_ID",
+        ));
+    }
+    if secret.is_none() {
+        return Err(ConfigError::new(
+            "backup.secret_access_key_file",
+            "backup is enabled but no secret key was given: set secret_access_key_file or VMS_S3_SECRET_ACCESS_KEY",
+        ));
+    }
+    config.secrets.s3_access_key_id = id;
+    config.secrets.s3_secret_access_key = secret;
+    Ok(())
+}
+
 /// `[alerts]`: who is told, and how.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -588,6 +734,8 @@ fn scrub_word(word: &str) -> String {
 pub struct Secrets {
     pub telegram_bot_token: Option<Secret>,
     pub smtp_password: Option<Secret>,
+    pub s3_access_key_id: Option<Secret>,
+    pub s3_secret_access_key: Option<Secret>,
 }
 
 const STREAM_SCHEMES: &[&str] = &[
@@ -759,6 +907,7 @@ fn check(config: &mut Config, daemon: bool) -> Result<(), ConfigError> {
             );
         }
     }
+    check_backup(config, daemon)?;
 
     // Durations that must not be zero.
     let m = &config.mediamtx;

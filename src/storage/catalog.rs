@@ -170,6 +170,25 @@ const MIGRATIONS: &[&str] = &[
         value  INTEGER NOT NULL
     );
     ",
+    // 2: the backup queue: attempts and the last error per segment, the
+    // pending index, and one row of backup status (last success, the
+    // configuration error that stops uploads until `backup retry`).
+    "
+    ALTER TABLE segments ADD COLUMN backup_attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE segments ADD COLUMN backup_error TEXT;
+    CREATE INDEX segments_backup_pending ON segments(start_us)
+        WHERE state = 1 AND backup_state <> 2;
+    CREATE TABLE backup_status (
+        id                 INTEGER PRIMARY KEY CHECK (id = 1),
+        last_success_us    INTEGER,
+        last_error         TEXT,
+        last_error_us      INTEGER,
+        config_error       TEXT,
+        uploaded_segments  INTEGER NOT NULL DEFAULT 0,
+        uploaded_bytes     INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO backup_status(id) VALUES (1);
+    ",
 ];
 
 /// Segment states as stored.

@@ -96,6 +96,7 @@
 //! value and exact round trips of the `%f` microseconds, which matters at
 //! millions of rows.
 
+pub mod backup;
 pub mod catalog;
 pub mod db;
 pub mod exec;

@@ -4,6 +4,7 @@
 mod alerting;
 mod alerts;
 mod api;
+mod backup;
 mod bench;
 mod config_cli;
 mod daemon;

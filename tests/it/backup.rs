@@ -1,0 +1,468 @@
+//! The off-site backup against real S3 servers started here: moto (the venv
+//! `scripts/setup` makes under target/) for the main paths, s3s-fs for the
+//! strict ones (signatures, storage classes it refuses).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, Connection};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use vms_supervisor::config::Secret;
+use vms_supervisor::storage::backup::machine::{BackupAlert, Level};
+use vms_supervisor::storage::backup::s3::{S3Client, S3Settings};
+use vms_supervisor::storage::backup::{self, queue, Settings, Worker};
+use vms_supervisor::storage::{catalog, SECOND};
+
+use crate::harness::free_port;
+
+const BUCKET: &str = "vms-test";
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn moto_binary() -> Option<PathBuf> {
+    let p = crate::util::repo().join("target/s3-venv/bin/moto_server");
+    if p.is_file() {
+        Some(p)
+    } else {
+        eprintln!("SKIP: {} missing; run scripts/setup", p.display());
+        None
+    }
+}
+
+fn s3s_binary() -> Option<PathBuf> {
+    let home = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
+        });
+    let p = home.join("bin/s3s-fs");
+    if p.is_file() {
+        Some(p)
+    } else {
+        eprintln!("SKIP: {} missing; run scripts/setup", p.display());
+        None
+    }
+}
+
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "S3 server on {port} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn start_moto(bin: &Path, port: u16) -> Server {
+    let child = Command::new(bin)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moto_server");
+    wait_listening(port);
+    // moto does not check signatures: create the bucket with a plain PUT.
+    let r = reqwest::blocking::Client::new()
+        .put(format!("http://127.0.0.1:{port}/{BUCKET}"))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{r:?}");
+    Server { child, port }
+}
+
+fn start_s3s(bin: &Path, dir: &Path) -> Server {
+    let port = free_port();
+    std::fs::create_dir_all(dir.join(BUCKET)).unwrap();
+    let child = Command::new(bin)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--access-key", "AK", "--secret-key", "SK"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("s3s-fs");
+    wait_listening(port);
+    Server { child, port }
+}
+
+struct Box_ {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    db: PathBuf,
+}
+
+fn make_box() -> Box_ {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("rec");
+    let db = dir.path().join("storage.db");
+    catalog::open(&db).unwrap();
+    Box_ {
+        root,
+        db,
+        _dir: dir,
+    }
+}
+
+/// Writes a segment file of `len` pseudo-random bytes and its catalog row.
+fn add_segment(b: &Box_, camera: u32, start_s: i64, len: usize, state: u8, reason: &str) {
+    let rel = format!("cam_{camera}/2026-11-25/{start_s}.mp4");
+    let path = b.root.join(&rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut x = (start_s as u64).wrapping_mul(6364136223846793005) | 1;
+    let data: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(&path, data).unwrap();
+    let c = Connection::open(&b.db).unwrap();
+    c.execute(
+        "INSERT INTO segments(camera, start_us, end_us, path, bytes, state, complete_reason, state_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?3)",
+        params![
+            camera,
+            start_s * SECOND,
+            (start_s + 60) * SECOND,
+            rel,
+            len as i64,
+            state,
+            if reason.is_empty() { None } else { Some(reason) }
+        ],
+    )
+    .unwrap();
+}
+
+fn settings(b: &Box_, port: u16, key: &str, secret: &str, class: &str) -> Settings {
+    let mut names = BTreeMap::new();
+    names.insert(1, "Portão Norte".to_string());
+    Settings {
+        s3: S3Settings {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            region: "us-east-1".into(),
+            bucket: BUCKET.into(),
+            path_style: true,
+            access_key_id: Secret::new(key),
+            secret_access_key: Secret::new(secret),
+        },
+        prefix: "vms".into(),
+        box_name: "escola-1".into(),
+        storage_class: class.into(),
+        max_bytes_per_second: None,
+        machine: backup::machine::Settings {
+            concurrency: 2,
+            lag_warning: 3600 * SECOND,
+            lag_critical: 7200 * SECOND,
+            backoff_base: SECOND / 5,
+            backoff_max: SECOND,
+        },
+        part_size: 5 * 1024 * 1024,
+        poll: Duration::from_millis(100),
+        recordings_root: b.root.clone(),
+        camera_names: names,
+    }
+}
+
+struct Running {
+    stop: CancellationToken,
+    alerts: mpsc::UnboundedReceiver<BackupAlert>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// `clock`: an offset added to the wall clock (the backoff needs time to
+/// pass; the lag alert needs hours to pass at once).
+fn start(rt: &tokio::runtime::Runtime, s: Settings, db: &Path, clock: Arc<AtomicI64>) -> Running {
+    let stop = CancellationToken::new();
+    let (tx, alerts) = mpsc::unbounded_channel();
+    let worker = Worker::new(s, catalog::open(db).unwrap()).with_clock(Arc::new(move || {
+        backup::now_us() + clock.load(Ordering::SeqCst)
+    }));
+    let task = rt.spawn(worker.run(tx, stop.clone()));
+    Running { stop, alerts, task }
+}
+
+fn stop(rt: &tokio::runtime::Runtime, r: Running) -> mpsc::UnboundedReceiver<BackupAlert> {
+    r.stop.cancel();
+    rt.block_on(r.task).unwrap();
+    r.alerts
+}
+
+fn backlog(db: &Path) -> queue::Backlog {
+    queue::backlog(&Connection::open(db).unwrap()).unwrap()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn sha_file(p: &Path) -> String {
+    backup::file_sha256(p).unwrap()
+}
+
+const T0: i64 = 1_795_000_000;
+
+#[test]
+fn uploads_completed_segments_verified_survives_outage_restart_and_restores() {
+    let Some(bin) = moto_binary() else { return };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let port = free_port();
+    let server = start_moto(&bin, port);
+    let b = make_box();
+    let clock = Arc::new(AtomicI64::new((T0 + 600) * SECOND - backup::now_us()));
+    // Two complete segments (one large enough for multipart), one being
+    // written, one empty.
+    add_segment(&b, 1, T0, 200_000, 1, "next_segment");
+    add_segment(&b, 1, T0 + 60, 11 * 1024 * 1024, 1, "closed_clean");
+    add_segment(&b, 1, T0 + 120, 50_000, 0, "");
+    add_segment(&b, 2, T0, 0, 1, "empty");
+    let s = settings(&b, port, "AK", "SK", "GLACIER_IR");
+    let client = S3Client::new(s.s3.clone(), None);
+    let run = start(&rt, s.clone(), &b.db, clock.clone());
+    wait_for("the backlog to drain", Duration::from_secs(30), || {
+        backlog(&b.db).segments == 0
+    });
+    let conn = Connection::open(&b.db).unwrap();
+    assert_eq!(queue::status(&conn).unwrap().uploaded_segments, 2);
+    // The segment being written was not touched.
+    let recording: u8 = conn
+        .query_row(
+            "SELECT backup_state FROM segments WHERE start_us = ?1",
+            [(T0 + 120) * SECOND],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(recording, 0);
+    for start in [T0, T0 + 60] {
+        let key = backup::object_key("vms", "escola-1", 1, start * SECOND);
+        let info = rt.block_on(client.head_object(&key)).unwrap();
+        assert_eq!(info.storage_class.as_deref(), Some("GLACIER_IR"), "{key}");
+        let file = b.root.join(format!("cam_1/2026-11-25/{start}.mp4"));
+        let sha = sha_file(&file);
+        assert_eq!(info.metadata.get("sha256"), Some(&sha));
+        assert_eq!(
+            info.metadata.get("camera-name").map(String::as_str),
+            Some("Portão Norte")
+        );
+        assert!(info.metadata.get("start").unwrap().starts_with("2026-"));
+        let body = rt.block_on(client.get_object(&key)).unwrap();
+        assert_eq!(vms_supervisor::storage::backup::s3::sha256_hex(&body), sha);
+        let recorded: String = conn
+            .query_row(
+                "SELECT sha256 FROM segments WHERE camera = 1 AND start_us = ?1",
+                [start * SECOND],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(recorded, sha);
+    }
+    assert!(rt
+        .block_on(client.head_object(&backup::object_key(
+            "vms",
+            "escola-1",
+            1,
+            (T0 + 120) * SECOND
+        )))
+        .is_err());
+
+    // Outage: the server goes away, segments keep completing.
+    drop(server);
+    for i in 0..3 {
+        add_segment(&b, 2, T0 + 600 + 60 * i, 100_000, 1, "next_segment");
+    }
+    let mut alerts = run.alerts;
+    // Two hours later nothing went out: the Warning fires.
+    clock.fetch_add(3800 * SECOND, Ordering::SeqCst);
+    let alert = rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(10), alerts.recv()).await })
+        .expect("a lag alert")
+        .unwrap();
+    match &alert {
+        BackupAlert::Lag {
+            level, segments, ..
+        } => {
+            assert_eq!(*level, Level::Warning);
+            assert_eq!(*segments, 3);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(backlog(&b.db).segments, 3);
+    // The server is back (empty: moto keeps objects in memory).
+    let server = start_moto(&bin, port);
+    wait_for(
+        "the backlog to drain after the outage",
+        Duration::from_secs(30),
+        || backlog(&b.db).segments == 0,
+    );
+    let resolved = rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(10), alerts.recv()).await })
+        .unwrap()
+        .unwrap();
+    assert_eq!(resolved, BackupAlert::LagResolved);
+    let run = Running { alerts, ..run };
+    let _ = stop(&rt, run);
+    assert_eq!(
+        queue::status(&conn).unwrap().uploaded_segments,
+        5,
+        "exactly once"
+    );
+
+    // A restart mid-upload: a slow (limited) worker is dropped after it
+    // started, a new one finishes; nothing lost or doubled.
+    add_segment(&b, 2, T0 + 900, 3 * 1024 * 1024, 1, "next_segment");
+    let mut slow = s.clone();
+    slow.max_bytes_per_second = Some(512 * 1024);
+    let run = start(&rt, slow, &b.db, clock.clone());
+    wait_for("the upload to start", Duration::from_secs(10), || {
+        Connection::open(&b.db)
+            .unwrap()
+            .query_row(
+                "SELECT backup_state FROM segments WHERE camera = 2 AND start_us = ?1",
+                [(T0 + 900) * SECOND],
+                |r| r.get::<_, u8>(0),
+            )
+            .unwrap()
+            == 1
+    });
+    let _ = stop(&rt, run);
+    assert_eq!(backlog(&b.db).segments, 1);
+    let run = start(&rt, s.clone(), &b.db, clock.clone());
+    wait_for("the resumed upload", Duration::from_secs(30), || {
+        backlog(&b.db).segments == 0
+    });
+    let _ = stop(&rt, run);
+    assert_eq!(queue::status(&conn).unwrap().uploaded_segments, 6);
+
+    // Restore a time range of camera 2: the files match their SHA-256.
+    let out = tempfile::tempdir().unwrap();
+    let restored = rt
+        .block_on(backup::restore(
+            &client,
+            &conn,
+            2,
+            (T0 + 600) * SECOND,
+            (T0 + 1000) * SECOND,
+            out.path(),
+        ))
+        .unwrap();
+    assert_eq!(restored.len(), 4);
+    for r in &restored {
+        assert!(r.verified, "{r:?}");
+        assert_eq!(sha_file(&r.path), r.sha256);
+    }
+    drop(server);
+}
+
+#[test]
+fn bandwidth_limit_holds_within_ten_percent() {
+    let Some(bin) = moto_binary() else { return };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let port = free_port();
+    let _server = start_moto(&bin, port);
+    let b = make_box();
+    let limit = 1024 * 1024;
+    add_segment(&b, 1, T0, 3 * 1024 * 1024, 1, "next_segment");
+    let s = settings(&b, port, "AK", "SK", "GLACIER_IR");
+    let client = S3Client::new(s.s3.clone(), Some(limit));
+    let body = std::fs::read(b.root.join(format!("cam_1/2026-11-25/{T0}.mp4"))).unwrap();
+    let started = Instant::now();
+    rt.block_on(client.put_object("probe", body.clone(), &[]))
+        .unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    // The bucket starts full (a quarter second of burst).
+    let rate = (body.len() as f64 - limit as f64 / 4.0) / secs;
+    assert!(
+        rate <= limit as f64 * 1.10 && rate >= limit as f64 * 0.8,
+        "{rate:.0} B/s against a limit of {limit} B/s"
+    );
+}
+
+#[test]
+fn wrong_credentials_and_refused_storage_class_raise_one_config_alert() {
+    let Some(bin) = s3s_binary() else { return };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = start_s3s(&bin, data.path());
+    for (key, secret, class, code) in [
+        ("AK", "wrong", "STANDARD", "SignatureDoesNotMatch"),
+        ("AK", "SK", "GLACIER_IR", "InvalidStorageClass"),
+    ] {
+        let b = make_box();
+        for i in 0..4 {
+            add_segment(&b, 1, T0 + 60 * i, 10_000, 1, "next_segment");
+        }
+        let clock = Arc::new(AtomicI64::new(0));
+        let run = start(
+            &rt,
+            settings(&b, server.port, key, secret, class),
+            &b.db,
+            clock,
+        );
+        wait_for("the configuration error", Duration::from_secs(10), || {
+            queue::status(&Connection::open(&b.db).unwrap())
+                .unwrap()
+                .config_error
+                .is_some()
+        });
+        // Give it time to storm, if it were going to.
+        std::thread::sleep(Duration::from_secs(1));
+        let mut alerts = stop(&rt, run);
+        let mut got = Vec::new();
+        while let Ok(a) = alerts.try_recv() {
+            // The segments are days old: the lag alert fires too.
+            if matches!(a, BackupAlert::Config { .. }) {
+                got.push(a);
+            }
+        }
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            matches!(&got[0], BackupAlert::Config { code: c, .. } if c == code),
+            "{got:?}"
+        );
+        let c = Connection::open(&b.db).unwrap();
+        let attempts: i64 = c
+            .query_row("SELECT sum(backup_attempts) FROM segments", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert!(attempts <= 2, "{attempts} attempts: a retry storm");
+        assert_eq!(queue::backlog(&c).unwrap().segments, 4);
+    }
+    // With the right settings s3s-fs (which checks signatures and
+    // Content-MD5) accepts the uploads.
+    let b = make_box();
+    add_segment(&b, 1, T0, 6 * 1024 * 1024, 1, "next_segment");
+    add_segment(&b, 1, T0 + 60, 1000, 1, "next_segment");
+    let run = start(
+        &rt,
+        settings(&b, server.port, "AK", "SK", "STANDARD"),
+        &b.db,
+        Arc::new(AtomicI64::new(0)),
+    );
+    wait_for("uploads to s3s-fs", Duration::from_secs(20), || {
+        backlog(&b.db).segments == 0
+    });
+    let _ = stop(&rt, run);
+}
