@@ -18,8 +18,8 @@ pub mod cameras;
 pub mod dashboard;
 pub mod error;
 pub mod events;
-pub mod recordings;
 pub mod playback;
+pub mod recordings;
 pub mod types;
 
 use std::sync::Arc;
