@@ -19,20 +19,8 @@ use crate::monitoring::{
     amtool, expand_grafana_variables, metric_names, promql_parse_errors, promtool,
     queries_in_dashboard, query_api, run_ok, text, unknown_metric, url_encode, webhook_receiver,
 };
-use crate::util::repo;
 
-fn monitoring() -> PathBuf {
-    repo().join("monitoring")
-}
-
-fn read(rel: &str) -> String {
-    let path = monitoring().join(rel);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn yaml(rel: &str) -> Yaml {
-    serde_norway::from_str(&read(rel)).unwrap_or_else(|e| panic!("monitoring/{rel}: {e}"))
-}
+use crate::monitoring::{monitoring, read, yaml};
 
 /// The words of the first uncommented `ARGS="..."` line of a shipped
 /// `/etc/default` file.

@@ -19,16 +19,17 @@ use serde_norway::Value as Yaml;
 use crate::harness::http;
 use crate::util::repo;
 
-fn monitoring() -> PathBuf {
+pub(crate) fn monitoring() -> PathBuf {
     repo().join("monitoring")
 }
 
-fn read(rel: &str) -> String {
+/// A file of the monitoring bundle, by its path under `monitoring/`.
+pub(crate) fn read(rel: &str) -> String {
     let path = monitoring().join(rel);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn yaml(rel: &str) -> Yaml {
+pub(crate) fn yaml(rel: &str) -> Yaml {
     serde_norway::from_str(&read(rel)).unwrap_or_else(|e| panic!("monitoring/{rel}: {e}"))
 }
 
