@@ -150,11 +150,17 @@ pub struct Daemon {
     /// `None` when the catalog cannot be opened (logged; supervision goes on).
     storage: Option<storage::Storage>,
     storage_rx: Option<mpsc::UnboundedReceiver<crate::storage::machine::Event>>,
+    // MediaMTX adoption (issue 17): the MediaMTX found running at start
+    // and the task reading its log FIFO.
+    adopted: Option<u32>,
+    log_reader: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Daemon {
-    /// Stops a MediaMTX left running by a previous daemon and writes the
-    /// generated `mediamtx.yml`.
+    /// Finds the MediaMTX a previous daemon left running (adopted when the
+    /// loop starts, or stopped when it cannot be) and writes the generated
+    /// `mediamtx.yml` (a running MediaMTX reloads it; any drift left is
+    /// converged through its API).
     pub async fn new(
         config: Arc<Config>,
         binary: PathBuf,
@@ -166,15 +172,7 @@ impl Daemon {
     ) -> anyhow::Result<Daemon> {
         let now = Now::system();
         let config_path = config.mediamtx_config_path();
-        if let Some(pid) = child::stop_leftover(
-            &config.state.dir,
-            &config_path,
-            config.mediamtx.stop_timeout.get(),
-        )
-        .await
-        {
-            tracing::warn!(pid, "stopped a MediaMTX left running by a previous daemon");
-        }
+        let adopted = process::first_decision(&config, &binary).await;
         let rendered = render::render(&config);
         crate::durable::write_atomic(&config_path, rendered.as_bytes())
             .with_context(|| format!("writing {}", config_path.display()))?;
@@ -223,6 +221,8 @@ impl Daemon {
             hls_listening: None,
             ready_sent: false,
             last_status: String::new(),
+            adopted,
+            log_reader: None,
         })
     }
 
@@ -248,8 +248,8 @@ impl Daemon {
         let mut next_publish = Instant::now();
 
         let now = Now::system();
-        let acts = self.process.start(now.mono);
-        self.process_actions(now, acts).await;
+        let adopted = self.adopted.take();
+        self.start_mediamtx(now, adopted).await;
         use crate::storage::machine::Event as StorageEvent;
         self.storage_event(now, StorageEvent::Settings(storage::settings(&self.config)))
             .await;
@@ -262,10 +262,16 @@ impl Daemon {
             tokio::select! {
                 _ = shutdown.cancelled(), if !stopping => {
                     stopping = true;
-                    tracing::info!("stopping: MediaMTX is asked to finalize its segments");
                     notify::stopping();
                     let now = Now::system();
-                    let acts = self.process.handle(now.mono, process_machine::Event::Shutdown);
+                    let event = if process::leave_running_on_sigterm(&self.config.state.dir) {
+                        tracing::info!(pid = self.process.pid(), "restarting: MediaMTX keeps recording for the next daemon to adopt");
+                        process_machine::Event::Detach
+                    } else {
+                        tracing::info!("stopping: MediaMTX is asked to finalize its segments");
+                        process_machine::Event::Shutdown
+                    };
+                    let acts = self.process.handle(now.mono, event);
                     if self.process_actions(now, acts).await {
                         break;
                     }
@@ -341,7 +347,9 @@ impl Daemon {
                 }
             }
         }
-        let _ = std::fs::remove_file(child::pid_file(&self.config.state.dir));
+        if self.process.pid().is_none() {
+            let _ = std::fs::remove_file(child::pid_file(&self.config.state.dir));
+        }
         self.publish(Now::system());
         tracing::info!("stopped");
         Ok(())
@@ -367,7 +375,7 @@ impl Daemon {
                 let acts = self
                     .process
                     .handle(now.mono, process_machine::Event::Probe { ok });
-                if self.process_actions(now, acts).await {
+                if self.process_actions(now, acts).await || self.check_binary(now).await {
                     return true;
                 }
                 if let Some(bytes) = self.process.pid().and_then(child::rss_bytes) {

@@ -1,5 +1,6 @@
-//! Executes the MediaMTX process machine's actions: spawn the child, send
-//! signals, probe its API, forward its log lines.
+//! Executes the MediaMTX process machine's actions: spawn the child (or
+//! adopt the one a previous daemon left running), send signals, probe its
+//! API, watch for its exit, forward its log lines.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -13,7 +14,124 @@ use crate::notify;
 use crate::supervisor::cameras as camera_machine;
 use crate::supervisor::process::{Action, Event, Reason};
 
+/// What the daemon does with MediaMTX when it starts: adopt the one a
+/// previous daemon left running, or start one (after stopping a MediaMTX of
+/// ours that cannot be adopted).
+pub(super) async fn first_decision(
+    config: &crate::config::Config,
+    binary: &std::path::Path,
+) -> Option<u32> {
+    let config_path = config.mediamtx_config_path();
+    let state_dir = &config.state.dir;
+    // A marker from an earlier stop that was never read (the daemon died
+    // first) is stale now.
+    let _ = std::fs::remove_file(child::stop_marker(state_dir));
+    match child::find_running(state_dir, binary, &config_path) {
+        child::Found::Nothing => None,
+        child::Found::Adoptable { pid } => {
+            tracing::info!(
+                pid,
+                "adopting the MediaMTX left running by the previous daemon"
+            );
+            Some(pid)
+        }
+        child::Found::Stranger { pid, what } => {
+            tracing::warn!(pid, process = %what, "the MediaMTX pid file names another process now; it is left alone");
+            let _ = std::fs::remove_file(child::pid_file(state_dir));
+            None
+        }
+        child::Found::Unsafe { pid, why } => {
+            tracing::warn!(pid, reason = %why, "not adopting the running MediaMTX: stopping it and starting a new one");
+            child::stop_unadoptable(pid, config.mediamtx.stop_timeout.get()).await;
+            let _ = std::fs::remove_file(child::pid_file(state_dir));
+            None
+        }
+    }
+}
+
+/// On SIGTERM: does the daemon leave MediaMTX running for the next daemon
+/// (a restart) or stop it (a stop for good)? Outside systemd it always
+/// stops it. Under systemd (`INVOCATION_ID` set) SIGTERM means a restart
+/// unless the unit's `ExecStop=` left the stop marker, which it does only
+/// when systemd's job for the unit is a stop (`systemctl stop`, package
+/// removal, shutdown of the box); see `systemd/vms-supervisor.service`.
+pub(super) fn leave_running_on_sigterm(state_dir: &std::path::Path) -> bool {
+    let marker = child::stop_marker(state_dir);
+    let stop_for_good = marker.exists();
+    let _ = std::fs::remove_file(&marker);
+    std::env::var_os("INVOCATION_ID").is_some() && !stop_for_good
+}
+
 impl Daemon {
+    /// The first actions of the process machine: adopt `adopted` or spawn.
+    pub(super) async fn start_mediamtx(&mut self, now: Now, adopted: Option<u32>) {
+        let acts = match adopted {
+            Some(pid) => {
+                self.watch_adopted(pid);
+                self.process.adopt(now.mono, pid)
+            }
+            None => self.process.start(now.mono),
+        };
+        self.process_actions(now, acts).await;
+    }
+
+    /// Restarts MediaMTX once when a new binary was installed at the
+    /// configured path while it runs (checked after every probe).
+    pub(super) async fn check_binary(&mut self, now: Now) -> bool {
+        let Some(pid) = self.process.pid() else {
+            return false;
+        };
+        if !self.process.is_running() || !child::binary_replaced(pid, &self.binary) {
+            return false;
+        }
+        tracing::info!(pid, binary = %self.binary.display(), "a new MediaMTX binary was installed: restarting MediaMTX once to run it");
+        let acts = self.process.handle(
+            now.mono,
+            Event::Restart {
+                reason: Reason::Upgrade,
+            },
+        );
+        self.process_actions(now, acts).await
+    }
+
+    /// Supervises a MediaMTX that is not our child: its log lines from the
+    /// FIFO, its exit through a pidfd (or by polling `/proc` without one).
+    fn watch_adopted(&mut self, pid: u32) {
+        self.follow_logs();
+        let tx = self.reports_tx.clone();
+        let status = "exited (status unknown: adopted, not the daemon's child)".to_string();
+        match child::exit_watch(pid) {
+            Ok(exited) => {
+                tokio::spawn(async move {
+                    exited.await;
+                    let _ = tx.send(Report::ChildExited { pid, status }).await;
+                });
+            }
+            Err(e) => {
+                tracing::debug!(pid, error = %e, "no pidfd: polling /proc for the exit of MediaMTX");
+                tokio::spawn(async move {
+                    let proc = std::path::PathBuf::from(format!("/proc/{pid}"));
+                    while proc.exists() {
+                        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    }
+                    let _ = tx.send(Report::ChildExited { pid, status }).await;
+                });
+            }
+        }
+    }
+
+    /// Reads MediaMTX's log FIFO (replacing the reader of an earlier
+    /// MediaMTX).
+    fn follow_logs(&mut self) {
+        if let Some(old) = self.log_reader.take() {
+            old.abort();
+        }
+        match child::open_logs(&self.config.state.dir) {
+            Ok(rx) => self.log_reader = Some(self.read_logs(rx)),
+            Err(e) => tracing::warn!(error = %e, "cannot read MediaMTX's log lines"),
+        }
+    }
+
     /// Executes the process machine's actions. Returns true when stopped.
     pub(super) async fn process_actions(&mut self, now: Now, actions: Vec<Action>) -> bool {
         let mut queue: VecDeque<Action> = actions.into();
@@ -92,14 +210,12 @@ impl Daemon {
         ) {
             Ok(mut proc) => {
                 let pid = proc.id().unwrap_or(0);
-                let _ = std::fs::write(child::pid_file(&self.config.state.dir), format!("{pid}\n"));
+                let _ = crate::durable::write_atomic(
+                    &child::pid_file(&self.config.state.dir),
+                    format!("{pid}\n").as_bytes(),
+                );
                 tracing::info!(pid, binary = %self.binary.display(), "MediaMTX started");
-                if let Some(out) = proc.stdout.take() {
-                    self.read_logs(out);
-                }
-                if let Some(err) = proc.stderr.take() {
-                    self.read_logs(err);
-                }
+                self.follow_logs();
                 let tx = self.reports_tx.clone();
                 tokio::spawn(async move {
                     let status = match proc.wait().await {
@@ -121,7 +237,10 @@ impl Daemon {
 
     /// Forwards MediaMTX's lines to our log (rate-limited) and its stream
     /// announcements to the loop.
-    fn read_logs<R: tokio::io::AsyncRead + Unpin + Send + 'static>(&self, stream: R) {
+    fn read_logs<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
+        &self,
+        stream: R,
+    ) -> tokio::task::JoinHandle<()> {
         let tx = self.reports_tx.clone();
         let limiter = self.log_limiter.clone();
         tokio::spawn(async move {
@@ -157,6 +276,6 @@ impl Daemon {
                     }
                 }
             }
-        });
+        })
     }
 }

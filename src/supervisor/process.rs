@@ -14,6 +14,13 @@
 //!   then SIGKILL after `stop_timeout`, then a restart.
 //! * RSS above `memory_limit` for `memory_limit_for`: a Warning and a graceful
 //!   restart (segments are finalized).
+//! * MediaMTX outlives the daemon. A daemon that starts again adopts the
+//!   MediaMTX it finds running ([`ProcessMachine::adopt`]): no spawn, the
+//!   same start-up probe; an adopted MediaMTX that does not answer within
+//!   `startup_timeout` is a hang like any other (stopped, then restarted
+//!   within the backoff). On a restart of the daemon MediaMTX is left
+//!   running ([`Event::Detach`]); on a stop for good it is stopped
+//!   ([`Event::Shutdown`]).
 //!
 //! The driver feeds events and executes the returned actions; it never
 //! decides anything itself. Time comes in as an argument so tests run a day of
@@ -40,6 +47,8 @@ pub enum Reason {
     Systemic,
     /// The daemon is shutting down.
     Shutdown,
+    /// A new MediaMTX binary was installed at the configured path.
+    Upgrade,
 }
 
 impl Reason {
@@ -51,6 +60,7 @@ impl Reason {
             Reason::Reconfigure => "reconfigure",
             Reason::Systemic => "systemic",
             Reason::Shutdown => "shutdown",
+            Reason::Upgrade => "upgrade",
         }
     }
 }
@@ -72,6 +82,9 @@ pub enum Event {
     Restart { reason: Reason },
     /// Stop for good (daemon shutdown).
     Shutdown,
+    /// The daemon is restarting and leaves MediaMTX running for the next
+    /// daemon to adopt.
+    Detach,
     /// Time passed.
     Tick,
 }
@@ -185,6 +198,8 @@ pub enum State {
     Backoff { until: Instant },
     /// Spawned, waiting for `/v3/info`.
     Starting { since: Instant },
+    /// Found running (started by a previous daemon), waiting for `/v3/info`.
+    Adopting { since: Instant },
     /// Answering its API.
     Running { since: Instant },
     /// SIGTERM sent; SIGKILL at `kill_at`; then restart unless shutting down.
@@ -281,12 +296,25 @@ impl ProcessMachine {
         vec![Action::Spawn]
     }
 
+    /// The first decision when a MediaMTX started by a previous daemon is
+    /// still running as `pid`: no spawn, probe it; it is `Running` once it
+    /// answers, a hang if it does not within `startup_timeout`.
+    pub fn adopt(&mut self, now: Instant, pid: u32) -> Vec<Action> {
+        self.pid = Some(pid);
+        self.failed_probes = 0;
+        self.state = State::Adopting { since: now };
+        self.next_probe = Some(now);
+        vec![Action::Probe]
+    }
+
     /// When the driver must call [`Event::Tick`] next at the latest.
     pub fn next_deadline(&self) -> Option<Instant> {
         match &self.state {
             State::Idle => None,
             State::Backoff { until } => Some(*until),
-            State::Starting { .. } | State::Running { .. } => self.next_probe,
+            State::Starting { .. } | State::Adopting { .. } | State::Running { .. } => {
+                self.next_probe
+            }
             State::Stopping {
                 kill_at, killed, ..
             } => (!killed).then_some(*kill_at),
@@ -328,14 +356,29 @@ impl ProcessMachine {
             }
             Event::Rss { bytes } => self.on_rss(now, bytes, &mut out),
             Event::Restart { reason } => {
-                if matches!(self.state, State::Running { .. } | State::Starting { .. }) {
+                if matches!(
+                    self.state,
+                    State::Running { .. } | State::Starting { .. } | State::Adopting { .. }
+                ) {
                     self.stop(now, reason, &mut out);
+                }
+            }
+            Event::Detach => {
+                self.shutting_down = true;
+                match self.state {
+                    // A stop already under way is finished, not abandoned.
+                    State::Stopping { .. } => {}
+                    _ => {
+                        self.state = State::Idle;
+                        self.next_probe = None;
+                        out.push(Action::Stopped);
+                    }
                 }
             }
             Event::Shutdown => {
                 self.shutting_down = true;
                 match self.state {
-                    State::Running { .. } | State::Starting { .. } => {
+                    State::Running { .. } | State::Starting { .. } | State::Adopting { .. } => {
                         self.stop(now, Reason::Shutdown, &mut out)
                     }
                     State::Stopping { .. } => {}
@@ -357,7 +400,7 @@ impl ProcessMachine {
                 self.next_probe = Some(now);
                 out.push(Action::Spawn);
             }
-            State::Starting { .. } | State::Running { .. } => {
+            State::Starting { .. } | State::Adopting { .. } | State::Running { .. } => {
                 if self.next_probe.is_some_and(|t| now >= t) {
                     self.next_probe = None; // set again when the answer comes
                     out.push(Action::Probe);
@@ -409,6 +452,24 @@ impl ProcessMachine {
                     self.hang(now, detail, out);
                 } else {
                     // Not up yet: probe again soon.
+                    self.next_probe = Some(now + Duration::from_millis(200));
+                }
+            }
+            State::Adopting { since } => {
+                if ok {
+                    // It never went down: nothing to resolve, no restart counted.
+                    self.state = State::Running { since: now };
+                    self.failed_probes = 0;
+                    self.next_probe = Some(now + self.probe_every);
+                    out.push(Action::BecameReady);
+                } else if now.duration_since(since) >= self.settings.startup_timeout.get() {
+                    let detail = format!(
+                        "the MediaMTX left running by the previous daemon (pid {}) did not answer its API within {}; restarting it",
+                        self.pid.unwrap_or(0),
+                        self.settings.startup_timeout
+                    );
+                    self.hang(now, detail, out);
+                } else {
                     self.next_probe = Some(now + Duration::from_millis(200));
                 }
             }
@@ -820,5 +881,128 @@ mod tests {
         s.advance(secs(60));
         assert_eq!(s.spawns.len(), n);
         assert!(s.incidents.is_empty(), "a requested stop is no incident");
+    }
+
+    impl Sim {
+        /// A daemon that found MediaMTX running as `pid`.
+        fn adopted(pid: u32) -> (Sim, Vec<Action>) {
+            let now = Instant::now();
+            let mut m = ProcessMachine::new(settings(), Duration::from_secs(2));
+            let acts = m.adopt(now, pid);
+            let mut s = Sim {
+                m,
+                now,
+                spawns: vec![],
+                incidents: vec![],
+                pid: 500,
+            };
+            s.apply(acts.clone());
+            (s, acts)
+        }
+    }
+
+    #[test]
+    fn an_adopted_mediamtx_is_probed_not_spawned_and_supervised_like_our_own() {
+        let (mut s, acts) = Sim::adopted(42);
+        assert_eq!(acts, vec![Action::Probe], "no spawn: it is already running");
+        assert_eq!(s.m.pid(), Some(42));
+        assert!(matches!(s.m.state(), State::Adopting { .. }));
+        let acts = s.ev(Event::Probe { ok: true });
+        assert_eq!(acts, vec![Action::BecameReady]);
+        assert!(s.m.is_running());
+        assert_eq!(s.m.status().restarts, 0, "an adoption is no restart");
+        // Probed like any running MediaMTX.
+        let mut probed = false;
+        for _ in 0..25 {
+            s.now += Duration::from_millis(100);
+            probed |= s.ev(Event::Tick).contains(&Action::Probe);
+        }
+        assert!(probed);
+        // Its exit (seen through a pidfd) is a failure: restarted within the backoff.
+        let t0 = s.now;
+        s.ev(Event::Exited {
+            status: "exited (not our child: status unknown)".into(),
+        });
+        while s.spawns.is_empty() {
+            s.advance(Duration::from_millis(100));
+            assert!(s.now.duration_since(t0) < secs(5));
+        }
+        assert_eq!(s.spawns[0].duration_since(t0), secs(1));
+        assert!(matches!(
+            s.incidents[0],
+            ProcessAlert::DownFiring {
+                reason: Reason::Exited,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn an_adopted_mediamtx_that_does_not_answer_is_stopped_and_restarted() {
+        let (mut s, _) = Sim::adopted(42);
+        let mut terminated = false;
+        let t0 = s.now;
+        while !terminated {
+            s.advance(Duration::from_millis(200));
+            terminated = s
+                .ev(Event::Probe { ok: false })
+                .contains(&Action::Terminate);
+            assert!(
+                s.now.duration_since(t0) <= secs(16),
+                "startup_timeout is 15 s"
+            );
+        }
+        assert!(s.now.duration_since(t0) >= secs(15));
+        assert!(matches!(
+            &s.incidents[0],
+            ProcessAlert::DownFiring { reason: Reason::Hung, detail } if detail.contains("pid 42")
+        ));
+        s.ev(Event::Exited {
+            status: "exit code 0".into(),
+        });
+        s.advance(Duration::from_millis(1100));
+        assert_eq!(
+            s.spawns.len(),
+            1,
+            "a new MediaMTX after the first backoff step"
+        );
+    }
+
+    #[test]
+    fn detach_leaves_mediamtx_running_without_a_signal() {
+        let (mut s, _) = Sim::adopted(42);
+        s.ev(Event::Probe { ok: true });
+        let acts = s.ev(Event::Detach);
+        assert_eq!(acts, vec![Action::Stopped]);
+        assert_eq!(s.m.next_deadline(), None);
+        s.advance(secs(60));
+        assert!(s.spawns.is_empty());
+        assert!(s.incidents.is_empty());
+        // A shutdown of an adopted MediaMTX stops it as usual.
+        let (mut s, _) = Sim::adopted(43);
+        s.ev(Event::Probe { ok: true });
+        assert!(s.ev(Event::Shutdown).contains(&Action::Terminate));
+        assert_eq!(
+            s.ev(Event::Exited {
+                status: "exit code 0".into()
+            }),
+            vec![Action::Stopped]
+        );
+    }
+
+    #[test]
+    fn an_upgrade_restart_is_planned_without_backoff_or_incident() {
+        let mut s = Sim::new();
+        s.ready();
+        let acts = s.ev(Event::Restart {
+            reason: Reason::Upgrade,
+        });
+        assert!(acts.contains(&Action::Terminate));
+        let n = s.spawns.len();
+        s.ev(Event::Exited {
+            status: "exit code 0".into(),
+        });
+        assert_eq!(s.spawns.len(), n + 1);
+        assert!(s.incidents.is_empty());
     }
 }

@@ -78,17 +78,16 @@ async fn sigterm_finalizes_segments_and_leaves_no_mediamtx() {
     );
 }
 
+/// The rule changed with issue 17: MediaMTX outlives a killed daemon and
+/// keeps recording until the next daemon adopts it (`tests/it/adopt.rs`).
 #[tokio::test]
-async fn a_killed_daemon_leaves_no_mediamtx_behind() {
+async fn a_killed_daemon_leaves_mediamtx_recording_for_the_next_one() {
     let d = Daemon::start(Setup::default());
     let s = d.wait_all_recording(2).await;
     let pid = mediamtx_pid(&s).unwrap();
-    d.signal(Signal::SIGKILL);
-    let deadline = Instant::now() + secs(10);
-    while alive(pid) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(!alive(pid), "MediaMTX outlived its daemon");
+    d.kill();
+    assert!(alive(pid), "MediaMTX died with its daemon");
+    assert_eq!(d.mediamtx_left(), Some(pid), "the pid file names it");
 }
 
 #[tokio::test]

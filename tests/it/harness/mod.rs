@@ -231,6 +231,9 @@ impl Daemon {
             .env("RUST_LOG", "info")
             .env_remove("JOURNAL_STREAM")
             .env_remove("NOTIFY_SOCKET")
+            // Not a systemd service (even when the tests run in one): SIGTERM
+            // stops MediaMTX.
+            .env_remove("INVOCATION_ID")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in &self.env {
@@ -556,6 +559,30 @@ impl Drop for Daemon {
                 let _ = child.wait();
             }
         }
+        // MediaMTX outlives a killed daemon (it is adopted by the next one):
+        // a test that ends with the daemon killed leaves it to us.
+        if let Some(pid) = self.mediamtx_left() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+impl Daemon {
+    /// The pid in the state directory's pid file when it is a live stand-in
+    /// started on this test's config.
+    pub fn mediamtx_left(&self) -> Option<u32> {
+        let pid: u32 = std::fs::read_to_string(self.path("state/mediamtx.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let dir = self.dir.path().as_os_str().as_encoded_bytes();
+        let ours = cmdline.windows(dir.len()).any(|w| w == dir);
+        (ours && alive(pid)).then_some(pid)
     }
 }
 
