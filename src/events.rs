@@ -73,6 +73,12 @@ pub enum Issue {
     RetentionBlockedByBackup,
     /// A camera has less footage on disk than the required retention.
     RetentionShort,
+    /// Completed footage is not yet off-site for longer than `[backup]
+    /// lag_warning` / `lag_critical`.
+    BackupLag,
+    /// The S3 service refuses the configuration (credentials, bucket,
+    /// storage class): uploads stop until `vms-supervisor backup retry`.
+    BackupRefused,
     /// Received through the Alertmanager webhook.
     External,
 }
@@ -99,6 +105,8 @@ impl Issue {
             Issue::DiskFloorUnrestorable => "disk_floor_unrestorable",
             Issue::RetentionBlockedByBackup => "retention_blocked_by_backup",
             Issue::RetentionShort => "retention_short",
+            Issue::BackupLag => "backup_lag",
+            Issue::BackupRefused => "backup_refused",
             Issue::External => "external",
         }
     }

@@ -191,6 +191,24 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             print!("{text}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Backup { action } => {
+            let text = match action {
+                BackupAction::Status => cli::backup::status(&load_client(&cli.config)?)?,
+                BackupAction::Retry => cli::backup::retry(&load_client(&cli.config)?)?,
+                BackupAction::Restore { id, from, to, dir } => {
+                    // The bucket's keys: loaded as the daemon loads them.
+                    let config = Config::load(&cli.config)
+                        .map_err(|e| Failure::Config(cli.config.clone(), e))?;
+                    let tz = config.timezone();
+                    let parse =
+                        |t: &str| cli::storage::parse_time(t, tz).map_err(anyhow::Error::msg);
+                    let (from, to) = (parse(&from)?, parse(&to)?);
+                    runtime()?.block_on(cli::backup::restore(&config, id, from, to, &dir))?
+                }
+            };
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Camera {
             action: CameraAction::Reset { id },
         } => {
@@ -290,6 +308,31 @@ enum Command {
     Hold {
         #[command(subcommand)]
         action: HoldAction,
+    },
+    /// The off-site copy to S3: its queue, a retry after a configuration
+    /// error, and restoring footage from the bucket.
+    Backup {
+        #[command(subcommand)]
+        action: BackupAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum BackupAction {
+    /// Whether backup is on, the queue, the lag and the last error.
+    Status,
+    /// Resume after a configuration error (fix [backup] first).
+    Retry,
+    /// Fetch a camera's footage of a time range from the bucket into DIR,
+    /// each file checked against the SHA-256 taken at upload.
+    Restore {
+        id: u32,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        dir: PathBuf,
     },
 }
 

@@ -123,6 +123,8 @@ pub const ALL_ISSUES: &[Issue] = &[
     Issue::DiskFloorUnrestorable,
     Issue::RetentionBlockedByBackup,
     Issue::RetentionShort,
+    Issue::BackupLag,
+    Issue::BackupRefused,
     Issue::External,
 ];
 

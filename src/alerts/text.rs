@@ -218,6 +218,28 @@ pub fn problem_and_action(event: &AlertEvent, lang: Language) -> (String, String
                 "Add storage, reduce cameras or bitrate, or review the retention",
             ),
         ),
+        Issue::BackupLag => (
+            if pt {
+                format!("Backup externo atrasado: {}", event.details)
+            } else {
+                format!("Off-site backup behind: {}", event.details)
+            },
+            pick(
+                "Verificar a conexão com o serviço S3 e a banda de upload ([backup] max_bytes_per_second); 'vms-supervisor backup status' mostra a fila",
+                "Check the connection to the S3 service and the upload bandwidth ([backup] max_bytes_per_second); 'vms-supervisor backup status' shows the queue",
+            ),
+        ),
+        Issue::BackupRefused => (
+            if pt {
+                format!("Backup externo parado: o serviço S3 recusa a configuração ({})", event.details)
+            } else {
+                format!("Off-site backup stopped: the S3 service refuses the configuration ({})", event.details)
+            },
+            pick(
+                "Corrigir [backup] em vms.toml (credenciais, bucket, storage_class) e executar 'vms-supervisor backup retry'",
+                "Fix [backup] in vms.toml (credentials, bucket, storage_class) and run 'vms-supervisor backup retry'",
+            ),
+        ),
         Issue::External => (
             if event.details.trim().is_empty() {
                 pick("Alerta externo", "External alert")

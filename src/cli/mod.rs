@@ -4,6 +4,7 @@
 //! to print; `main.rs` prints it and decides the exit code.
 
 pub mod alerts;
+pub mod backup;
 pub mod status;
 pub mod storage;
 

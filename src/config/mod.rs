@@ -386,6 +386,9 @@ pub struct Backup {
     pub concurrency: u32,
     pub lag_warning: Span,
     pub lag_critical: Span,
+    /// The longest wait between tries while the service is unreachable
+    /// (tries start 5 s apart and double up to this).
+    pub retry_max: Span,
 }
 
 impl Default for Backup {
@@ -404,6 +407,7 @@ impl Default for Backup {
             concurrency: 2,
             lag_warning: Span::secs(2 * 3600),
             lag_critical: Span::secs(24 * 3600),
+            retry_max: Span::secs(600),
         }
     }
 }
@@ -477,6 +481,9 @@ fn check_backup(config: &mut Config, daemon: bool) -> Result<(), ConfigError> {
             "backup.lag_critical",
             "must be longer than backup.lag_warning",
         ));
+    }
+    if b.retry_max.get() < std::time::Duration::from_secs(1) {
+        return Err(ConfigError::new("backup.retry_max", "must be at least 1s"));
     }
     if !daemon {
         return Ok(());

@@ -55,6 +55,7 @@ pub fn settings(config: &Config) -> machine::Settings {
         min_free_percent: s.min_free_percent,
         sweep_interval: s.retention_interval.get(),
         batch: s.delete_batch,
+        backup_enabled: config.backup.enabled,
         ..machine::Settings::default()
     }
 }

@@ -466,3 +466,111 @@ fn wrong_credentials_and_refused_storage_class_raise_one_config_alert() {
     });
     let _ = stop(&rt, run);
 }
+
+/// The daemon itself backs up what the stand-in records: completed segments
+/// reach the bucket, `backup status` counts them, `backup restore` brings
+/// them back checked against their SHA-256; with the service gone the lag
+/// alert fires, and it clears once the service is back.
+#[test]
+fn the_daemon_backs_up_what_it_records_restores_it_and_pages_on_lag() {
+    use crate::harness::{Daemon, Setup};
+    let Some(moto) = moto_binary() else { return };
+    let port = free_port();
+    let server = start_moto(&moto, port);
+    let keys = tempfile::tempdir().unwrap();
+    let (id_file, secret_file) = (keys.path().join("id"), keys.path().join("secret"));
+    std::fs::write(&id_file, "AKIDTEST\n").unwrap();
+    std::fs::write(&secret_file, "secret-for-moto\n").unwrap();
+    let extra = format!(
+        "[backup]\nenabled = true\nendpoint = \"http://127.0.0.1:{port}\"\nbucket = \"{BUCKET}\"\n\
+         path_style = true\nstorage_class = \"STANDARD\"\naccess_key_id_file = \"{}\"\n\
+         secret_access_key_file = \"{}\"\nlag_warning = \"6s\"\nlag_critical = \"1h\"\nretry_max = \"2s\"\n",
+        id_file.display(),
+        secret_file.display()
+    );
+    let d = Daemon::start(Setup {
+        recording: "segment_duration = \"2s\"\n".into(),
+        extra,
+        ..Setup::default()
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(d.wait_all_recording(2));
+    let t0 = chrono::Utc::now() - chrono::Duration::seconds(60);
+    let uploaded = |d: &Daemon| -> u64 {
+        let out = d.cli(&["backup", "status"]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix("uploaded: "))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no uploaded line in {text}"))
+    };
+    wait_for(
+        "four segments in the bucket",
+        Duration::from_secs(60),
+        || uploaded(&d) >= 4,
+    );
+    let status = String::from_utf8_lossy(&d.cli(&["backup", "status"]).stdout).to_string();
+    assert!(status.contains("backup: on"), "{status}");
+
+    // Restore camera 1's footage into a new folder: every file checked.
+    let out_dir = keys.path().join("restored");
+    let to = chrono::Utc::now().to_rfc3339();
+    let out = d.cli(&[
+        "backup",
+        "restore",
+        "1",
+        "--from",
+        &t0.to_rfc3339(),
+        "--to",
+        &to,
+        "--dir",
+        out_dir.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let restored: Vec<_> = std::fs::read_dir(&out_dir).unwrap().flatten().collect();
+    assert!(!restored.is_empty(), "{text}");
+    assert!(text.lines().all(|l| l.starts_with("ok")), "{text}");
+    for f in &restored {
+        let sha = sha_file(&f.path());
+        assert!(
+            text.contains(&sha),
+            "{} ({sha}) not in {text}",
+            f.path().display()
+        );
+    }
+
+    // The service goes away: the lag alert fires; back: it clears.
+    drop(server);
+    let lag = |phase: &'static str| {
+        let d = &d;
+        move || async move {
+            d.alerts()
+                .await
+                .into_iter()
+                .find(|a| a["issue"] == "backup_lag" && a["phase"] == phase)
+        }
+    };
+    let firing = rt.block_on(d.wait_for(
+        "the backup lag alert",
+        Duration::from_secs(60),
+        lag("firing"),
+    ));
+    assert_eq!(firing["severity"], "warning", "{firing}");
+    let _server = start_moto(&moto, port);
+    rt.block_on(d.wait_for(
+        "the backup lag resolved",
+        Duration::from_secs(90),
+        lag("resolved"),
+    ));
+}

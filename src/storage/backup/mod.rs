@@ -32,6 +32,8 @@ use self::machine::{Action, BackupAlert, Event, Machine};
 use self::queue::{Pending, SegKey};
 use self::s3::{S3Client, S3Error};
 use super::{Micros, SECOND};
+use crate::config::Config;
+use crate::events::{AlertEvent, Issue, Phase, Severity};
 
 /// Everything the worker needs, built from `[backup]` by the caller.
 #[derive(Debug, Clone)]
@@ -54,6 +56,136 @@ pub struct Settings {
 
 /// Default part size: 16 MiB (memory per concurrent upload).
 pub const PART_SIZE: u64 = 16 * 1024 * 1024;
+
+/// How often the daemon's worker polls the queue. A segment completes every
+/// `recording.segment_duration` at most once per camera, so this is far
+/// below anything the lag alert could notice.
+pub const POLL: Duration = Duration::from_secs(2);
+
+impl Settings {
+    /// The worker's settings from `[backup]`; `None` when backup is off, or
+    /// on when its keys were not loaded (the config check refuses that for
+    /// the daemon, so only a caller that skipped it sees `None` then).
+    pub fn from_config(config: &Config) -> Option<Settings> {
+        let b = &config.backup;
+        if !b.enabled {
+            return None;
+        }
+        let (Some(id), Some(secret)) = (
+            config.secrets.s3_access_key_id.clone(),
+            config.secrets.s3_secret_access_key.clone(),
+        ) else {
+            return None;
+        };
+        let micros = |d: Duration| d.as_micros().min(i64::MAX as u128) as Micros;
+        Some(Settings {
+            s3: s3::S3Settings {
+                endpoint: b.endpoint.trim().trim_end_matches('/').to_string(),
+                region: b.region.clone(),
+                bucket: b.bucket.clone(),
+                path_style: b.path_style,
+                access_key_id: id,
+                secret_access_key: secret,
+            },
+            prefix: b.prefix.clone(),
+            box_name: config.general.box_name.clone(),
+            storage_class: b.storage_class.clone(),
+            max_bytes_per_second: (b.max_bytes_per_second.0 > 0)
+                .then_some(b.max_bytes_per_second.0),
+            machine: machine::Settings {
+                concurrency: b.concurrency as usize,
+                lag_warning: micros(b.lag_warning.get()),
+                lag_critical: micros(b.lag_critical.get()),
+                backoff_base: micros(b.retry_max.get().min(Duration::from_secs(5))),
+                backoff_max: micros(b.retry_max.get()),
+            },
+            part_size: PART_SIZE,
+            poll: POLL,
+            recordings_root: config.recording.path.clone(),
+            camera_names: config
+                .cameras
+                .iter()
+                .map(|c| (c.id, c.name.clone()))
+                .collect(),
+        })
+    }
+}
+
+/// A backup alert as the daemon's alert (one incident per kind: `backup:lag`
+/// and `backup:config`).
+pub fn alert_event(a: &BackupAlert, at: chrono::DateTime<Utc>) -> AlertEvent {
+    let (severity, phase, key, issue) = match a {
+        BackupAlert::Lag { level, .. } => (
+            if *level == machine::Level::Critical {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            },
+            Phase::Firing,
+            "backup:lag",
+            Issue::BackupLag,
+        ),
+        BackupAlert::LagResolved => (
+            Severity::Warning,
+            Phase::Resolved,
+            "backup:lag",
+            Issue::BackupLag,
+        ),
+        BackupAlert::Config { .. } => (
+            Severity::Critical,
+            Phase::Firing,
+            "backup:config",
+            Issue::BackupRefused,
+        ),
+        BackupAlert::ConfigResolved => (
+            Severity::Critical,
+            Phase::Resolved,
+            "backup:config",
+            Issue::BackupRefused,
+        ),
+    };
+    let details = match a {
+        BackupAlert::Lag {
+            lag_seconds,
+            segments,
+            bytes,
+            ..
+        } => format!(
+            "{} sem cópia, {segments} segmentos, {:.1} MB",
+            if *lag_seconds >= 3600 {
+                format!("{:.1} h", *lag_seconds as f64 / 3600.0)
+            } else {
+                format!("{} min", lag_seconds.div_ceil(60))
+            },
+            *bytes as f64 / 1e6
+        ),
+        BackupAlert::Config { code, message } => format!("{code}: {message}"),
+        _ => String::new(),
+    };
+    AlertEvent::system(at, severity, phase, key, issue, details)
+}
+
+/// Runs the worker for the daemon until `shutdown`: its alerts go to the
+/// alert pipeline. Opens its own connection to the catalog at `db`.
+pub fn spawn(
+    settings: Settings,
+    db: &Path,
+    sink: crate::events::AlertSink,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let conn = super::catalog::open(db)?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<BackupAlert>();
+    let worker = Worker::new(settings, conn);
+    let forward = tokio::spawn(async move {
+        while let Some(a) = rx.recv().await {
+            sink.send(alert_event(&a, Utc::now())).await;
+        }
+    });
+    Ok(tokio::spawn(async move {
+        worker.run(tx, shutdown).await;
+        let _ = forward.await;
+    }))
+}
 
 /// `<prefix>/<box>/cam_<id>/<YYYY-MM-DD>/<HH-MM-SS>.mp4`, in UTC so the key
 /// never repeats across a daylight-saving change.
@@ -269,6 +401,10 @@ impl Worker {
                 _ = shutdown.cancelled() => break,
                 Some((seg, result)) = rx.recv() => {
                     self.record(seg, &result).await;
+                    // A slot is free: look at the queue again now, not at
+                    // the next poll (uploads would otherwise be capped at
+                    // `concurrency` per poll, below what 100 cameras make).
+                    tick.reset_immediately();
                     match result {
                         Ok(_) => Event::Uploaded(seg),
                         Err(e) => Event::Failed(seg, e),
