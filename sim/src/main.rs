@@ -23,6 +23,7 @@
 #![allow(clippy::result_large_err)]
 
 mod api;
+mod auth;
 mod cleaner;
 mod config;
 mod control;
@@ -38,6 +39,7 @@ mod recorder;
 mod recordpath;
 mod regex;
 mod rtc;
+mod rtsp;
 mod servers;
 mod sim;
 mod watcher;
@@ -145,6 +147,7 @@ async fn run(arg: Option<String>, t0: std::time::Instant) -> i32 {
             bound: Default::default(),
         }),
         reload_lock: Default::default(),
+        path_manager: Default::default(),
         server_changes,
         stop: Default::default(),
         exit_code: Mutex::new(0),
