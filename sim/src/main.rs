@@ -8,15 +8,16 @@
 //! * `sim`: the path objects, their simulated sources, and reload semantics;
 //! * `recorder`, `mp4`, `recordpath`: the fMP4 recorder, the fixture, segment names;
 //! * `servers`: the listeners' lifecycle (binds and restarts the routers of `api`,
-//!   `metrics`, `playback`, `hls`, `webrtc`); `http`: the routers' leaf helpers;
+//!   `metrics`, `playback`, `hls`, `webrtc`, and the `rtsp` listener); `http`: the
+//!   routers' leaf helpers; `auth`: credentials, internal users, `authMethod: http`;
 //!   `readers`: HLS muxers and sessions as the API and metrics see them;
 //! * `watcher`: config file watching; `cleaner`: `recordDeleteAfter`;
 //! * `faults`, `control`: fault injection for tests (`MTXSIM_CONTROL`, `MTXSIM_FAULTS`).
 //!
 //! Imports form a DAG (checked by `tests/it/modules.rs`): `log`, `http`, `regex`, `mp4`,
-//! `faults` at the bottom; `config`, `recordpath`, `readers`, `recorder` above them;
-//! `sim` (which returns config changes to its callers instead of restarting listeners);
-//! the routers and `watcher`/`cleaner`; `servers`; `main`.
+//! `faults` at the bottom; `config`, `recordpath`, `readers`, `recorder`, `auth` above
+//! them; `sim` (which returns config changes to its callers instead of restarting
+//! listeners); the routers (and `rtsp`) and `watcher`/`cleaner`; `servers`; `main`.
 
 // HTTP handlers return `Result<Response, Response>` to use `?` for early error answers;
 // the error path is cold, so the size of `Response` does not matter.
