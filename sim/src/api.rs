@@ -1,6 +1,7 @@
 //! Control API v3 (docs/mediamtx.md, control API), routed by hand so that unknown routes, wrong methods and
 //! HEAD all get gin's plain-text `404 page not found`, as MediaMTX does.
 
+use crate::auth;
 use crate::config::{self, check_path_name, Conf};
 use crate::http::{go_time, json, json_error, json_ok, parse_time, plain_404, query_map};
 use crate::log::info;
@@ -62,14 +63,21 @@ async fn handle(
         )
             .into_response();
     }
-    // The default authInternalUsers allow the `api` action from loopback only.
-    if !peer.ip().is_loopback() {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [("WWW-Authenticate", "Basic realm=\"mediamtx\"")],
-            axum::Json(json!({"status":"error","error":"authentication error"})),
-        )
-            .into_response();
+    // Every route, unknown ones included, is the `api` action (docs/mediamtx.md §b2).
+    let req = auth::Request {
+        action: auth::Action::Api,
+        path: String::new(),
+        query: uri.query().unwrap_or("").to_string(),
+        protocol: "",
+        id: None,
+        user_agent: String::new(),
+        creds: auth::Credentials::from_http(&headers),
+        ip: peer.ip(),
+    };
+    if let Err(refusal) =
+        auth::check(&sim.conf(), &req, &format!("[API] [conn {peer}]"), None).await
+    {
+        return refusal.response();
     }
     let q = query_map(uri.query());
     let path = crate::http::path_decode(uri.path());
@@ -191,6 +199,7 @@ async fn route(
         .await;
     }
     if get && path == "/v3/paths/list" {
+        let _pm = sim.path_manager.lock().await;
         let items = sim
             .all_paths()
             .iter()
@@ -199,6 +208,7 @@ async fn route(
         return paginate(q, items);
     }
     if let Some(name) = name_after!("/v3/paths/get/").filter(|_| get) {
+        let _pm = sim.path_manager.lock().await;
         check_name(name)?;
         let p = sim.path(name).ok_or_else(|| not_found("path not found"))?;
         return Ok(json(&path_json(sim, &p)));

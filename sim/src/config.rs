@@ -530,6 +530,7 @@ impl Conf {
         if !["error", "warn", "info", "debug"].contains(&level) {
             return Err(format!("invalid log level: {level}"));
         }
+        validate_auth(self)?;
         for name in self.paths.keys() {
             check_path_name(name)?;
             if let Some(p) = name.strip_prefix('~') {
@@ -583,6 +584,103 @@ impl Conf {
                 k.starts_with("auth") && k != "authInternalUsers" && other.global.get(k) != Some(v)
             })
     }
+}
+
+/// Validation of the auth keys, as MediaMTX's config loader (docs/mediamtx.md §b2), plus
+/// the stand-in's own refusal of `jwt`.
+fn validate_auth(conf: &Conf) -> Result<(), String> {
+    let method = conf.str("authMethod");
+    if !["internal", "http", "jwt"].contains(&method) {
+        return Err(format!("invalid authMethod: '{method}'"));
+    }
+    let check_perms = |v: Option<&Value>| -> Result<(), String> {
+        let Some(Value::Array(perms)) = v else {
+            return Ok(());
+        };
+        for p in perms {
+            let Value::Object(m) = p else {
+                return Err(
+                    "json: cannot unmarshal into Go value of type conf.AuthInternalUserPermission"
+                        .into(),
+                );
+            };
+            for k in m.keys() {
+                if k != "action" && k != "path" {
+                    return Err(format!("json: unknown field \"{k}\""));
+                }
+            }
+            let action = m.get("action").and_then(Value::as_str).unwrap_or("");
+            if !["publish", "read", "playback", "api", "metrics", "pprof"].contains(&action) {
+                return Err(format!("invalid auth action: '{action}'"));
+            }
+        }
+        Ok(())
+    };
+    check_perms(conf.global.get("authHTTPExclude"))?;
+    check_perms(conf.global.get("authJWTExclude"))?;
+    if let Some(Value::Array(users)) = conf.global.get("authInternalUsers") {
+        for u in users {
+            if let Value::Object(m) = u {
+                for k in m.keys() {
+                    if !["user", "pass", "ips", "permissions"].contains(&k.as_str()) {
+                        return Err(format!("json: unknown field \"{k}\""));
+                    }
+                }
+                check_perms(m.get("permissions"))?;
+            }
+        }
+    }
+    let digest = conf
+        .str_list("rtspAuthMethods")
+        .iter()
+        .any(|m| m == "digest");
+    match method {
+        "internal" => {
+            if let Some(Value::Array(users)) = conf.global.get("authInternalUsers") {
+                for u in users {
+                    let user = u.get("user").and_then(Value::as_str).unwrap_or("");
+                    let pass = u.get("pass").and_then(Value::as_str).unwrap_or("");
+                    if user.is_empty() {
+                        return Err("empty usernames are not supported".into());
+                    }
+                    if user == "any" && !pass.is_empty() {
+                        return Err("using a password with 'any' user is not supported".into());
+                    }
+                }
+            }
+        }
+        "http" => {
+            let a = conf.str("authHTTPAddress");
+            if a.is_empty() {
+                return Err("'authHTTPAddress' is empty".into());
+            }
+            if !a.starts_with("http://") && !a.starts_with("https://") {
+                return Err("'externalAuthenticationURL' must be a HTTP URL".into());
+            }
+            if a.starts_with("https://") {
+                return Err("'authHTTPAddress': https is not supported by mediamtx-sim".into());
+            }
+        }
+        _ => {
+            let j = conf.str("authJWTJWKS");
+            if j.is_empty() {
+                return Err("'authJWTJWKS' is empty".into());
+            }
+            if !j.starts_with("http://") && !j.starts_with("https://") {
+                return Err("'authJWTJWKS' must be a HTTP URL".into());
+            }
+            if conf.str("authJWTClaimKey").is_empty() {
+                return Err("'authJWTClaimKey' is empty".into());
+            }
+            return Err("authMethod 'jwt' is not supported by mediamtx-sim".into());
+        }
+    }
+    if digest && method != "internal" {
+        return Err(
+            "when RTSP digest is enabled, the only supported auth method is 'internal'".into(),
+        );
+    }
+    Ok(())
 }
 
 /// The key whose upper-cased name is `upper`, with its default.

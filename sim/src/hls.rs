@@ -5,7 +5,10 @@
 //! each), an init segment and the segments, all built from the fixture. The first request
 //! of a muxer blocks until two segments exist, as gohlslib does for fmp4.
 
-use crate::http::{cors_for, json_error, plain_404, query_map, typed, uuid_v4};
+use crate::auth;
+use crate::http::{
+    cors_for, go_encode, go_values, json_error, plain_404, query_map, typed, uuid_v4,
+};
 use crate::readers::{muxer_config_error, Muxer, Session};
 use crate::sim::{Check, Sim};
 use axum::body::Bytes;
@@ -74,10 +77,11 @@ async fn hls_get(sim: &Arc<Sim>, peer: SocketAddr, uri: &Uri, headers: &HeaderMa
         .and_then(|p| p.strip_suffix("/index.m3u8"))
     {
         if q.get("cookieCheck").map(String::as_str) != Some("1") {
-            let mut loc = format!("/{name}/index.m3u8?cookieCheck=1");
-            if let Some(qs) = uri.query().filter(|s| !s.is_empty()) {
-                loc = format!("{loc}&{qs}");
-            }
+            // The query is re-encoded as Go does (keys sorted).
+            let mut v = go_values(uri.query().unwrap_or(""));
+            v.retain(|(k, _)| k != "cookieCheck");
+            v.push(("cookieCheck".into(), vec!["1".into()]));
+            let loc = format!("/{name}/index.m3u8?{}", go_encode(&v));
             return (
                 StatusCode::FOUND,
                 [
@@ -98,13 +102,18 @@ async fn hls_get(sim: &Arc<Sim>, peer: SocketAddr, uri: &Uri, headers: &HeaderMa
             return media(sim, peer, name, file, &q, headers);
         }
         if file.is_empty() {
-            return match sim.check_path(name) {
-                Check::NotConfigured => json_error(
+            if let Check::NotConfigured = sim.check_path(name) {
+                return json_error(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     &format!("path '{name}' is not configured"),
-                ),
-                _ => typed("text/html", player_page(name)),
-            };
+                );
+            }
+            let req = read_request(name, uri.query().unwrap_or(""), None, "", headers, peer);
+            let author = format!("[HLS] [conn {peer}]");
+            if let Err(r) = auth::check(&sim.conf(), &req, &author, Some(&sim.path_manager)).await {
+                return r.response();
+            }
+            return typed("text/html", player_page(name));
         }
     }
     if !trimmed.is_empty() && !trimmed.ends_with('/') {
@@ -115,6 +124,27 @@ async fn hls_get(sim: &Arc<Sim>, peer: SocketAddr, uri: &Uri, headers: &HeaderMa
             .into_response();
     }
     plain_404()
+}
+
+/// A `read` decision of the HLS server (docs/mediamtx.md §b2).
+fn read_request(
+    name: &str,
+    query: &str,
+    id: Option<&str>,
+    user_agent: &str,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> auth::Request {
+    auth::Request {
+        action: auth::Action::Read,
+        path: name.to_string(),
+        query: query.to_string(),
+        protocol: "hls",
+        id: id.map(str::to_string),
+        user_agent: user_agent.to_string(),
+        creds: auth::Credentials::from_http(headers),
+        ip: peer.ip(),
+    }
 }
 
 fn player_page(name: &str) -> String {
@@ -131,20 +161,32 @@ async fn multivariant(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Response {
-    match sim.check_path(name) {
-        Check::NotConfigured => {
-            return json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("path '{name}' is not configured"),
-            )
-        }
-        Check::NotReady => {
-            return json_error(
-                StatusCode::NOT_FOUND,
-                &format!("no stream is available on path '{name}'"),
-            )
-        }
-        Check::Ready => {}
+    if let Check::NotConfigured = sim.check_path(name) {
+        return json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("path '{name}' is not configured"),
+        );
+    }
+    // The session's query is the request's without `cookieCheck`, re-encoded.
+    let mut v = go_values(uri.query().unwrap_or(""));
+    v.retain(|(k, _)| k != "cookieCheck");
+    let query = go_encode(&v);
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let id = uuid_v4();
+    let req = read_request(name, &query, Some(&id), &user_agent, headers, peer);
+    let author = format!("[HLS] [session {}]", &id[..8]);
+    if let Err(r) = auth::check(&sim.conf(), &req, &author, Some(&sim.path_manager)).await {
+        return r.response();
+    }
+    if let Check::NotReady = sim.check_path(name) {
+        return json_error(
+            StatusCode::NOT_FOUND,
+            &format!("no stream is available on path '{name}'"),
+        );
     }
     let conf = sim.conf();
     if let Some(why) = muxer_config_error(&conf) {
@@ -152,7 +194,6 @@ async fn multivariant(
         return json_error(StatusCode::INTERNAL_SERVER_ERROR, &why);
     }
     let close_after = crate::config::parse_duration(conf.str("hlsMuxerCloseAfter")).ok();
-    let id = uuid_v4();
     let created_at = {
         let mut st = sim.state.lock().unwrap();
         let hls = &mut st.hls;
@@ -175,12 +216,8 @@ async fn multivariant(
             created: now,
             last_at: Instant::now(),
             remote: peer.to_string(),
-            query: uri.query().unwrap_or("").to_string(),
-            user_agent: headers
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string(),
+            query,
+            user_agent,
             outbound: 0,
         });
         hls.muxers.iter().find(|m| m.path == name).unwrap().created

@@ -84,6 +84,34 @@ pub fn query_map(q: Option<&str>) -> BTreeMap<String, String> {
     m
 }
 
+/// A query string as Go's `url.Values`: keys in first-seen order with all their values.
+pub fn go_values(q: &str) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for kv in q.split('&').filter(|s| !s.is_empty() && !s.contains(';')) {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        let (k, v) = (pct_decode(k), pct_decode(v));
+        match out.iter_mut().find(|(key, _)| *key == k) {
+            Some((_, vals)) => vals.push(v),
+            None => out.push((k, vec![v])),
+        }
+    }
+    out
+}
+
+/// Go's `url.Values.Encode`: keys sorted, keys and values query-escaped (space as `+`).
+pub fn go_encode(values: &[(String, Vec<String>)]) -> String {
+    let esc = |s: &str| pct_encode(s).replace("%20", "+");
+    let mut keys: Vec<&(String, Vec<String>)> = values.iter().collect();
+    keys.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut parts = Vec::new();
+    for (k, vals) in keys {
+        for v in vals {
+            parts.push(format!("{}={}", esc(k), esc(v)));
+        }
+    }
+    parts.join("&")
+}
+
 /// Decodes a URL path segment (`%XX` only; `+` stays a plus).
 pub fn path_decode(s: &str) -> String {
     pct_decode(&s.replace('+', "%2B"))

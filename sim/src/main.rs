@@ -8,21 +8,23 @@
 //! * `sim`: the path objects, their simulated sources, and reload semantics;
 //! * `recorder`, `mp4`, `recordpath`: the fMP4 recorder, the fixture, segment names;
 //! * `servers`: the listeners' lifecycle (binds and restarts the routers of `api`,
-//!   `metrics`, `playback`, `hls`, `webrtc`); `http`: the routers' leaf helpers;
+//!   `metrics`, `playback`, `hls`, `webrtc`, and the `rtsp` listener); `http`: the
+//!   routers' leaf helpers; `auth`: credentials, internal users, `authMethod: http`;
 //!   `readers`: HLS muxers and sessions as the API and metrics see them;
 //! * `watcher`: config file watching; `cleaner`: `recordDeleteAfter`;
 //! * `faults`, `control`: fault injection for tests (`MTXSIM_CONTROL`, `MTXSIM_FAULTS`).
 //!
 //! Imports form a DAG (checked by `tests/it/modules.rs`): `log`, `http`, `regex`, `mp4`,
-//! `faults` at the bottom; `config`, `recordpath`, `readers`, `recorder` above them;
-//! `sim` (which returns config changes to its callers instead of restarting listeners);
-//! the routers and `watcher`/`cleaner`; `servers`; `main`.
+//! `faults` at the bottom; `config`, `recordpath`, `readers`, `recorder`, `auth` above
+//! them; `sim` (which returns config changes to its callers instead of restarting
+//! listeners); the routers (and `rtsp`) and `watcher`/`cleaner`; `servers`; `main`.
 
 // HTTP handlers return `Result<Response, Response>` to use `?` for early error answers;
 // the error path is cold, so the size of `Response` does not matter.
 #![allow(clippy::result_large_err)]
 
 mod api;
+mod auth;
 mod cleaner;
 mod config;
 mod control;
@@ -38,6 +40,7 @@ mod recorder;
 mod recordpath;
 mod regex;
 mod rtc;
+mod rtsp;
 mod servers;
 mod sim;
 mod watcher;
@@ -145,6 +148,7 @@ async fn run(arg: Option<String>, t0: std::time::Instant) -> i32 {
             bound: Default::default(),
         }),
         reload_lock: Default::default(),
+        path_manager: Default::default(),
         server_changes,
         stop: Default::default(),
         exit_code: Mutex::new(0),

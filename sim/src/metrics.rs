@@ -1,10 +1,11 @@
 //! Metrics (docs/mediamtx.md, metrics): MediaMTX's own text format, no prefix, no HELP/TYPE, sorted
 //! labels, `# Title` headers, unlabelled zero lines for empty lists.
 
+use crate::auth;
 use crate::http::{plain_404, query_map};
 use crate::sim::Sim;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use std::fmt::Write;
@@ -20,12 +21,35 @@ async fn handle(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     uri: Uri,
+    headers: HeaderMap,
 ) -> Response {
+    if method == Method::OPTIONS && headers.contains_key("access-control-request-method") {
+        return (
+            axum::http::StatusCode::NO_CONTENT,
+            [
+                ("Access-Control-Allow-Methods", "OPTIONS, GET"),
+                ("Access-Control-Allow-Headers", "Authorization"),
+            ],
+        )
+            .into_response();
+    }
+    // Every request, unknown routes included, is the `metrics` action (docs/mediamtx.md §b2).
+    let req = auth::Request {
+        action: auth::Action::Metrics,
+        path: String::new(),
+        query: uri.query().unwrap_or("").to_string(),
+        protocol: "",
+        id: None,
+        user_agent: String::new(),
+        creds: auth::Credentials::from_http(&headers),
+        ip: peer.ip(),
+    };
+    let author = format!("[metrics] [conn {peer}]");
+    if let Err(refusal) = auth::check(&sim.conf(), &req, &author, None).await {
+        return refusal.response();
+    }
     if method != Method::GET || uri.path() != "/metrics" {
         return plain_404();
-    }
-    if !peer.ip().is_loopback() {
-        return crate::http::json_error(StatusCode::UNAUTHORIZED, "authentication error");
     }
     let q = query_map(uri.query());
     let body = render(

@@ -1,17 +1,19 @@
 //! Playback server (docs/mediamtx.md, playback): `/list` of recorded spans and `/get` of a time range,
 //! built from the segment files on disk. `/get` is cut at part (fragment) granularity.
 
+use crate::auth;
 use crate::config;
 use crate::http::{go_time, json, json_error, parse_time, pct_encode, plain_404, query_map};
 use crate::mp4::{retime_fragment, Recorded};
 use crate::recordpath;
 use crate::sim::Sim;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use chrono::{DateTime, FixedOffset};
 use serde_json::json;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Two segments belong to the same recorder run when the second starts where the first
@@ -29,19 +31,76 @@ fn bad(msg: &str) -> Response {
 
 async fn handle(
     State(sim): State<Arc<Sim>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let mut r = match (method.clone(), uri.path()) {
-        (Method::OPTIONS, _) => StatusCode::NO_CONTENT.into_response(),
+    if method == Method::GET && (uri.path() == "/list" || uri.path() == "/get") {
+        if let Err(r) = authorize(&sim, peer, &uri, &headers).await {
+            return with_cors(r);
+        }
+    }
+    let r = match (method.clone(), uri.path()) {
+        (Method::OPTIONS, _) => (
+            StatusCode::NO_CONTENT,
+            [
+                ("Access-Control-Allow-Methods", "OPTIONS, GET"),
+                ("Access-Control-Allow-Headers", "Authorization"),
+            ],
+        )
+            .into_response(),
         (Method::GET, "/list") => list(&sim, &uri, &headers),
         (Method::GET, "/get") => get(&sim, &uri),
         _ => plain_404(),
     };
+    with_cors(r)
+}
+
+/// MediaMTX's check of a requested path name: not empty, no slash at either end, only
+/// alphanumerics and `_.-/`, no `.` or `..` segment.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('/')
+        && !name.ends_with('/')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/'))
+        && name.split('/').all(|s| s != "." && s != "..")
+}
+
+fn with_cors(mut r: Response) -> Response {
     r.headers_mut()
         .insert("Access-Control-Allow-Origin", "*".parse().unwrap());
     r
+}
+
+/// Every `/list` and `/get` with a valid path name is the `playback` action on that
+/// path (docs/mediamtx.md §b2); an invalid name is answered 400 before any decision.
+async fn authorize(
+    sim: &Sim,
+    peer: SocketAddr,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<(), Response> {
+    let name = query_map(uri.query()).remove("path").unwrap_or_default();
+    if !valid_name(&name) {
+        return Ok(());
+    }
+    let req = auth::Request {
+        action: auth::Action::Playback,
+        path: name,
+        query: uri.query().unwrap_or("").to_string(),
+        protocol: "",
+        id: None,
+        user_agent: String::new(),
+        creds: auth::Credentials::from_http(headers),
+        ip: peer.ip(),
+    };
+    let author = format!("[playback] [conn {peer}]");
+    auth::check(&sim.conf(), &req, &author, None)
+        .await
+        .map_err(|r| r.response())
 }
 
 struct Seg {
@@ -51,7 +110,7 @@ struct Seg {
 }
 
 fn segments(sim: &Sim, name: &str) -> Result<Vec<Seg>, Response> {
-    if name.is_empty() || config::check_path_name(name).is_err() {
+    if !valid_name(name) {
         return Err(bad("invalid path name"));
     }
     let conf = sim.conf();

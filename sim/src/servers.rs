@@ -1,5 +1,5 @@
 //! The listeners: binding, starting and restarting the HTTP servers (API, metrics,
-//! playback, HLS, WebRTC) and the RTSP accept-and-close listener.
+//! playback, HLS, WebRTC) and the RTSP listener (`rtsp`).
 
 use crate::config::Conf;
 use crate::http;
@@ -52,13 +52,7 @@ async fn start_one(
     };
     let task = if name == "rtsp" {
         info!("[RTSP] started with listener on {shown} (TCP/RTSP)");
-        tokio::spawn(async move {
-            loop {
-                if let Ok((s, _)) = l.accept().await {
-                    drop(s);
-                }
-            }
-        })
+        tokio::spawn(crate::rtsp::serve(sim.clone(), l))
     } else {
         info!("[{label}] started with listener on {shown} (TCP/HTTP)");
         let router: Router = match name {

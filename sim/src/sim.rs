@@ -41,6 +41,10 @@ pub struct Sim {
     pub state: Mutex<State>,
     /// Serialises config changes (file reloads and API changes).
     pub reload_lock: tokio::sync::Mutex<()>,
+    /// MediaMTX's path manager loop: `read` authentication calls and the API's
+    /// `/v3/paths/list|get` take turns on it (docs/mediamtx.md §b2), so a slow auth
+    /// server delays them.
+    pub path_manager: tokio::sync::Mutex<()>,
     /// Where config changes that touch server keys are sent; the listener code
     /// (`servers`) owns the receiving end and answers when it has acted.
     pub server_changes: tokio::sync::mpsc::UnboundedSender<ServerRequest>,

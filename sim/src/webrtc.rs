@@ -2,6 +2,7 @@
 //! `PATCH`, `DELETE`), the preflight `OPTIONS`, and the reader page. The media itself is
 //! the `rtc` engine's.
 
+use crate::auth;
 use crate::faults::WhepMode;
 use crate::http::{cors_for, json_error, plain_404, typed, uuid_v4};
 use crate::readers::WebRtcSession;
@@ -48,7 +49,10 @@ async fn handle(
     }
     if let Some(name) = path.strip_suffix("/whep") {
         return cors(match method {
-            Method::OPTIONS => preflight(),
+            Method::OPTIONS => match check_outside_session(&s, name, &uri, &headers, peer).await {
+                Ok(()) => whep_options(),
+                Err(r) => r,
+            },
             Method::POST => whep(&s, name, peer, &uri, &headers, &body).await,
             Method::GET | Method::HEAD | Method::PUT => {
                 StatusCode::METHOD_NOT_ALLOWED.into_response()
@@ -68,12 +72,9 @@ async fn handle(
         return plain_404();
     }
     if let Some(name) = path.strip_suffix('/') {
-        return match s.sim.check_path(name) {
-            Check::NotConfigured => json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("path '{name}' is not configured"),
-            ),
-            _ => typed(
+        return match check_outside_session(&s, name, &uri, &headers, peer).await {
+            Err(r) => r,
+            Ok(()) => typed(
                 "text/html",
                 "<!DOCTYPE html><html><body>mediamtx-sim: play /NAME/whep with a WHEP client\
                  </body></html>",
@@ -84,6 +85,52 @@ async fn handle(
         return (StatusCode::FOUND, [(header::LOCATION, format!("/{path}/"))]).into_response();
     }
     plain_404()
+}
+
+/// A `read` decision of the WebRTC server (docs/mediamtx.md §b2).
+fn read_request(
+    name: &str,
+    uri: &Uri,
+    id: Option<&str>,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> auth::Request {
+    auth::Request {
+        action: auth::Action::Read,
+        path: name.to_string(),
+        query: uri.query().unwrap_or("").to_string(),
+        protocol: "webrtc",
+        id: id.map(str::to_string),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
+        creds: auth::Credentials::from_http(headers),
+        ip: peer.ip(),
+    }
+}
+
+/// The checks of a request outside a session (the page, a non-preflight `OPTIONS`):
+/// the path configuration (500), then a `read` decision without a reader id.
+async fn check_outside_session(
+    s: &Server,
+    name: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Result<(), Response> {
+    if let Check::NotConfigured = s.sim.check_path(name) {
+        return Err(json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("path '{name}' is not configured"),
+        ));
+    }
+    let req = read_request(name, uri, None, headers, peer);
+    let author = format!("[WebRTC] [conn {peer}]");
+    auth::check(&s.sim.conf(), &req, &author, Some(&s.sim.path_manager))
+        .await
+        .map_err(|r| r.response())
 }
 
 /// 204 with the methods and headers a browser may use (ICE servers: none configured).
@@ -102,6 +149,26 @@ fn preflight() -> Response {
         "Access-Control-Expose-Headers",
         HeaderValue::from_static("Link"),
     );
+    r
+}
+
+/// The answer to a non-preflight `OPTIONS /NAME/whep` (ICE servers: none configured).
+fn whep_options() -> Response {
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        "Access-Control-Allow-Methods",
+        HeaderValue::from_static("OPTIONS, GET, POST, PATCH, DELETE"),
+    );
+    h.insert(
+        "Access-Control-Allow-Headers",
+        HeaderValue::from_static("Authorization, Content-Type, If-Match"),
+    );
+    h.insert(
+        "Access-Control-Expose-Headers",
+        HeaderValue::from_static("Accept-Post, Link"),
+    );
+    h.insert("Accept-Post", HeaderValue::from_static("application/sdp"));
     r
 }
 
@@ -128,20 +195,24 @@ async fn whep(
     if content_type(headers) != "application/sdp" {
         return json_error(StatusCode::BAD_REQUEST, "invalid Content-Type");
     }
-    match sim.check_path(name) {
-        Check::NotConfigured => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                &format!("path '{name}' is not configured"),
-            )
-        }
-        Check::NotReady => {
-            return json_error(
-                StatusCode::NOT_FOUND,
-                &format!("no stream is available on path '{name}'"),
-            )
-        }
-        Check::Ready => {}
+    if let Check::NotConfigured = sim.check_path(name) {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            &format!("path '{name}' is not configured"),
+        );
+    }
+    // The session exists (with its uuid) before the decision, as in MediaMTX.
+    let id = uuid_v4();
+    let req = read_request(name, uri, Some(&id), headers, peer);
+    let author = format!("[WebRTC] [session {}]", &id[..8]);
+    if let Err(r) = auth::check(&sim.conf(), &req, &author, Some(&sim.path_manager)).await {
+        return r.response();
+    }
+    if let Check::NotReady = sim.check_path(name) {
+        return json_error(
+            StatusCode::NOT_FOUND,
+            &format!("no stream is available on path '{name}'"),
+        );
     }
     let faults = sim.faults.get();
     let feed = match faults.whep {
@@ -182,7 +253,6 @@ async fn whep(
         Ok(x) => x,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, &format!("invalid SDP: {e}")),
     };
-    let id = uuid_v4();
     let secret = uuid_v4();
     let info = Arc::new(Mutex::new(WebRtcSession {
         id: id.clone(),
@@ -191,11 +261,7 @@ async fn whep(
         remote: peer.to_string(),
         path: name.to_string(),
         query: uri.query().unwrap_or("").to_string(),
-        user_agent: headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string(),
+        user_agent: req.user_agent.clone(),
         local_candidate: format!("host/udp/{}/{}", candidate.ip(), candidate.port()),
         ..Default::default()
     }));

@@ -64,13 +64,14 @@ async function get(url, init) {
   }
 }
 
-/** Starts the stand-in with `cameras` recording-free cameras; `faults` is the faults document. */
-export async function startSim({ cameras = 1, faults = {} } = {}) {
+/** Starts the stand-in with `cameras` recording-free cameras; `faults` is the faults
+ * document, `extra` more global config lines, `env` more environment variables. */
+export async function startSim({ cameras = 1, faults = {}, extra = '', env = {} } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mtxsim-web-'));
   const ports = { api: await freeTcp(), hls: await freeTcp(), webrtc: await freeTcp(), ctl: await freeTcp(), udp: await freeUdp() };
   let yml = `api: yes\napiAddress: 127.0.0.1:${ports.api}\nmetrics: no\nplayback: no\n`
     + `rtspAddress: 127.0.0.1:0\nhlsAddress: 127.0.0.1:${ports.hls}\nwebrtcAddress: 127.0.0.1:${ports.webrtc}\n`
-    + `webrtcLocalUDPAddress: 127.0.0.1:${ports.udp}\nhlsVariant: fmp4\nhlsSegmentCount: 3\npaths:\n`;
+    + `webrtcLocalUDPAddress: 127.0.0.1:${ports.udp}\nhlsVariant: fmp4\nhlsSegmentCount: 3\n${extra}paths:\n`;
   for (let i = 1; i <= cameras; i++) yml += `  cam${i}:\n    source: rtsp://10.0.0.${i}:554/stream\n`;
   fs.writeFileSync(path.join(dir, 'mediamtx.yml'), yml);
   fs.writeFileSync(path.join(dir, 'faults.json'), JSON.stringify(faults));
@@ -83,7 +84,7 @@ export async function startSim({ cameras = 1, faults = {} } = {}) {
     async start() {
       this.proc = spawn(SIM, [path.join(dir, 'mediamtx.yml')], {
         cwd: dir,
-        env: { ...process.env, MTXSIM_CONTROL: `127.0.0.1:${ports.ctl}`, MTXSIM_FAULTS: path.join(dir, 'faults.json') },
+        env: { ...process.env, ...env, MTXSIM_CONTROL: `127.0.0.1:${ports.ctl}`, MTXSIM_FAULTS: path.join(dir, 'faults.json') },
         stdio: ['ignore', fs.openSync(path.join(dir, 'sim.log'), 'a'), 'inherit'],
       });
       await until('the sim started', async () => {

@@ -2,6 +2,7 @@
 //! dir, with every listener on port 0 (the sim reports the bound ports on `/state`).
 
 mod api;
+mod auth;
 mod browser;
 mod faults;
 mod harness;
