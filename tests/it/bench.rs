@@ -298,3 +298,227 @@ async fn bench_write_benchmarks_md() {
     std::fs::write(&path, &md).unwrap();
     println!("{md}");
 }
+
+/// One measured fault: from the injection to the Telegram request (what a
+/// person lives through) and from the daemon's decision (the stored alert's
+/// time) to that request.
+struct Paging {
+    to_page: Vec<f64>,
+    decision_to_page: Vec<f64>,
+}
+
+/// The first Telegram request after `since` whose text names `needle`, and
+/// the stored Critical alert's time for the same camera (or the box).
+async fn page_after(
+    d: &Daemon,
+    tg: &FakeTelegram,
+    since: Instant,
+    needle: &str,
+    issue: &str,
+) -> (f64, f64) {
+    let req = d
+        .wait_for("the Telegram request", secs(30), || async {
+            tg.requests().into_iter().find(|r| {
+                r.at >= since && r.body["text"].as_str().is_some_and(|t| t.contains(needle))
+            })
+        })
+        .await;
+    let decided = d
+        .wait_for("the stored alert", secs(10), || async {
+            d.alerts()
+                .await
+                .iter()
+                .filter(|a| a["issue"] == issue && a["phase"] == "firing")
+                .filter_map(|a| a["timestamp"].as_str())
+                .filter_map(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc))
+                .filter(|t| *t <= req.wall)
+                .max()
+        })
+        .await;
+    (
+        req.at.duration_since(since).as_secs_f64(),
+        (req.wall - decided).num_microseconds().unwrap_or(0) as f64 / 1e6,
+    )
+}
+
+/// `RUNS_PAGING` recorder stalls, each on its own camera of one daemon (a
+/// second stall of one camera within 10 minutes is a flap, not a page),
+/// injected after every camera has rotated a segment: the steady state a
+/// box lives in (before its first rotation a camera's cadence is unknown and
+/// `stall_after`, 6 s, applies; docs/cadence.md). Default settings.
+async fn stalls_to_page() -> Paging {
+    let n = RUNS_PAGING as u32;
+    let tg = FakeTelegram::ok().await;
+    let d = Daemon::start(Setup {
+        cameras: (1..=n).map(|i| (i, format!("Camera {i:02}"))).collect(),
+        extra: tg.config("-100"),
+        env: vec![("VMS_TELEGRAM_BOT_TOKEN".into(), "1:bench".into())],
+        ..Setup::default()
+    });
+    d.wait_all_recording(n as usize).await;
+    d.wait_status("a rotation on every camera", secs(150), |s| {
+        (1..=n).all(|i| camera(s, i)["segments_completed"].as_u64().unwrap_or(0) >= 1)
+    })
+    .await;
+    let mut p = Paging {
+        to_page: Vec::new(),
+        decision_to_page: Vec::new(),
+    };
+    for i in 1..=n {
+        d.sim("POST", &format!("/recorder/cam_{i}/stall")).await;
+        let t0 = Instant::now();
+        let (page, decision) =
+            page_after(&d, &tg, t0, &format!("Camera {i:02}"), "recording_stalled").await;
+        p.to_page.push(page);
+        p.decision_to_page.push(decision);
+    }
+    p
+}
+
+/// Silent cameras (the camera stops sending): from the injection to the
+/// Warning stored and shown (the design pages only after a failed repair),
+/// each on its own camera after every camera has rotated a segment.
+async fn silent_to_warning() -> Vec<f64> {
+    let n = RUNS_PAGING as u32;
+    let d = Daemon::start(Setup {
+        cameras: (1..=n).map(|i| (i, format!("Camera {i:02}"))).collect(),
+        ..Setup::default()
+    });
+    d.wait_all_recording(n as usize).await;
+    d.wait_status("a rotation on every camera", secs(150), |s| {
+        (1..=n).all(|i| camera(s, i)["segments_completed"].as_u64().unwrap_or(0) >= 1)
+    })
+    .await;
+    let mut out = Vec::new();
+    for i in 1..=n {
+        d.sim("POST", &format!("/cameras/cam_{i}/down?mode=silent"))
+            .await;
+        let t0 = Instant::now();
+        d.wait_for("the Warning", secs(30), || async {
+            d.alerts()
+                .await
+                .iter()
+                .any(|a| {
+                    a["camera_id"] == i && a["issue"] == "stream_down" && a["phase"] == "firing"
+                })
+                .then_some(())
+        })
+        .await;
+        out.push(t0.elapsed().as_secs_f64());
+    }
+    out
+}
+
+/// MediaMTX killed: one daemon per run (the restart-storm rule would turn
+/// repeated kills into a different incident).
+async fn mediamtx_kill_to_page() -> Paging {
+    let mut p = Paging {
+        to_page: Vec::new(),
+        decision_to_page: Vec::new(),
+    };
+    for _ in 0..RUNS_PAGING {
+        let tg = FakeTelegram::ok().await;
+        let d = Daemon::start(Setup {
+            extra: tg.config("-100"),
+            env: vec![("VMS_TELEGRAM_BOT_TOKEN".into(), "1:bench".into())],
+            ..Setup::default()
+        });
+        d.wait_all_recording(2).await;
+        let pid = d.status().await.unwrap()["mediamtx"]["pid"]
+            .as_i64()
+            .unwrap();
+        let t0 = Instant::now();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let (page, decision) = page_after(&d, &tg, t0, "MediaMTX", "mediamtx_down").await;
+        p.to_page.push(page);
+        p.decision_to_page.push(decision);
+    }
+    p
+}
+
+const RUNS_PAGING: usize = 10;
+
+/// Rewrites the `paging` section of BENCHMARKS.md (after the main table).
+#[tokio::test]
+#[ignore = "benchmark: run with scripts/bench"]
+async fn bench_failure_to_page() {
+    let started = Utc::now();
+    let stall = stalls_to_page().await;
+    let kill = mediamtx_kill_to_page().await;
+    let silent = silent_to_warning().await;
+    let stat = |v: &[f64]| {
+        let mut s = v.to_vec();
+        s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let ms = |x: f64| {
+            if x < 1.0 {
+                format!("{:.0} ms", x * 1000.0)
+            } else {
+                format!("{x:.2} s")
+            }
+        };
+        (ms(s[s.len() / 2]), ms(s[s.len() - 1]), s.len())
+    };
+    let mut md = String::from(
+        "<!-- paging:begin (written by bench_failure_to_page in tests/it/bench.rs) -->\n",
+    );
+    let _ = writeln!(
+        md,
+        "## From the failure to the person (issue: a recording failure pages within 5 s)\n\n\
+         Run: {}. The test harness's settings (`grace_period` 2 s; otherwise the defaults: 60 s segments, 1 s parts, `stall_after` 6 s); each fault injected \
+         after every camera has rotated one segment (the steady state). The page is the Telegram \
+         request reaching the local Bot API stand-in; the decision is the stored alert's time.\n",
+        started.format("%Y-%m-%d %H:%M UTC")
+    );
+    md.push_str("| Fault | Outcome | Target | Median | Worst | Runs | Decision → request (median / worst) |\n|---|---|---|---|---|---|---|\n");
+    for (fault, outcome, target, p) in [
+        (
+            "Recorder stops writing (stream up)",
+            "Critical on Telegram",
+            "< 5 s",
+            &stall,
+        ),
+        (
+            "MediaMTX killed (SIGKILL)",
+            "Critical on Telegram",
+            "< 5 s",
+            &kill,
+        ),
+    ] {
+        let (m, w, n) = stat(&p.to_page);
+        let (dm, dw, _) = stat(&p.decision_to_page);
+        let _ = writeln!(
+            md,
+            "| {fault} | {outcome} | {target} | {m} | {w} | {n} | {dm} / {dw} |"
+        );
+    }
+    let (m, w, n) = stat(&silent);
+    let _ = writeln!(
+        md,
+        "| Camera falls silent | Warning stored and on the dashboard (no page: the design pages after a failed repair) | < 3 s | {m} | {w} | {n} | – |"
+    );
+    md.push_str("\n<!-- paging:end -->\n");
+    let path = crate::util::repo().join("BENCHMARKS.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let new = match (
+        old.find("<!-- paging:begin"),
+        old.find("<!-- paging:end -->"),
+    ) {
+        (Some(a), Some(b)) => format!(
+            "{}{}{}",
+            &old[..a],
+            md,
+            &old[b + "<!-- paging:end -->\n".len()..]
+        ),
+        _ => match old.find("<!-- live-view:begin") {
+            Some(a) => format!("{}{}\n{}", &old[..a], md, &old[a..]),
+            None => format!("{old}\n{md}"),
+        },
+    };
+    std::fs::write(&path, new).unwrap();
+    println!("{md}");
+}
