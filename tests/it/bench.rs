@@ -295,7 +295,10 @@ async fn bench_write_benchmarks_md() {
          source (or the re-creation of the path by level 1, whichever comes first).\n",
     );
     let path = crate::util::repo().join("BENCHMARKS.md");
-    std::fs::write(&path, &md).unwrap();
+    // The other benchmarks' sections (between their markers) are kept.
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let kept = old.find("<!-- ").map(|i| &old[i..]).unwrap_or("");
+    std::fs::write(&path, format!("{md}\n{kept}")).unwrap();
     println!("{md}");
 }
 
