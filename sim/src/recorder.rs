@@ -132,7 +132,7 @@ impl Recorder {
             });
         }
         if let Some((_, first)) = self.pending.first() {
-            if dts - first >= self.part_dur {
+            if dts.saturating_sub(*first) >= self.part_dur {
                 self.flush();
             }
         }
@@ -166,7 +166,7 @@ impl Recorder {
             st.segment = Some(seg.path.clone());
         }
         self.seq += 1;
-        let base = self.pending[0].1 - seg.start_dts;
+        let base = self.pending[0].1.saturating_sub(seg.start_dts);
         let refs: Vec<&Sample> = self.pending.iter().map(|(s, _)| s).collect();
         let frag = self.fixture.fragment(self.seq, base, &refs);
         let (last, last_dts) = self.pending.last().unwrap();
@@ -195,7 +195,8 @@ impl Recorder {
         self.pending.clear();
         if let Some(mut seg) = self.seg.take() {
             if let Some(mut f) = seg.file.take() {
-                let secs = (seg.end_dts - seg.start_dts) as f64 / self.fixture.timescale as f64;
+                let secs = seg.end_dts.saturating_sub(seg.start_dts) as f64
+                    / self.fixture.timescale as f64;
                 let d = (secs * self.fixture.movie_timescale as f64).round() as u64;
                 let (at, w) = self.fixture.mvhd_duration_at;
                 let bytes = if w == 8 {

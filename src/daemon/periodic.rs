@@ -164,6 +164,15 @@ impl Daemon {
                 .handle(now, crate::supervisor::cameras::Event::DiskFull(full));
             self.camera_actions(now, acts).await;
         }
+        // The storage machine keeps the free-space floor: every reading
+        // reaches it, so the oldest footage is evicted before the disk fills
+        // (not only once MediaMTX has failed to write).
+        let sample = crate::storage::exec::DiskSample {
+            total_bytes: reading.total_bytes,
+            available_bytes: reading.available_bytes,
+        };
+        self.storage_event(now, crate::storage::machine::Event::Disk(sample))
+            .await;
         self.disk = Some(reading.view());
     }
 }

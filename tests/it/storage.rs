@@ -169,3 +169,124 @@ async fn retention_deletes_old_footage_but_never_held_footage() {
     let yml = std::fs::read_to_string(d.path("state/mediamtx.yml")).unwrap();
     assert!(yml.contains("recordDeleteAfter: \"0s\""), "{yml}");
 }
+
+fn free_bytes(path: &std::path::Path) -> u64 {
+    let st = nix::sys::statvfs::statvfs(path).unwrap();
+    st.blocks_available() * st.fragment_size()
+}
+
+/// A real small filesystem (a 24 MiB tmpfs on the recordings directory)
+/// fills up. First the floor: old footage is evicted, oldest first, so that
+/// `storage.min_free` stays free while the cameras go on recording. Then,
+/// with what is left held, the disk really fills: one "disco cheio"
+/// Critical for the box and no page per camera; with space back, every
+/// camera records again and the incident resolves. Needs root (CI is).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_that_really_fills_evicts_old_footage_then_pages_once() {
+    if !nix::unistd::Uid::effective().is_root() {
+        panic!("this test mounts a tmpfs: run the suite as root (CI does)");
+    }
+    const MIB: usize = 1 << 20;
+    let tz = chrono_tz::America::Sao_Paulo;
+    let old_day = (Utc::now() - chrono::Duration::days(3))
+        .with_timezone(&tz)
+        .format("%Y-%m-%d")
+        .to_string();
+    // Six old 2 MiB segments of camera 1, three days ago (within retention).
+    let old: Vec<String> = (0..6)
+        .map(|i| format!("recordings/cam_1/{old_day}/10-0{i}-00-000000.mp4"))
+        .collect();
+    let d = Daemon::start(Setup {
+        recordings_tmpfs: Some(24 * MIB as u64),
+        files: old
+            .iter()
+            .map(|p| (p.clone(), vec![7u8; 2 * MIB]))
+            .collect(),
+        extra: "[storage]\nmin_free = \"8MiB\"\n".into(),
+        recording: "segment_duration = \"2s\"\n".into(),
+        ..Setup::default()
+    });
+    d.wait_all_recording(2).await;
+    let path = |p: &String| d.dir.path().join(p);
+    assert!(old.iter().all(|p| path(p).exists()));
+
+    // 9 MiB of something else arrives: less than the floor is free, and the
+    // daemon deletes the oldest footage until the floor is back.
+    std::fs::write(d.recordings.join("other-data"), vec![1u8; 9 * MIB]).unwrap();
+    d.wait_for("the floor restored by eviction", secs(30), || async {
+        (free_bytes(&d.recordings) >= 8 * MIB as u64).then_some(())
+    })
+    .await;
+    assert!(!path(&old[0]).exists(), "the oldest segment was evicted");
+    assert!(path(&old[5]).exists(), "only as much as needed was evicted");
+    let alerts = d.alerts().await;
+    assert!(
+        alerts.iter().any(|a| a["issue"] == "footage_evicted"),
+        "{alerts:#?}"
+    );
+    d.wait_all_recording(2).await;
+
+    // What is left is held: now the disk really fills.
+    let out = d.cli(&[
+        "hold",
+        "add",
+        "1",
+        "--from",
+        &format!("{old_day} 00:00"),
+        "--to",
+        &format!("{old_day} 23:59"),
+        "--reason",
+        "inquérito",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let filler = d.recordings.join("filler");
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![2u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+    }
+    let full = d
+        .wait_for("the disk-full incident", secs(30), || async {
+            d.alerts()
+                .await
+                .into_iter()
+                .find(|a| a["issue"] == "disk_full" && a["phase"] == "firing")
+        })
+        .await;
+    assert_eq!(full["severity"], "critical", "{full}");
+    d.observe(secs(8)).await;
+    let alerts = d.alerts().await;
+    let disk_full = alerts
+        .iter()
+        .filter(|a| a["issue"] == "disk_full" && a["phase"] == "firing")
+        .count();
+    assert_eq!(disk_full, 1, "one incident for the box: {alerts:#?}");
+    let per_camera: Vec<_> = alerts
+        .iter()
+        .filter(|a| {
+            a["severity"] == "critical" && a["camera_id"].is_u64() && a["phase"] == "firing"
+        })
+        .collect();
+    assert!(per_camera.is_empty(), "no page per camera: {per_camera:#?}");
+    // The held footage survived the full disk.
+    assert!(old[1..].iter().filter(|p| path(p).exists()).count() >= 1);
+    assert!(path(&old[5]).exists());
+
+    // Space is back: recording resumes and the incident resolves.
+    std::fs::remove_file(&filler).unwrap();
+    std::fs::remove_file(d.recordings.join("other-data")).unwrap();
+    d.wait_for("the disk-full incident resolved", secs(30), || async {
+        d.alerts()
+            .await
+            .iter()
+            .any(|a| a["issue"] == "disk_full" && a["phase"] == "resolved")
+            .then_some(())
+    })
+    .await;
+    d.wait_all_recording(2).await;
+}

@@ -119,6 +119,9 @@ pub struct Setup {
     pub api_any: bool,
     /// Files written (relative to the test directory) before the start.
     pub files: Vec<(String, Vec<u8>)>,
+    /// Mount a tmpfs of this many bytes on the recordings directory before
+    /// the start (a real small filesystem that fills; needs root).
+    pub recordings_tmpfs: Option<u64>,
 }
 
 impl Default for Setup {
@@ -133,6 +136,7 @@ impl Default for Setup {
             env: Vec::new(),
             api_any: false,
             files: Vec::new(),
+            recordings_tmpfs: None,
         }
     }
 }
@@ -143,6 +147,8 @@ pub struct Daemon {
     pub api: SocketAddr,
     pub control: SocketAddr,
     pub recordings: PathBuf,
+    /// A tmpfs is mounted on `recordings` (unmounted at drop).
+    tmpfs: bool,
     child: Mutex<Option<Child>>,
     pub log: Arc<Mutex<String>>,
     http: reqwest::Client,
@@ -184,6 +190,26 @@ impl Daemon {
             rtsp: free_port(),
         };
         let recordings = dir.path().join("recordings");
+        if let Some(size) = setup.recordings_tmpfs {
+            std::fs::create_dir_all(&recordings).unwrap();
+            let out = Command::new("mount")
+                .args([
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    &format!("size={size},mode=0755"),
+                    "tmpfs",
+                ])
+                .arg(&recordings)
+                .output()
+                .expect("running mount");
+            assert!(
+                out.status.success(),
+                "mounting a tmpfs on {} (the test needs root): {}",
+                recordings.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         let config_path = dir.path().join("etc/vms.toml");
         std::fs::create_dir_all(config_path.parent().unwrap()).unwrap();
         let faults = dir.path().join("faults.json");
@@ -206,6 +232,7 @@ impl Daemon {
             listen,
             ports,
             env: Vec::new(),
+            tmpfs: setup.recordings_tmpfs.is_some(),
             dir,
         };
         d.write_config(&setup.cameras, &setup.monitor, &setup.extra);
@@ -566,6 +593,12 @@ impl Drop for Daemon {
                 nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGKILL,
             );
+        }
+        if self.tmpfs {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(&self.recordings)
+                .status();
         }
     }
 }
