@@ -103,6 +103,41 @@ pub struct Snapshot {
     /// Push channels that refuse every message (a configuration error), and
     /// why: `("telegram", "HTTP 400 Bad Request: chat not found")`.
     pub alert_channel_errors: Vec<(String, String)>,
+    /// What the recordings disk holds and will hold; `None` without the
+    /// segment catalog.
+    pub storage: Option<StorageStatus>,
+}
+
+/// Storage as the operator reads it: how many days the disk holds, when
+/// eviction would start, and whether each camera keeps its retention.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StorageStatus {
+    /// Days of footage the disk holds at the current write rate.
+    pub capacity_days: Option<f64>,
+    /// Days until the free space reaches the floor (then the oldest footage
+    /// is evicted); `None` when retention keeps it from getting there.
+    pub days_until_full: Option<f64>,
+    /// The free space kept (`storage.min_free` / `min_free_percent`).
+    pub floor_bytes: Option<u64>,
+    pub write_bytes_per_second: f64,
+    /// Old footage is being deleted for space right now.
+    pub evicting: bool,
+    /// Hours of footage evicted for space since the catalog began.
+    pub evicted_hours_total: f64,
+    pub cameras: Vec<CameraRetention>,
+}
+
+/// One camera's retention compliance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CameraRetention {
+    pub camera_id: u32,
+    /// Days between the oldest footage kept and now.
+    pub footage_days: f64,
+    pub required_days: u32,
+    /// The footage covers the retention (or the camera is younger than it).
+    pub compliant: bool,
+    /// Why not: `evictions`, `disk_too_small` or `footage_missing`.
+    pub reason: Option<String>,
 }
 
 impl Snapshot {

@@ -90,6 +90,7 @@ pub fn channels(config: &Config, alert_store_error: Option<String>) -> (Handle, 
         config_error: None,
         alert_store_error,
         alert_channel_errors: Vec::new(),
+        storage: None,
     }));
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     (
@@ -480,6 +481,28 @@ impl Daemon {
                 .into_iter()
                 .map(|(c, e)| (c.as_str().to_string(), e))
                 .collect(),
+            storage: self.storage.as_ref().map(|st| {
+                let v = st.machine.view(now.wall);
+                crate::status::StorageStatus {
+                    capacity_days: v.capacity_days,
+                    days_until_full: v.days_until_full,
+                    floor_bytes: v.floor_bytes,
+                    write_bytes_per_second: v.write_bytes_per_second,
+                    evicting: v.evicting,
+                    evicted_hours_total: v.evicted_hours_total,
+                    cameras: v
+                        .cameras
+                        .iter()
+                        .map(|c| crate::status::CameraRetention {
+                            camera_id: c.camera,
+                            footage_days: c.footage_days,
+                            required_days: c.required_days,
+                            compliant: c.compliant,
+                            reason: c.reason.map(str::to_string),
+                        })
+                        .collect(),
+                }
+            }),
         }
     }
 

@@ -167,6 +167,9 @@ pub struct StatusDoc {
     pub alert_store_error: Option<String>,
     /// Push channels that refuse every message, and why.
     pub alert_channel_errors: std::collections::BTreeMap<String, String>,
+    /// Capacity, forecast and retention compliance (`null` without the
+    /// segment catalog).
+    pub storage: Option<crate::status::StorageStatus>,
 }
 
 impl From<&Snapshot> for StatusDoc {
@@ -183,6 +186,7 @@ impl From<&Snapshot> for StatusDoc {
             config_error: s.config_error.clone(),
             alert_store_error: s.alert_store_error.clone(),
             alert_channel_errors: s.alert_channel_errors.iter().cloned().collect(),
+            storage: s.storage.clone(),
         }
     }
 }
@@ -196,6 +200,8 @@ pub struct StatusEvent {
     pub mediamtx_up: bool,
     pub cameras: Vec<CameraDoc>,
     pub updated_at: DateTime<Utc>,
+    /// As in `GET /api/status`.
+    pub storage: Option<crate::status::StorageStatus>,
 }
 
 impl From<&Snapshot> for StatusEvent {
@@ -207,6 +213,7 @@ impl From<&Snapshot> for StatusEvent {
             mediamtx_up: s.mediamtx.up,
             cameras: s.cameras.iter().map(CameraDoc::from).collect(),
             updated_at: s.updated_at,
+            storage: s.storage.clone(),
         }
     }
 }

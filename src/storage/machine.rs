@@ -51,6 +51,9 @@ use crate::events::{Phase, Severity};
 
 /// Empty segments from several cameras within this window are one full disk.
 pub const DISK_FULL_WINDOW: Duration = Duration::from_secs(10);
+
+/// How soon the summary is taken again while a camera is missing from it.
+const SUMMARY_SOON: Micros = 10 * SECOND;
 /// Below this much free space (or two seconds of writing) the disk is full.
 const FULL_BYTES: u64 = 1 << 20;
 const MEBI: f64 = 1024.0 * 1024.0;
@@ -388,6 +391,16 @@ impl Machine {
                 self.tick(now_us, &mut ops, &mut out);
             }
             Event::Summary(s) => {
+                // A camera without a segment in the summary yet (a new box,
+                // a new camera): look again soon rather than in 5 minutes,
+                // so the status shows its retention from its first minute.
+                let missing = self
+                    .cams
+                    .keys()
+                    .any(|id| !s.cameras.iter().any(|c| c.camera == *id));
+                if missing {
+                    self.next_summary = self.next_summary.min(now_us + SUMMARY_SOON);
+                }
                 self.summary = Some(s);
                 self.evaluate(now_us, &mut out);
             }

@@ -80,6 +80,22 @@ async fn the_gap_ledger_names_a_camera_outage() {
             .all(|g| g["cause"] != "camera_down"),
         "{other:#}"
     );
+    // The status names each camera's retention against its footage.
+    let st = d.status().await.unwrap();
+    let cams = st["storage"]["cameras"]
+        .as_array()
+        .expect("storage in the status");
+    assert_eq!(cams.len(), 2, "{:#}", st["storage"]);
+    for c in cams {
+        assert_eq!(
+            c["required_days"], 90,
+            "recording.retention_days by default: {c}"
+        );
+        assert_eq!(
+            c["compliant"], true,
+            "a camera younger than its retention: {c}"
+        );
+    }
     // Bad requests are JSON 4xx.
     for bad in [
         format!("/api/cameras/1/recordings?from={}&to={}", q(t1), q(t0)),

@@ -81,6 +81,11 @@ describe('dashboard', { skip: URL_ ? false : 'DASH_URL not set (run through carg
     await page.goto(`${URL_}/${QUERY}`);
     await until('2 online', async () => (await page.textContent('#online')) === '2');
     assert.equal(await page.locator('.tile[data-camera-id]').count(), 2);
+    // Each tile says how much footage it keeps against its retention.
+    for (const id of [1, 2]) {
+      const r = await until(`camera ${id} retention`, async () => page.evaluate((i) => document.querySelector(`.tile[data-camera-id="${i}"] .retention`)?.textContent, id), 30000);
+      assert.match(r, /^Retenção: \d+ de 90 dias$/);
+    }
     // Both tiles play over WebRTC with the design's indicator.
     for (const id of [1, 2]) {
       const s = await until(`camera ${id} on webrtc`, async () => {

@@ -10,7 +10,7 @@ const fmtTime = (ts) => (ts ? new Date(ts).toLocaleString(language()) : '–');
 const stateIcon = { online: '🟢', recovering: '🟡', offline: '🔴' };
 
 let status = null;
-const box = { name: '', disk: null };
+const box = { name: '', disk: null, storage: null };
 let alerts = [];
 window.vms = { updates: [] };
 
@@ -33,7 +33,14 @@ function renderStatus() {
   if (box.name) $('box').textContent = box.name;
   const up = status.mediamtx_up ?? (status.mediamtx && status.mediamtx.up);
   $('mediamtx').textContent = up ? t('mtx.up') : t('mtx.down');
-  if (box.disk) $('disk').textContent = `${Math.round(box.disk.percent)}%`;
+  if (box.disk) {
+    const cap = box.storage && box.storage.capacity_days;
+    $('disk').textContent = `${Math.round(box.disk.percent)}%`
+      + (cap ? ` · ${t('disk.capacity', { n: Math.floor(cap) })}` : '');
+    const until = box.storage && box.storage.days_until_full;
+    $('disk').title = until == null ? t('disk.neverFull') : t('disk.untilFull', { n: Math.floor(until) });
+  }
+  const retention = new Map((box.storage ? box.storage.cameras : []).map((r) => [r.camera_id, r]));
   const grid = $('grid');
   const seen = new Set();
   for (const c of status.cameras) {
@@ -52,9 +59,20 @@ function renderStatus() {
       + `<span class="cam-state">${stateIcon[c.state] || ''} ${esc(t(`state.${c.state}`))}</span>`
       + `<span>${c.recording ? t('cam.recording') : t('cam.notRecording')}</span>`
       + `<span title="${esc(fmtTime(c.last_data))}">${t('cam.lastData')}: ${esc(ago(c.last_data))}</span>`
+      + retentionLine(retention.get(c.id))
       + (inc ? `<span class="incident">${t('cam.incident')}: ${esc(inc)}</span>` : '');
   }
   for (const tile of grid.querySelectorAll('.tile')) if (!seen.has(tile.dataset.cameraId)) tile.remove();
+}
+
+// A camera's footage against its retention; red when it is short, and why.
+function retentionLine(r) {
+  if (!r) return '';
+  const have = Math.floor(r.footage_days);
+  const text = t('cam.retention', { have, need: r.required_days });
+  if (r.compliant) return `<span class="retention">${esc(text)}</span>`;
+  const why = r.reason ? ` (${t(`retention.${r.reason}`)})` : '';
+  return `<span class="retention short">${esc(text + why)}</span>`;
 }
 
 function renderAlerts() {
@@ -102,6 +120,7 @@ function connect() {
   es.onerror = () => { $('conn').textContent = t('conn.lost'); };
   es.addEventListener('status', (e) => {
     status = JSON.parse(e.data);
+    if (status.storage !== undefined) box.storage = status.storage;
     window.vms.updates.push({ t: Date.now(), status });
     if (window.vms.updates.length > 50) window.vms.updates.shift();
     renderStatus();
@@ -131,6 +150,7 @@ async function loadBox() {
     const s = await (await fetch('/api/status')).json();
     box.name = s.box_name;
     box.disk = s.disk;
+    box.storage = s.storage;
     status ??= s;
     renderStatus();
   } catch { /* retried below */ }

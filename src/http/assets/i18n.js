@@ -13,6 +13,11 @@ const words = {
     'live.connecting': '⏳ Conectando', 'live.failed': '🔴 Sem vídeo', 'live.full': 'Tela cheia',
     'mtx.up': 'MediaMTX ativo', 'mtx.down': 'MediaMTX parado', 'conn.lost': 'reconectando…',
     'pb.prev': '◀ Falha anterior', 'pb.next': 'Próxima falha ▶', 'pb.none': 'Sem gravações neste dia.',
+    'disk.capacity': 'cabem {n} dias', 'disk.untilFull': 'Espaço livre chega ao mínimo em {n} dias; depois as gravações mais antigas são apagadas',
+    'disk.neverFull': 'A retenção mantém o espaço livre acima do mínimo',
+    'cam.retention': 'Retenção: {have} de {need} dias',
+    'retention.evictions': 'apagadas por falta de espaço', 'retention.disk_too_small': 'disco pequeno demais',
+    'retention.footage_missing': 'gravações faltando',
   },
   en: {
     'nav.overview': 'Overview', 'nav.playback': 'Recordings',
@@ -27,6 +32,11 @@ const words = {
     'live.connecting': '⏳ Connecting', 'live.failed': '🔴 No video', 'live.full': 'Full screen',
     'mtx.up': 'MediaMTX up', 'mtx.down': 'MediaMTX down', 'conn.lost': 'reconnecting…',
     'pb.prev': '◀ Previous gap', 'pb.next': 'Next gap ▶', 'pb.none': 'No recordings on this day.',
+    'disk.capacity': 'holds {n} days', 'disk.untilFull': 'Free space reaches the floor in {n} days; then the oldest footage is deleted',
+    'disk.neverFull': 'Retention keeps the free space above the floor',
+    'cam.retention': 'Retention: {have} of {need} days',
+    'retention.evictions': 'deleted for space', 'retention.disk_too_small': 'disk too small',
+    'retention.footage_missing': 'footage missing',
   },
 };
 

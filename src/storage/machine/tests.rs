@@ -807,3 +807,48 @@ fn the_ledger_after_a_scripted_sequence_of_faults_names_each_gap_and_no_other() 
     two.extend(common);
     assert_eq!(h.gaps(2, T0 - 5 * M, T0 + 40 * M), two);
 }
+
+#[test]
+fn a_camera_missing_from_the_summary_is_looked_at_again_within_seconds() {
+    let mut m = Machine::new(root(), tz(), Settings::default());
+    m.handle(
+        from_micros(T0),
+        Event::Cameras(vec![(1, "A".into()), (2, "B".into())]),
+    );
+    m.handle(from_micros(T0), Event::Started);
+    m.handle(
+        from_micros(T0),
+        Event::Reconciled(ReconcileReport::default()),
+    );
+    let summarize = |a: &[Action]| a.iter().any(|a| matches!(a, Action::Summarize));
+    // Camera 2 has no segment yet: the next summary comes in 10 s, not 5 min.
+    m.handle(
+        from_micros(T0),
+        Event::Summary(Summary {
+            at: T0,
+            cameras: vec![summary_cam(1, T0, Some(T0), 100)],
+            db_bytes: 0,
+        }),
+    );
+    assert!(!summarize(
+        &m.handle(from_micros(T0 + 9 * SECOND), Event::Tick)
+    ));
+    assert!(summarize(
+        &m.handle(from_micros(T0 + 10 * SECOND), Event::Tick)
+    ));
+    // Both present: back to the regular interval.
+    m.handle(
+        from_micros(T0 + 10 * SECOND),
+        Event::Summary(Summary {
+            at: T0,
+            cameras: vec![
+                summary_cam(1, T0, Some(T0), 100),
+                summary_cam(2, T0, Some(T0), 100),
+            ],
+            db_bytes: 0,
+        }),
+    );
+    assert!(!summarize(
+        &m.handle(from_micros(T0 + 30 * SECOND), Event::Tick)
+    ));
+}
