@@ -414,19 +414,14 @@ async fn silent_to_warning() -> Vec<f64> {
 }
 
 /// MediaMTX killed: one daemon per run (the restart-storm rule would turn
-/// repeated kills into a different incident).
-async fn mediamtx_kill_to_page() -> Paging {
-    let mut p = Paging {
-        to_page: Vec::new(),
-        decision_to_page: Vec::new(),
-    };
+/// repeated kills into a different incident). A MediaMTX that comes back at
+/// once is a Warning, not a page (the cameras' own Critical alerts follow if
+/// recording does not resume): measured are the Warning stored and every
+/// camera recording again, from the kill.
+async fn mediamtx_kill_to_recording() -> (Vec<f64>, Vec<f64>) {
+    let (mut warned, mut recording) = (Vec::new(), Vec::new());
     for _ in 0..RUNS_PAGING {
-        let tg = FakeTelegram::ok().await;
-        let d = Daemon::start(Setup {
-            extra: tg.config("-100"),
-            env: vec![("VMS_TELEGRAM_BOT_TOKEN".into(), "1:bench".into())],
-            ..Setup::default()
-        });
+        let d = Daemon::start(Setup::default());
         d.wait_all_recording(2).await;
         let pid = d.status().await.unwrap()["mediamtx"]["pid"]
             .as_i64()
@@ -437,11 +432,27 @@ async fn mediamtx_kill_to_page() -> Paging {
             nix::sys::signal::Signal::SIGKILL,
         )
         .unwrap();
-        let (page, decision) = page_after(&d, &tg, t0, "MediaMTX", "mediamtx_down").await;
-        p.to_page.push(page);
-        p.decision_to_page.push(decision);
+        d.wait_for("the MediaMTX-down Warning", secs(30), || async {
+            d.alerts()
+                .await
+                .iter()
+                .any(|a| a["issue"] == "mediamtx_down" && a["phase"] == "firing")
+                .then_some(())
+        })
+        .await;
+        warned.push(t0.elapsed().as_secs_f64());
+        d.wait_status("recording again", secs(60), |s| {
+            s["mediamtx"]["pid"].as_i64() != Some(pid)
+                && (1..=2).all(|i| {
+                    let c = camera(s, i);
+                    c["recording"] == true
+                        && c["last_data_age_seconds"].as_f64().is_some_and(|a| a < 1.0)
+                })
+        })
+        .await;
+        recording.push(t0.elapsed().as_secs_f64());
     }
-    p
+    (warned, recording)
 }
 
 const RUNS_PAGING: usize = 10;
@@ -452,7 +463,7 @@ const RUNS_PAGING: usize = 10;
 async fn bench_failure_to_page() {
     let started = Utc::now();
     let stall = stalls_to_page().await;
-    let kill = mediamtx_kill_to_page().await;
+    let (kill_warned, kill_recording) = mediamtx_kill_to_recording().await;
     let silent = silent_to_warning().await;
     let stat = |v: &[f64]| {
         let mut s = v.to_vec();
@@ -478,27 +489,22 @@ async fn bench_failure_to_page() {
         started.format("%Y-%m-%d %H:%M UTC")
     );
     md.push_str("| Fault | Outcome | Target | Median | Worst | Runs | Decision → request (median / worst) |\n|---|---|---|---|---|---|---|\n");
-    for (fault, outcome, target, p) in [
-        (
-            "Recorder stops writing (stream up)",
-            "Critical on Telegram",
-            "< 5 s",
-            &stall,
-        ),
-        (
-            "MediaMTX killed (SIGKILL)",
-            "Critical on Telegram",
-            "< 5 s",
-            &kill,
-        ),
-    ] {
-        let (m, w, n) = stat(&p.to_page);
-        let (dm, dw, _) = stat(&p.decision_to_page);
-        let _ = writeln!(
-            md,
-            "| {fault} | {outcome} | {target} | {m} | {w} | {n} | {dm} / {dw} |"
-        );
-    }
+    let (m, w, n) = stat(&stall.to_page);
+    let (dm, dw, _) = stat(&stall.decision_to_page);
+    let _ = writeln!(
+        md,
+        "| Recorder stops writing (stream up) | Critical on Telegram | < 5 s | {m} | {w} | {n} | {dm} / {dw} |"
+    );
+    let (m, w, n) = stat(&kill_warned);
+    let _ = writeln!(
+        md,
+        "| MediaMTX killed (SIGKILL) | Warning stored (no page: it is back at once) | – | {m} | {w} | {n} | – |"
+    );
+    let (m, w, n) = stat(&kill_recording);
+    let _ = writeln!(
+        md,
+        "| MediaMTX killed (SIGKILL) | every camera recording again | – | {m} | {w} | {n} | – |"
+    );
     let (m, w, n) = stat(&silent);
     let _ = writeln!(
         md,
