@@ -133,8 +133,9 @@ struct Cam {
     inbound_bytes: u64,
     /// Two polls in a row saw the same inbound byte count while available.
     bytes_frozen: bool,
-    /// The last poll that saw the inbound byte count grow.
-    bytes_grew_at: Option<Instant>,
+    /// The inbound byte count grew after this instant: the time of the poll
+    /// before the one that saw it grow (the bytes arrived in between).
+    bytes_grew_after: Option<Instant>,
     /// The longest gaps between two writes, in the current and the previous
     /// half of [`GAP_WINDOW`]: within a segment (parts), and across a
     /// rotation (the new segment waits for a keyframe); and when the
@@ -178,7 +179,7 @@ impl Cam {
             available_since: None,
             inbound_bytes: 0,
             bytes_frozen: false,
-            bytes_grew_at: None,
+            bytes_grew_after: None,
             part_gap: [Duration::ZERO; 2],
             rotation_gap: [Duration::ZERO; 2],
             gap_since: None,
@@ -265,6 +266,8 @@ pub struct CameraMachine {
     /// No judgement before this.
     grace_until: Option<Instant>,
     last_systemic: Option<Instant>,
+    /// When the previous `/v3/paths/list` answer came.
+    last_paths: Option<Instant>,
     /// When the machine (or MediaMTX) last started: the reference for "no
     /// data yet" timers.
     epoch: Instant,
@@ -283,6 +286,7 @@ impl CameraMachine {
             disk_full: false,
             grace_until: None,
             last_systemic: None,
+            last_paths: None,
             epoch: now.mono,
         }
     }
@@ -385,6 +389,7 @@ impl CameraMachine {
                     }
                 }
                 let ids: Vec<u32> = self.cams.keys().copied().collect();
+                let previous = self.last_paths.replace(now.mono);
                 for id in ids {
                     let (available, bytes) = match seen.get(&id) {
                         Some(p) => (p.available, p.inbound_bytes),
@@ -394,7 +399,7 @@ impl CameraMachine {
                     set_available(c, available, now.mono);
                     c.bytes_frozen = available && bytes == c.inbound_bytes;
                     if available && bytes > c.inbound_bytes {
-                        c.bytes_grew_at = Some(now.mono);
+                        c.bytes_grew_after = previous;
                     }
                     c.inbound_bytes = bytes;
                 }
@@ -571,10 +576,13 @@ impl CameraMachine {
     /// What is wrong with this camera now, if anything.
     ///
     /// A quiet file is a stream problem when the camera's inbound bytes
-    /// stopped too (two polls saw the same count), a recording stall when a
-    /// poll after the file's last write saw the bytes still growing (the
-    /// camera sends, MediaMTX does not write), and undecided until one of
-    /// those is known (at the latest at `stall_after`, as a stall).
+    /// stopped too (two polls saw the same count), a recording stall when
+    /// bytes arrived after the next part was due (grown between two polls
+    /// of which the first came at least one part after the file's last
+    /// write: the camera sends, MediaMTX does not write; bytes of the part
+    /// still being filled when a camera falls silent do not count), and
+    /// undecided until one of those is known (at the latest at
+    /// `stall_after`, as a stall).
     fn detect(&self, c: &Cam, now: Instant) -> Option<Issue> {
         let cap = self.settings.stall_after.get();
         let stall = c.stall_threshold(self.part, cap);
@@ -596,8 +604,8 @@ impl CameraMachine {
                     // yet (it waits readTimeout). A stream problem.
                     Some(Issue::StreamDown)
                 } else if c
-                    .bytes_grew_at
-                    .is_some_and(|t| c.last_data.is_none_or(|d| t > d))
+                    .bytes_grew_after
+                    .is_some_and(|t| c.last_data.is_none_or(|d| t >= d + self.part))
                     || quiet_for >= cap
                 {
                     Some(Issue::RecordingStalled)

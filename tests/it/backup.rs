@@ -574,3 +574,82 @@ fn the_daemon_backs_up_what_it_records_restores_it_and_pages_on_lag() {
         lag("resolved"),
     ));
 }
+
+/// The process's own CPU time (user + system), from `/proc/self/stat`.
+fn own_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<u64> = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    (f[0] + f[1]) as f64 / 100.0
+}
+
+/// Drains a queue of `segments` segments of `size` bytes through the worker
+/// against moto: (seconds, bytes per second, CPU % of one core of this
+/// process, where the worker runs).
+fn drain(bin: &Path, segments: i64, size: usize, limit: Option<u64>) -> (f64, f64, f64) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let port = free_port();
+    let _server = start_moto(bin, port);
+    let b = make_box();
+    for i in 0..segments {
+        add_segment(&b, 1 + (i % 4) as u32, T0 + 60 * i, size, 1, "next_segment");
+    }
+    let mut s = settings(&b, port, "AK", "SK", "GLACIER_IR");
+    s.max_bytes_per_second = limit;
+    s.part_size = 16 * 1024 * 1024;
+    let clock = Arc::new(AtomicI64::new(0));
+    let cpu0 = own_cpu_seconds();
+    let t0 = Instant::now();
+    let run = start(&rt, s, &b.db, clock);
+    wait_for("the queue drained", Duration::from_secs(600), || {
+        backlog(&b.db).segments == 0
+    });
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu = own_cpu_seconds() - cpu0;
+    let _ = stop(&rt, run);
+    let bytes = segments as f64 * size as f64;
+    (secs, bytes / secs, 100.0 * cpu / secs)
+}
+
+/// Upload throughput against a local moto, with and without the bandwidth
+/// limit, and the worker's CPU: its own section of BENCHMARKS.md.
+#[test]
+#[ignore = "benchmark: run with scripts/bench"]
+fn bench_backup_throughput() {
+    let Some(bin) = moto_binary() else {
+        panic!("moto missing: run scripts/setup")
+    };
+    const MIB: usize = 1 << 20;
+    let free = drain(&bin, 24, 8 * MIB, None);
+    let limited = drain(&bin, 6, 4 * MIB, Some(4 * MIB as u64));
+    let mut md = String::from(
+        "<!-- backup:begin (written by bench_backup_throughput in tests/it/backup.rs) -->\n\
+         ## Off-site backup: upload throughput\n\n\
+         The backup worker (2 uploads at once, Content-MD5 and SHA-256 on every body) draining \
+         a queue of completed segments into a local `moto` S3 server on loopback; CPU is the \
+         test process's, where the worker runs (moto's own is not counted).\n\n\
+         | Queue | Limit | Time | Throughput | Worker CPU (% of one core) |\n|---|---|---|---|---|\n",
+    );
+    let mb = |b: f64| b / 1e6;
+    md.push_str(&format!(
+        "| 24 × 8 MiB | none | {:.1} s | {:.1} MB/s | {:.0} % |\n",
+        free.0,
+        mb(free.1),
+        free.2
+    ));
+    md.push_str(&format!(
+        "| 6 × 4 MiB | 4 MiB/s | {:.1} s | {:.2} MB/s (limit {:.2} MB/s) | {:.0} % |\n",
+        limited.0,
+        mb(limited.1),
+        mb(4.0 * MIB as f64),
+        limited.2
+    ));
+    md.push_str("\n<!-- backup:end -->\n");
+    crate::bench::write_section("backup", &md);
+    println!("{md}");
+}

@@ -511,23 +511,26 @@ async fn bench_failure_to_page() {
         "| Camera falls silent | Warning stored and on the dashboard (no page: the design pages after a failed repair) | < 3 s | {m} | {w} | {n} | – |"
     );
     md.push_str("\n<!-- paging:end -->\n");
+    write_section("paging", &md);
+    println!("{md}");
+}
+
+/// Replaces the `name` section of BENCHMARKS.md (between
+/// `<!-- name:begin` and `<!-- name:end -->`), or puts it before the first
+/// other section.
+pub(crate) fn write_section(name: &str, md: &str) {
     let path = crate::util::repo().join("BENCHMARKS.md");
     let old = std::fs::read_to_string(&path).unwrap_or_default();
-    let new = match (
-        old.find("<!-- paging:begin"),
-        old.find("<!-- paging:end -->"),
-    ) {
-        (Some(a), Some(b)) => format!(
-            "{}{}{}",
-            &old[..a],
-            md,
-            &old[b + "<!-- paging:end -->\n".len()..]
-        ),
-        _ => match old.find("<!-- live-view:begin") {
+    let (begin, end) = (
+        format!("<!-- {name}:begin"),
+        format!("<!-- {name}:end -->\n"),
+    );
+    let new = match (old.find(&begin), old.find(&end)) {
+        (Some(a), Some(b)) => format!("{}{}{}", &old[..a], md, &old[b + end.len()..]),
+        _ => match old.find("<!-- ") {
             Some(a) => format!("{}{}\n{}", &old[..a], md, &old[a..]),
             None => format!("{old}\n{md}"),
         },
     };
     std::fs::write(&path, new).unwrap();
-    println!("{md}");
 }
