@@ -632,7 +632,8 @@ fn bench_backup_throughput() {
          ## Off-site backup: upload throughput\n\n\
          The backup worker (2 uploads at once, Content-MD5 and SHA-256 on every body) draining \
          a queue of completed segments into a local `moto` S3 server on loopback; CPU is the \
-         test process's, where the worker runs (moto's own is not counted).\n\n\
+         test process's, where the worker runs: a debug build, so an upper bound for the shipped \
+         release build (moto's own is not counted).\n\n\
          | Queue | Limit | Time | Throughput | Worker CPU (% of one core) |\n|---|---|---|---|---|\n",
     );
     let mb = |b: f64| b / 1e6;
