@@ -54,6 +54,9 @@ pub enum Issue {
     MediamtxRestartStorm,
     /// MediaMTX was restarted by the memory watchdog.
     MediamtxMemory,
+    /// MediaMTX was restarted once, deliberately, to run the new binary
+    /// installed at the configured path (Info).
+    MediamtxUpgraded,
     /// An edited vms.toml was invalid; the old config keeps running.
     ConfigInvalid,
     DiskWarning,
@@ -95,6 +98,7 @@ impl Issue {
             Issue::MediamtxDown => "mediamtx_down",
             Issue::MediamtxRestartStorm => "mediamtx_restart_storm",
             Issue::MediamtxMemory => "mediamtx_memory",
+            Issue::MediamtxUpgraded => "mediamtx_upgraded",
             Issue::ConfigInvalid => "config_invalid",
             Issue::DiskWarning => "disk_warning",
             Issue::DiskCritical => "disk_critical",

@@ -113,6 +113,7 @@ pub const ALL_ISSUES: &[Issue] = &[
     Issue::MediamtxDown,
     Issue::MediamtxRestartStorm,
     Issue::MediamtxMemory,
+    Issue::MediamtxUpgraded,
     Issue::ConfigInvalid,
     Issue::DiskWarning,
     Issue::DiskCritical,

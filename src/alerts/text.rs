@@ -148,6 +148,13 @@ pub fn problem_and_action(event: &AlertEvent, lang: Language) -> (String, String
                 "Keep watching; no immediate action",
             ),
         ),
+        Issue::MediamtxUpgraded => (
+            pick(
+                "MediaMTX reiniciado uma vez para usar a nova versão instalada",
+                "MediaMTX restarted once to run the newly installed version",
+            ),
+            pick("Nenhuma ação necessária", "No action needed"),
+        ),
         Issue::ConfigInvalid => (
             pick(
                 "Configuração inválida em vms.toml; a anterior continua em uso",

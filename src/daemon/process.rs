@@ -35,8 +35,21 @@ pub(super) async fn first_decision(
             );
             Some(pid)
         }
+        child::Found::Outdated { pid } => {
+            tracing::info!(
+                pid,
+                binary = %binary.display(),
+                "adopting the MediaMTX left running by the previous daemon; a new binary was installed since it started, so it is restarted once to run it as soon as it answers"
+            );
+            Some(pid)
+        }
         child::Found::Stranger { pid, what } => {
             tracing::warn!(pid, process = %what, "the MediaMTX pid file names another process now; it is left alone");
+            let _ = std::fs::remove_file(child::pid_file(state_dir));
+            None
+        }
+        child::Found::Hidden { pid } => {
+            tracing::warn!(pid, "not adopting: the process named by the MediaMTX pid file runs but its /proc entry cannot be read (hidden from this daemon), so it cannot be checked; it is left alone and a new MediaMTX is started");
             let _ = std::fs::remove_file(child::pid_file(state_dir));
             None
         }

@@ -159,9 +159,19 @@ pub enum Found {
     /// Our MediaMTX (started with our config file) that can be adopted: same
     /// executable as the configured binary, unchanged on disk.
     Adoptable { pid: u32 },
+    /// Our MediaMTX, running the configured binary's earlier file: a new
+    /// MediaMTX was installed at that path since it started. It is adopted
+    /// (it keeps recording) and then restarted once, deliberately, to run
+    /// the new binary (the upgrade path of the process machine).
+    Outdated { pid: u32 },
     /// Our MediaMTX, but adopting it is not safe (`why`): it must be stopped
     /// and a new one started.
     Unsafe { pid: u32, why: String },
+    /// A process with that pid runs but its `/proc` entry cannot be read
+    /// (it is hidden from this daemon: another user, or another user
+    /// namespace under `ProtectProc=invisible`): it cannot be told apart
+    /// from a stranger, so it is neither adopted nor signalled.
+    Hidden { pid: u32 },
 }
 
 /// Looks for the MediaMTX a previous daemon left running: the pid file, then
@@ -178,7 +188,11 @@ pub fn find_running(state_dir: &Path, binary: &Path, config_path: &Path) -> Foun
         return Found::Nothing;
     };
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-        return Found::Nothing;
+        // Gone, or only hidden: signal 0 tells (EPERM still means it exists).
+        return match kill(Pid::from_raw(pid as i32), None) {
+            Err(nix::errno::Errno::ESRCH) => Found::Nothing,
+            _ => Found::Hidden { pid },
+        };
     };
     if is_zombie(pid) {
         return Found::Nothing;
@@ -200,14 +214,8 @@ pub fn find_running(state_dir: &Path, binary: &Path, config_path: &Path) -> Foun
     use std::os::unix::fs::MetadataExt;
     match (running, on_disk) {
         (Ok(r), Ok(d)) if r.dev() == d.dev() && r.ino() == d.ino() => Found::Adoptable { pid },
-        (Ok(_), Ok(_)) if exe.ends_with(" (deleted)") || Path::new(&exe) == binary => {
-            Found::Unsafe {
-                pid,
-                why: format!(
-                    "its executable was replaced on disk since it started (a new {})",
-                    binary.display()
-                ),
-            }
+        (Ok(_), Ok(_)) if same_path(exe.strip_suffix(" (deleted)").unwrap_or(&exe), binary) => {
+            Found::Outdated { pid }
         }
         (Ok(_), _) => Found::Unsafe {
             pid,
@@ -218,6 +226,12 @@ pub fn find_running(state_dir: &Path, binary: &Path, config_path: &Path) -> Foun
             why: format!("its executable cannot be checked: {e}"),
         },
     }
+}
+
+/// Whether `exe` (a resolved path, from `/proc/PID/exe`) is the configured
+/// `binary`'s path, which may be a symbolic link.
+fn same_path(exe: &str, binary: &Path) -> bool {
+    Path::new(exe) == binary || std::fs::canonicalize(binary).is_ok_and(|b| b == Path::new(exe))
 }
 
 fn is_zombie(pid: u32) -> bool {

@@ -133,6 +133,8 @@ pub enum ProcessAlert {
         rss: u64,
         limit: u64,
     },
+    /// MediaMTX is restarted once to run a new binary (Info, one-off).
+    Upgraded,
 }
 
 impl ProcessAlert {
@@ -177,6 +179,12 @@ impl ProcessAlert {
                     rss >> 20,
                     limit >> 20
                 ),
+            ),
+            ProcessAlert::Upgraded => (
+                Severity::Info,
+                Phase::Notice,
+                Issue::MediamtxUpgraded,
+                "a new MediaMTX binary was installed: MediaMTX is restarted once, gracefully, to run it".into(),
             ),
         };
         AlertEvent::system(
@@ -360,6 +368,9 @@ impl ProcessMachine {
                     self.state,
                     State::Running { .. } | State::Starting { .. } | State::Adopting { .. }
                 ) {
+                    if reason == Reason::Upgrade {
+                        out.push(Action::Alert(ProcessAlert::Upgraded));
+                    }
                     self.stop(now, reason, &mut out);
                 }
             }
@@ -991,7 +1002,7 @@ mod tests {
     }
 
     #[test]
-    fn an_upgrade_restart_is_planned_without_backoff_or_incident() {
+    fn an_upgrade_restart_is_planned_without_backoff_with_one_info_notice() {
         let mut s = Sim::new();
         s.ready();
         let acts = s.ev(Event::Restart {
@@ -1003,6 +1014,15 @@ mod tests {
             status: "exit code 0".into(),
         });
         assert_eq!(s.spawns.len(), n + 1);
-        assert!(s.incidents.is_empty());
+        assert_eq!(s.incidents, vec![ProcessAlert::Upgraded]);
+        let event = ProcessAlert::Upgraded.event(chrono::Utc::now());
+        assert_eq!(
+            (event.severity, event.phase, event.issue),
+            (Severity::Info, Phase::Notice, Issue::MediamtxUpgraded)
+        );
+        // Once: the new MediaMTX comes up without another notice.
+        s.ev(Event::Probe { ok: true });
+        s.advance(secs(60));
+        assert_eq!(s.incidents, vec![ProcessAlert::Upgraded]);
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::harness::{alive, camera, eventually, mediamtx_pid, tail, Daemon, Setup};
+use crate::harness::{alive, camera, eventually, mediamtx_pid, sim_binary, tail, Daemon, Setup};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -200,5 +200,83 @@ async fn sigterm_outside_systemd_stops_mediamtx_and_under_systemd_only_with_the_
     assert!(
         !d.path("state/mediamtx.stop").exists(),
         "the marker is consumed"
+    );
+}
+
+#[tokio::test]
+async fn a_mediamtx_binary_replaced_while_the_daemon_was_down_is_adopted_then_restarted_once_with_an_info_notice(
+) {
+    let setup = Setup::default();
+    let (cameras, monitor) = (setup.cameras.clone(), setup.monitor.clone());
+    let d = Daemon::start(setup);
+    let s = d.wait_all_recording(2).await;
+    let first = mediamtx_pid(&s).unwrap();
+    // MediaMTX runs from a file of the test's own, which the test can replace.
+    d.kill();
+    kill(Pid::from_raw(first as i32), Signal::SIGKILL).unwrap();
+    eventually("the first MediaMTX gone", secs(10), || async {
+        (!alive(first)).then_some(())
+    })
+    .await;
+    let binary = d.path("bin/mediamtx");
+    std::fs::create_dir_all(binary.parent().unwrap()).unwrap();
+    std::fs::copy(sim_binary(), &binary).unwrap();
+    let text = d.config_text(&cameras, &monitor, "");
+    let ours = text.replace(
+        &format!("binary = {:?}", sim_binary()),
+        &format!("binary = {binary:?}"),
+    );
+    assert_ne!(ours, text, "the harness's binary line was not found");
+    d.write_config_text(&ours);
+    d.spawn();
+    let s = d.wait_all_recording(2).await;
+    let old = mediamtx_pid(&s).unwrap();
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{old}/exe")).unwrap(),
+        binary,
+        "MediaMTX does not run the test's binary"
+    );
+
+    // The daemon is down while a new MediaMTX is installed at the configured
+    // path (a new file renamed over the old one, as a package manager does).
+    d.kill();
+    let staged = d.path("bin/mediamtx.new");
+    std::fs::copy(sim_binary(), &staged).unwrap();
+    std::fs::rename(&staged, &binary).unwrap();
+    assert!(alive(old));
+
+    // The next daemon adopts the old MediaMTX, then restarts it once, on
+    // purpose, to run the new binary, with one Info notice.
+    d.spawn();
+    let s = d
+        .wait_status("the new MediaMTX binary up", secs(30), |s| {
+            s["mediamtx"]["up"] == true && mediamtx_pid(s).is_some_and(|p| p != old)
+        })
+        .await;
+    let new = mediamtx_pid(&s).unwrap();
+    eventually("the old MediaMTX gone", secs(15), || async {
+        (!alive(old)).then_some(())
+    })
+    .await;
+    let logs = d.logs();
+    assert!(
+        logs.contains("a new binary was installed since it started"),
+        "{}",
+        tail(&logs, 40)
+    );
+    d.wait_all_recording(2).await;
+    d.observe(secs(3)).await;
+    let s = d.status().await.unwrap();
+    assert_eq!(mediamtx_pid(&s), Some(new), "restarted more than once");
+    let alerts = d.alerts().await;
+    let upgraded: Vec<_> = alerts
+        .iter()
+        .filter(|a| a["issue"] == "mediamtx_upgraded")
+        .collect();
+    assert_eq!(upgraded.len(), 1, "{alerts:#?}");
+    assert_eq!(upgraded[0]["severity"], "info");
+    assert!(
+        !alerts.iter().any(|a| a["issue"] == "mediamtx_down"),
+        "a deliberate upgrade restart is no outage: {alerts:#?}"
     );
 }
