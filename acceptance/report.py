@@ -219,12 +219,22 @@ def main():
     ap.add_argument("--binary", required=True)
     ap.add_argument("--only", default="", help="run only tests whose name contains this (development)")
     ap.add_argument("--output", default=os.path.join(ROOT, "ACCEPTANCE.md"))
+    ap.add_argument("--render", metavar="DIR", help="no tests: rewrite the table from a saved run (DIR/results, DIR/outcome.json), e.g. after editing items.toml's texts")
     a = ap.parse_args()
-    if a.only and a.output == os.path.join(ROOT, "ACCEPTANCE.md"):
-        # A partial run never overwrites the committed table.
-        a.output = os.path.join(OUT, "ACCEPTANCE.partial.md")
+    if a.output == os.path.join(ROOT, "ACCEPTANCE.md") and (a.only or a.quick):
+        # Only a full run rewrites the committed table; a quick (CI) or
+        # partial run writes beside its logs.
+        name = "ACCEPTANCE.partial.md" if a.only else "ACCEPTANCE.quick.md"
+        a.output = os.path.join(OUT, name)
     with open(os.path.join(ROOT, "acceptance", "items.toml"), "rb") as f:
         items = tomllib.load(f)
+    global RESULTS
+    if a.render:
+        RESULTS = os.path.join(a.render, "results")
+        with open(os.path.join(a.render, "outcome.json")) as f:
+            saved = json.load(f)
+        return write(a, items, saved["outcome"], saved["elapsed"],
+                     datetime.datetime.fromisoformat(saved["began"]), saved["quick"], saved["soak"])
     for d in (RESULTS, LOGS):
         if not a.only:
             shutil.rmtree(d, ignore_errors=True)
@@ -259,14 +269,20 @@ def main():
             with open(SOAK_KEPT, "w") as f:
                 json.dump(res, f, indent=2)
     elapsed = time.monotonic() - started
+    with open(os.path.join(OUT, "outcome.json"), "w") as f:
+        json.dump({"outcome": outcome, "elapsed": elapsed, "began": began.isoformat(),
+                   "quick": a.quick, "soak": a.soak}, f, indent=2)
+    return write(a, items, outcome, elapsed, began, a.quick, a.soak)
 
+
+def write(a, items, outcome, elapsed, began, quick, soak):
     rows = []
     counts = {"PASS": 0, "FAIL": 0, "NOT BUILT": 0, "NOT RUN": 0}
 
     def row(n, item):
         soak_from = None
         extra = ""
-        if item.get("soak") and not a.soak:
+        if item.get("soak") and not soak:
             if os.path.exists(SOAK_KEPT):
                 with open(SOAK_KEPT) as f:
                     soak_from = json.load(f)
@@ -292,11 +308,11 @@ def main():
 
     runs_lines = ["## The runs", "", "| Test | Runs | Result | Seconds |", "|---|---|---|---|"]
     for t, r in outcome.items():
-        n = 1 if a.quick else FULL_RUNS.get(t, 1)
+        n = 1 if quick else FULL_RUNS.get(t, 1)
         runs_lines.append(f"| `{t}` | {n} | {'passed' if r['ok'] else r['why']} | {r['secs']:.0f} |")
     runs_table = "\n".join(runs_lines)
-    mode = "`--quick`: one run per scenario" if a.quick else "full run"
-    if a.soak:
+    mode = "`--quick`: one run per scenario" if quick else "full run"
+    if soak:
         mode += ", with the compressed soak"
     host = platform.node()
     cores = os.cpu_count()
