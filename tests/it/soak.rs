@@ -41,7 +41,7 @@ fn secs(s: u64) -> Duration {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Fault {
+pub(crate) enum Fault {
     Silent,
     Closed,
     Stall,
@@ -85,10 +85,10 @@ impl Fault {
 
 /// One injected outage: which cameras, and from when to when (seconds since
 /// the Unix epoch), from the injection to every camera recording again.
-struct Outage {
-    cameras: Vec<u32>,
-    from: f64,
-    to: f64,
+pub(crate) struct Outage {
+    pub(crate) cameras: Vec<u32>,
+    pub(crate) from: f64,
+    pub(crate) to: f64,
 }
 
 #[derive(Default)]
@@ -97,7 +97,7 @@ struct Times {
     repair: Vec<f64>,
 }
 
-fn now_epoch() -> f64 {
+pub(crate) fn now_epoch() -> f64 {
     Utc::now().timestamp_millis() as f64 / 1000.0
 }
 
@@ -126,7 +126,7 @@ fn soak_duration() -> Duration {
     })
 }
 
-fn proc_value(pid: u32, key: &str) -> f64 {
+pub(crate) fn proc_value(pid: u32, key: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
@@ -135,7 +135,7 @@ fn proc_value(pid: u32, key: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn fds(pid: u32) -> usize {
+pub(crate) fn fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
         .unwrap_or(0)
@@ -143,7 +143,7 @@ fn fds(pid: u32) -> usize {
 
 /// The alerts stored since the one with id `last` (the API lists the newest
 /// first; a cycle stores a few dozen at most), and moves `last` on.
-async fn new_alerts(d: &Daemon, last: &mut i64) -> Vec<serde_json::Value> {
+pub(crate) async fn new_alerts(d: &Daemon, last: &mut i64) -> Vec<serde_json::Value> {
     let mut fresh: Vec<_> = d
         .alerts()
         .await
@@ -159,7 +159,7 @@ async fn new_alerts(d: &Daemon, last: &mut i64) -> Vec<serde_json::Value> {
 
 /// Injects `fault` on camera `k`, waits until the daemon has seen it and the
 /// box is recording again. Returns (detection, repair) in seconds.
-async fn inject(d: &Daemon, fault: Fault, k: u32) -> (f64, f64) {
+pub(crate) async fn inject(d: &Daemon, fault: Fault, k: u32) -> (f64, f64) {
     let cam = format!("cam_{k}");
     let t0 = Instant::now();
     let not_online = |s: &serde_json::Value| camera(s, k)["state"] != "online";
@@ -264,7 +264,7 @@ async fn inject(d: &Daemon, fault: Fault, k: u32) -> (f64, f64) {
 /// Every segment file of a camera as (start, end) in seconds since the
 /// epoch: the start from its name (local time of the box), the end from its
 /// last write.
-fn segments(root: &Path, k: u32, tz: chrono_tz::Tz) -> Vec<(f64, f64)> {
+pub(crate) fn segments(root: &Path, k: u32, tz: chrono_tz::Tz) -> Vec<(f64, f64)> {
     let mut out = Vec::new();
     let Ok(days) = std::fs::read_dir(root.join(format!("cam_{k}"))) else {
         return out;
