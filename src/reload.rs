@@ -178,8 +178,10 @@ mod tests {
                     "[api]\nlisten = \"127.0.0.1:8001\"",
                     &[(1, "rtsp://a/1"), (2, "rtsp://a/2")],
                 ),
+                // MediaMTX's authHTTPAddress is on the listener.
                 want: ConfigDiff {
                     daemon_restart: vec!["api.listen"],
+                    mediamtx_file: true,
                     ..Default::default()
                 },
             },

@@ -1,6 +1,7 @@
 //! The integration tests: one binary, one module per area. They run the real
 //! `vms-supervisor` binary (and, for the daemon, the `mediamtx-sim` stand-in).
 
+mod access;
 mod alerting;
 mod alerts;
 mod api;

@@ -1,7 +1,9 @@
 // The operator's dashboard in headless Debian chromium, against the real daemon
 // and its stand-in, started by tests/it/dashboard.rs, which passes:
 // DASH_URL (the daemon's API), MTXSIM_CTL (the stand-in's control endpoint),
-// SHOTS (where screenshots go), BENCH_JSON (where measured numbers go).
+// SHOTS (where screenshots go), BENCH_JSON (where measured numbers go),
+// DASH_USER and DASH_PASSWORD (a viewer to log in as), DASH_TOKEN (the API
+// token, for this script's own reads of the daemon).
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -21,6 +23,7 @@ const ARGS = [
 // Short tries so that a whole fault ends within seconds (the default is 3 x 5 s).
 const QUERY = '?whep_try_ms=2500&webrtc_retry_ms=4000';
 const bench = {};
+const AUTH = { Authorization: `Bearer ${process.env.DASH_TOKEN}` };
 
 async function until(what, f, ms = 15000, every = 50) {
   const end = Date.now() + ms;
@@ -79,7 +82,17 @@ describe('dashboard', { skip: URL_ ? false : 'DASH_URL not set (run through carg
   test('the overview loads with no console error and shows the counts and cameras', async () => {
     const t0 = Date.now();
     await page.goto(`${URL_}/${QUERY}`);
+    // Nothing but the login form before the login.
+    await page.waitForSelector('#login:not([hidden])');
+    assert.equal(await page.locator('.tile[data-camera-id]').count(), 0);
+    await page.fill('#login-user', process.env.DASH_USER);
+    await page.fill('#login-password', 'not the password');
+    await page.click('#login-submit');
+    await until('the refusal shown', async () => (await page.textContent('#login-error')) !== '');
+    await page.fill('#login-password', process.env.DASH_PASSWORD);
+    await page.click('#login-submit');
     await until('2 online', async () => (await page.textContent('#online')) === '2');
+    assert.match(await page.textContent('#who'), new RegExp(process.env.DASH_USER));
     assert.equal(await page.locator('.tile[data-camera-id]').count(), 2);
     // Both tiles play over WebRTC with the design's indicator.
     for (const id of [1, 2]) {
@@ -96,9 +109,11 @@ describe('dashboard', { skip: URL_ ? false : 'DASH_URL not set (run through carg
     // Chromium logs every 4xx as a console error. Allowed: the HLS playlist
     // of the background player while MediaMTX's muxer has no segment yet
     // (hls.js retries it); anything else fails.
+    // And the login's own answers: /api/me before it, the wrong password.
     const hlsWarmUp = (u) => /^404 http:\/\/[^/]+\/cam_\d+\/[^/]*\.m3u8/.test(u)
       && !u.includes(`${new URL(URL_).host}/`);
-    assert.deepEqual(badResponses.filter((u) => !hlsWarmUp(u)), []);
+    const login = (u) => u === `401 ${URL_}/api/me` || u === `401 ${URL_}/api/login`;
+    assert.deepEqual(badResponses.filter((u) => !hlsWarmUp(u) && !login(u)), []);
     const loads = consoleErrors.filter((m) => m.startsWith('Failed to load resource'));
     assert.ok(loads.length <= badResponses.length, `${loads.length} load errors for ${badResponses}`);
     assert.deepEqual(consoleErrors.filter((m) => !m.startsWith('Failed to load resource')), []);
@@ -112,7 +127,7 @@ describe('dashboard', { skip: URL_ ? false : 'DASH_URL not set (run through carg
     let daemonAt = null;
     const poll = setInterval(async () => {
       try {
-        const s = await (await fetch(`${URL_}/api/status`)).json();
+        const s = await (await fetch(`${URL_}/api/status`, { headers: AUTH })).json();
         if (!daemonAt && s.cameras.find((c) => c.id === 2).state !== 'online') daemonAt = Date.now();
       } catch { /* next round */ }
     }, 20);

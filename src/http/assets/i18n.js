@@ -13,6 +13,9 @@ const words = {
     'live.connecting': '⏳ Conectando', 'live.failed': '🔴 Sem vídeo', 'live.full': 'Tela cheia',
     'mtx.up': 'MediaMTX ativo', 'mtx.down': 'MediaMTX parado', 'conn.lost': 'reconectando…',
     'pb.prev': '◀ Falha anterior', 'pb.next': 'Próxima falha ▶', 'pb.none': 'Sem gravações neste dia.',
+    'login.title': 'Entrar', 'login.user': 'Usuário', 'login.password': 'Senha', 'login.submit': 'Entrar',
+    'login.wrong': 'Usuário ou senha incorretos.', 'login.locked': 'Muitas tentativas: acesso bloqueado por alguns minutos.',
+    'login.unreachable': 'O servidor não responde.', logout: 'Sair',
   },
   en: {
     'nav.overview': 'Overview', 'nav.playback': 'Recordings',
@@ -27,6 +30,9 @@ const words = {
     'live.connecting': '⏳ Connecting', 'live.failed': '🔴 No video', 'live.full': 'Full screen',
     'mtx.up': 'MediaMTX up', 'mtx.down': 'MediaMTX down', 'conn.lost': 'reconnecting…',
     'pb.prev': '◀ Previous gap', 'pb.next': 'Next gap ▶', 'pb.none': 'No recordings on this day.',
+    'login.title': 'Log in', 'login.user': 'User', 'login.password': 'Password', 'login.submit': 'Log in',
+    'login.wrong': 'Wrong user or password.', 'login.locked': 'Too many attempts: locked for a few minutes.',
+    'login.unreachable': 'The server does not answer.', logout: 'Log out',
   },
 };
 

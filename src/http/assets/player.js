@@ -14,6 +14,7 @@
 // restart. Hooks: data-camera-id, data-protocol (webrtc|hls|none),
 // data-state (connecting|playing|failed).
 import { t } from './i18n.js';
+import { api, mediaAuth } from './session.js';
 
 let settingsPromise = null;
 export function liveSettings() {
@@ -63,7 +64,7 @@ function whep(url, video, ms) {
       let r;
       try {
         r = await fetch(url, {
-          method: 'POST', headers: { 'Content-Type': 'application/sdp' },
+          method: 'POST', headers: { 'Content-Type': 'application/sdp', ...mediaAuth() },
           body: pc.localDescription.sdp, signal: ctrl.signal,
         });
       } catch (e) {
@@ -224,7 +225,13 @@ class VmsPlayer extends HTMLElement {
     this.hlsFirstFrame = false;
     this.hlsOnFirst = null;
     if (!window.Hls || !Hls.isSupported()) return;
-    const hls = new Hls({ liveSyncDurationCount: 2, manifestLoadingMaxRetry: 30, manifestLoadingRetryDelay: 500 });
+    // MediaMTX checks the multivariant playlist only (its session covers the
+    // rest); the header on every request is harmless.
+    const auth = mediaAuth();
+    const hls = new Hls({
+      liveSyncDurationCount: 2, manifestLoadingMaxRetry: 30, manifestLoadingRetryDelay: 500,
+      xhrSetup: (xhr) => { for (const [k, v] of Object.entries(auth)) xhr.setRequestHeader(k, v); },
+    });
     this.hls = hls;
     this.hlsVideo = video;
     hls.on(Hls.Events.ERROR, (_, d) => {
@@ -316,7 +323,7 @@ class VmsPlayer extends HTMLElement {
     }
     if (seconds !== null && seconds >= 0 && seconds <= 600) {
       this.latency = { protocol, seconds };
-      fetch(`/api/cameras/${encodeURIComponent(this.cameraId)}/latency`, {
+      api(`/api/cameras/${encodeURIComponent(this.cameraId)}/latency`, {
         method: 'POST', headers: { 'Content-Type': 'application/json' }, keepalive: true,
         body: JSON.stringify({ protocol, seconds }),
       }).catch(() => {});
