@@ -628,3 +628,82 @@ async fn each_action_leaves_an_audit_row_that_the_api_cannot_change() {
     );
     assert!(!text.contains("silence_add"), "{text}");
 }
+
+/// The answer time of MediaMTX's authorization callback, which sits on
+/// every reader's path: 10 000 calls, each on a new connection as MediaMTX
+/// makes them (docs/mediamtx.md §b2), half allowed (a reader starting: a
+/// session lookup and an audit row), half refused. Writes the
+/// "Authorization" section of BENCHMARKS.md; run by `scripts/bench`.
+#[tokio::test]
+#[ignore = "a benchmark: scripts/bench runs it"]
+async fn mediamtx_authorization_answer_time() {
+    const CALLS: usize = 10_000;
+    let d = Daemon::start(Setup::default());
+    d.wait_status("the API answers", Duration::from_secs(20), |s| {
+        s["cameras"].as_array().is_some_and(|c| c.len() == 2)
+    })
+    .await;
+    d.add_user("vic", "viewer", "2", PW);
+    let vic = d.login("vic", PW).await;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let url = format!("http://{}/internal/mediamtx/auth", d.api);
+    let mut allowed = Vec::with_capacity(CALLS / 2);
+    let mut refused = Vec::with_capacity(CALLS / 2);
+    for i in 0..CALLS {
+        let cam = if i % 2 == 0 { "cam_2" } else { "cam_1" };
+        let body = json!({
+            "ip": "192.0.2.7", "user": "", "password": "", "token": vic.media,
+            "action": "read", "path": cam, "protocol": "webrtc",
+            "id": format!("00000000-0000-4000-8000-{i:012}"), "query": "", "userAgent": "bench"
+        });
+        let t0 = std::time::Instant::now();
+        let status = http.post(&url).json(&body).send().await.unwrap().status();
+        let ms = t0.elapsed().as_secs_f64() * 1000.0;
+        if i % 2 == 0 {
+            assert_eq!(status, 204);
+            allowed.push(ms);
+        } else {
+            assert_eq!(status, 401);
+            refused.push(ms);
+        }
+    }
+    let stats = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        (v[v.len() / 2], v[v.len() * 99 / 100], v[v.len() - 1])
+    };
+    let (am, a99, amax) = stats(&mut allowed);
+    let (rm, r99, rmax) = stats(&mut refused);
+    let build = if std::env::var_os("VMS_TEST_BIN_DIR").is_some() {
+        "release"
+    } else {
+        "debug"
+    };
+    let md = format!(
+        "\n## Authorization of MediaMTX's readers\n\n\
+         `POST /internal/mediamtx/auth`, {CALLS} calls from one client, each on a new TCP\n\
+         connection as MediaMTX makes them, against the {build} daemon (access database on\n\
+         disk, WAL). Allowed: a viewer's media token for its camera (session lookup, idle\n\
+         clock, a `live_view` audit row); refused: the same token for another camera (and\n\
+         its `media_refused` row). `cargo test --test it -- --ignored\n\
+         mediamtx_authorization_answer_time`.\n\n\
+         | Answer | Median | p99 | Worst |\n|---|---|---|---|\n\
+         | 204 allowed | {am:.2} ms | {a99:.2} ms | {amax:.1} ms |\n\
+         | 401 refused | {rm:.2} ms | {r99:.2} ms | {rmax:.1} ms |\n"
+    );
+    let path = crate::util::repo().join("BENCHMARKS.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let (head, tail) = match old.split_once("\n## Authorization of MediaMTX's readers\n") {
+        Some((head, rest)) => (
+            head.to_string(),
+            rest.find("\n## ")
+                .map(|i| rest[i..].to_string())
+                .unwrap_or_default(),
+        ),
+        None => (old.trim_end().to_string(), String::new()),
+    };
+    std::fs::write(&path, format!("{}\n{md}{tail}", head.trim_end())).unwrap();
+    println!("{md}");
+}
