@@ -14,7 +14,8 @@
 //! * `GET /api/alerts/silences`, `POST /api/alerts/silences`
 //!   (`{"camera_id": 5, "minutes": 120, "reason": "..."}` or `"until"`),
 //!   `DELETE /api/alerts/silences/{camera_id}`: maintenance silences; the
-//!   mutations need the token.
+//!   changes need an operator's session or the token (the guard decides,
+//!   [`super::auth`]), and are audited.
 //! * `POST /api/alerts/{id}/ack` (JSON body `{}`): an operator acknowledges
 //!   an alert (the dashboard's critical banner); who and when are stored and
 //!   shown in the list: the user's name, or `api-token`.
