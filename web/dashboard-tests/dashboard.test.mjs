@@ -61,6 +61,7 @@ describe('dashboard', { skip: URL_ ? false : 'DASH_URL not set (run through carg
   let page;
   const consoleErrors = [];
   const badResponses = [];
+  const whepAuth = [];
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'chromium-dash-'));
 
   before(async () => {
@@ -72,6 +73,10 @@ describe('dashboard', { skip: URL_ ? false : 'DASH_URL not set (run through carg
     page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
     page.on('pageerror', (e) => consoleErrors.push(String(e)));
     page.on('response', (r) => { if (r.status() >= 400) badResponses.push(`${r.status()} ${r.url()}`); });
+    // What the page gives MediaMTX: its session's media token on every WHEP offer.
+    page.on('request', (r) => {
+      if (r.method() === 'POST' && /\/whep$/.test(new URL(r.url()).pathname)) whepAuth.push(r.headers().authorization || '');
+    });
   });
   after(async () => {
     fs.writeFileSync(process.env.BENCH_JSON || path.join(SHOTS, 'dashboard-bench.json'), JSON.stringify(bench, null, 2));
@@ -103,6 +108,10 @@ describe('dashboard', { skip: URL_ ? false : 'DASH_URL not set (run through carg
       assert.match(s.badge, /Latência mínima/);
     }
     bench.webrtc_first_frame_ms = Date.now() - t0;
+    const media = await page.evaluate(async () => (await (await fetch('/api/me')).json()).media_token);
+    assert.match(media, /^[0-9a-f]{64}$/);
+    assert.ok(whepAuth.length >= 2, `${whepAuth.length} WHEP offers`);
+    assert.deepEqual([...new Set(whepAuth)], [`Bearer ${media}`]);
     const f0 = await frames(page, 1);
     await until('framesDecoded grows', async () => (await frames(page, 1)) > f0 + 10);
     await page.screenshot({ path: path.join(SHOTS, 'overview-1366x768.png') });
