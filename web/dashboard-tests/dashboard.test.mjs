@@ -62,6 +62,7 @@ describe('dashboard', { skip: URL_ ? false : 'DASH_URL not set (run through carg
   const consoleErrors = [];
   const badResponses = [];
   const whepAuth = [];
+  const hlsAuth = [];
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'chromium-dash-'));
 
   before(async () => {
@@ -75,7 +76,17 @@ describe('dashboard', { skip: URL_ ? false : 'DASH_URL not set (run through carg
     page.on('response', (r) => { if (r.status() >= 400) badResponses.push(`${r.status()} ${r.url()}`); });
     // What the page gives MediaMTX: its session's media token on every WHEP offer.
     page.on('request', (r) => {
-      if (r.method() === 'POST' && /\/whep$/.test(new URL(r.url()).pathname)) whepAuth.push(r.headers().authorization || '');
+      const p = new URL(r.url()).pathname;
+      if (r.method() === 'POST' && /\/whep$/.test(p)) whepAuth.push(r.headers().authorization || '');
+      // The playlist requests, including the one after MediaMTX's redirect
+      // to ?cookieCheck=1 (the one it authorizes): the token in the query
+      // (kept by the redirect) or the header.
+      if (/\/index\.m3u8$/.test(p)) {
+        r.allHeaders().then((h) => {
+          const q = new URL(r.url()).searchParams.get('token');
+          hlsAuth.push(q ? `Bearer ${q}` : h.authorization || r.url());
+        }, () => {});
+      }
     });
   });
   after(async () => {
@@ -181,6 +192,12 @@ describe('dashboard', { skip: URL_ ? false : 'DASH_URL not set (run through carg
       await until('back on WebRTC', async () => (await tile(page, 1)).protocol === 'webrtc', 20000);
     });
   }
+
+  test('the HLS fallback gives MediaMTX the media token too', async () => {
+    const media = await page.evaluate(async () => (await (await fetch('/api/me')).json()).media_token);
+    assert.ok(hlsAuth.length >= 1, 'no HLS playlist request');
+    assert.deepEqual([...new Set(hlsAuth)], [`Bearer ${media}`]);
+  });
 
   test('after a MediaMTX restart every tile plays again without a reload', async () => {
     await page.reload();

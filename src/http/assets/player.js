@@ -14,7 +14,7 @@
 // restart. Hooks: data-camera-id, data-protocol (webrtc|hls|none),
 // data-state (connecting|playing|failed).
 import { t } from './i18n.js';
-import { api, mediaAuth } from './session.js';
+import { api, mediaAuth, session } from './session.js';
 
 let settingsPromise = null;
 export function liveSettings() {
@@ -165,7 +165,11 @@ class VmsPlayer extends HTMLElement {
     this.s = s;
     const host = location.hostname;
     this.whepUrl = `http://${host}:${s.webrtc_port}/cam_${this.cameraId}/whep`;
-    this.hlsUrl = `http://${host}:${s.hls_port}/cam_${this.cameraId}/index.m3u8`;
+    // The media token in the query as well: MediaMTX authorizes the request
+    // that follows its redirect to ?cookieCheck=1, which keeps the query
+    // (docs/mediamtx.md §b2).
+    const token = session.media ? `?token=${encodeURIComponent(session.media)}` : '';
+    this.hlsUrl = `http://${host}:${s.hls_port}/cam_${this.cameraId}/index.m3u8${token}`;
     this.set('none', 'connecting');
     this.note('start');
     // HLS on the hidden video from the start (see the top of the file).
