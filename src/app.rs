@@ -59,6 +59,40 @@ pub fn lock_state_dir(dir: &std::path::Path) -> anyhow::Result<nix::fcntl::Flock
     }
 }
 
+/// The access database (users, sessions, audit trail) on its owner thread,
+/// and its hourly retention. A database that cannot be opened costs the
+/// logins (nobody can log in; the token still works), not recording: the
+/// same store runs in memory, with no users, and the error is logged.
+fn start_access(config: &Config) -> crate::access::AccessHandle {
+    let settings = crate::access::Settings::from_config(config);
+    let path = crate::access::db_path(config);
+    let store = crate::access::Store::open(&path).or_else(|e| {
+        tracing::error!(error = %e, "the access database cannot be opened: nobody can log in to the dashboard until it is fixed");
+        crate::access::Store::open_in_memory()
+    });
+    let store = match store {
+        Ok(s) => s,
+        Err(e) => panic!("an SQLite database in memory cannot be opened: {e}"),
+    };
+    let handle = crate::access::AccessHandle::start(store, settings);
+    let pruner = handle.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let now = Utc::now();
+            match pruner.call(move |s, settings| s.prune(now, settings)).await {
+                Ok(Ok(n)) if n > 0 => {
+                    tracing::info!(rows = n, "audit trail: rows past retention deleted")
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "audit trail retention failed"),
+                _ => {}
+            }
+        }
+    });
+    handle
+}
+
 /// Runs the daemon until `shutdown` fires, then stops MediaMTX gracefully,
 /// the API and the alert pipeline (which stores what is still queued).
 pub async fn run(
@@ -130,6 +164,15 @@ pub async fn run(
         }
     };
     crate::storage::metrics::describe();
+    let access = start_access(&config);
+    // The credential the daemon presents to MediaMTX, readable by root and
+    // the vms user (for querying MediaMTX's API by hand, and the tests).
+    if let Err(e) = crate::durable::write_atomic(
+        &config.state.dir.join(mediamtx::CREDENTIAL_FILE),
+        format!("{}\n", mediamtx::credential()).as_bytes(),
+    ) {
+        tracing::warn!(error = %e, "cannot write the MediaMTX credential file");
+    }
     let (handle, ends) = daemon::channels(&config, alerts.store_error());
     let (alert_events, _) = broadcast::channel(256);
     let api_shutdown = CancellationToken::new();
@@ -142,6 +185,9 @@ pub async fn run(
             token,
             storage: storage_db.clone(),
             live: Arc::new(http::dashboard::LiveSettings::from_config(&config)),
+            access,
+            allowed_hosts: Arc::new(config.api.allowed_hosts.clone()),
+            tls: false,
         },
         api_shutdown.clone(),
     ));

@@ -16,7 +16,8 @@
 //! 2. The domain: [`supervisor`] (the decisions, as synchronous state
 //!    machines tested with a fake clock), [`mediamtx`] (its generated config,
 //!    API client, child process and log lines), [`recordings`] (inotify on
-//!    the recordings tree), [`alerts`] (SQLite history, durable outbox,
+//!    the recordings tree), [`access`] (users, sessions, the audit trail),
+//!    [`alerts`] (SQLite history, durable outbox,
 //!    Telegram, e-mail), [`storage`] (the footage the daemon owns), and
 //!    [`reload`] (what a config edit changes).
 //! 3. [`daemon`]: the loop that owns the state, feeds the machines and
@@ -29,6 +30,7 @@
 //!    line, loads the config and decides the exit code (0 clean, 78 bad
 //!    config, 1 anything else).
 
+pub mod access;
 pub mod alerts;
 pub mod app;
 pub mod cli;

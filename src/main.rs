@@ -209,6 +209,41 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             print!("{text}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::User { action } => {
+            let config = load_client(&cli.config)?;
+            let text = match action {
+                UserAction::Add {
+                    name,
+                    role,
+                    cameras,
+                } => cli::access::add(&config, &name, &role, &cameras)?,
+                UserAction::List => cli::access::list(&config)?,
+                UserAction::Passwd { name } => cli::access::passwd(&config, &name)?,
+                UserAction::Disable { name } => cli::access::disable(&config, &name, true)?,
+                UserAction::Enable { name } => cli::access::disable(&config, &name, false)?,
+                UserAction::Remove { name } => cli::access::remove(&config, &name)?,
+                UserAction::Unlock { name } => cli::access::unlock(&config, &name)?,
+            };
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            user,
+            camera,
+            since,
+            limit,
+        } => {
+            let config = load_client(&cli.config)?;
+            let tz = config.timezone();
+            let since = since
+                .map(|t| cli::storage::parse_time(&t, tz).map_err(anyhow::Error::msg))
+                .transpose()?;
+            print!(
+                "{}",
+                cli::access::trail(&config, user, camera, since, limit)?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Camera {
             action: CameraAction::Reset { id },
         } => {
@@ -315,6 +350,25 @@ enum Command {
         #[command(subcommand)]
         action: BackupAction,
     },
+    /// Dashboard users (on the access database; works with the daemon
+    /// stopped; needs root or the vms user).
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// The audit trail: logins, live views, playback, changes; newest first.
+    Audit {
+        /// Only what this user (or `api-token`, `cli:root`...) did.
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        camera: Option<u32>,
+        /// RFC 3339 or local "YYYY-MM-DD HH:MM".
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -334,6 +388,34 @@ enum BackupAction {
         #[arg(long)]
         dir: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Add a user; the password is asked (twice, not shown) on a terminal,
+    /// or read from the first line of standard input.
+    Add {
+        name: String,
+        /// viewer (live view), operator (+ playback, alerts, reset,
+        /// silences) or admin (+ users, audit, evidence export).
+        #[arg(long)]
+        role: String,
+        /// The cameras this user may see, e.g. "1,2" (default: all).
+        #[arg(long, default_value = "")]
+        cameras: String,
+    },
+    /// Users, roles, cameras, and whether disabled or locked.
+    List,
+    /// Set a new password (asked like for `add`); ends the user's sessions.
+    Passwd { name: String },
+    /// Refuse the user's logins and end its sessions.
+    Disable { name: String },
+    /// Allow a disabled user again.
+    Enable { name: String },
+    /// Delete the user (its audit rows stay).
+    Remove { name: String },
+    /// End a lockout after too many failed logins.
+    Unlock { name: String },
 }
 
 #[derive(Subcommand)]

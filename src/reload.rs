@@ -57,6 +57,13 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     if old.api.token_file != new.api.token_file {
         d.daemon_restart.push("api.token_file");
     }
+    if old.api.allowed_hosts != new.api.allowed_hosts {
+        d.daemon_restart.push("api.allowed_hosts");
+    }
+    // Sessions and lockouts are read at start.
+    if format!("{:?}", old.access) != format!("{:?}", new.access) {
+        d.daemon_restart.push("access");
+    }
     if old.state.dir != new.state.dir {
         d.daemon_restart.push("state.dir");
     }
@@ -178,8 +185,10 @@ mod tests {
                     "[api]\nlisten = \"127.0.0.1:8001\"",
                     &[(1, "rtsp://a/1"), (2, "rtsp://a/2")],
                 ),
+                // MediaMTX's authHTTPAddress is on the listener.
                 want: ConfigDiff {
                     daemon_restart: vec!["api.listen"],
+                    mediamtx_file: true,
                     ..Default::default()
                 },
             },

@@ -3,6 +3,7 @@
 //! `status`, `alerts` (and silences), `camera reset`. Each returns the text
 //! to print; `main.rs` prints it and decides the exit code.
 
+pub mod access;
 pub mod alerts;
 pub mod backup;
 pub mod status;

@@ -60,6 +60,7 @@ pub struct Config {
     pub monitor: Monitor,
     pub storage: Storage,
     pub api: Api,
+    pub access: Access,
     pub state: State,
     pub alerts: Alerts,
     pub backup: Backup,
@@ -171,10 +172,10 @@ impl Default for Mediamtx {
             api_address: SocketAddr::from(([127, 0, 0, 1], 9997)),
             metrics_address: SocketAddr::from(([127, 0, 0, 1], 9998)),
             playback_address: SocketAddr::from(([127, 0, 0, 1], 9996)),
-            hls_address: ":8888".into(),
-            webrtc_address: ":8889".into(),
-            webrtc_local_udp_address: ":8189".into(),
-            rtsp_address: ":8554".into(),
+            hls_address: "127.0.0.1:8888".into(),
+            webrtc_address: "127.0.0.1:8889".into(),
+            webrtc_local_udp_address: "127.0.0.1:8189".into(),
+            rtsp_address: String::new(),
             ice_servers: vec![IceServer {
                 url: "stun:stun.l.google.com:19302".into(),
                 username: String::new(),
@@ -337,6 +338,10 @@ pub struct Api {
     /// File holding the token that mutations (reset, silence, webhook) need,
     /// and every request when `listen` is not a loopback address.
     pub token_file: PathBuf,
+    /// `Host` header values the API accepts besides its own address and
+    /// `localhost` (a browser that reaches the box by another name, e.g.
+    /// `nvr-escola.local:8000`). Any other is refused (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for Api {
@@ -344,6 +349,42 @@ impl Default for Api {
         Api {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
             token_file: PathBuf::from("/etc/vms/api-token"),
+            allowed_hosts: Vec::new(),
+        }
+    }
+}
+
+/// `[access]`: dashboard logins, their lockout and the audit trail.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Access {
+    /// A dashboard session unused this long ends.
+    pub session_idle: Span,
+    /// A session ends this long after its login, used or not.
+    pub session_max: Span,
+    /// Failed logins of one account within `failure_window` that lock it.
+    pub max_failures: u32,
+    /// Failed logins from one address within `failure_window` that lock
+    /// the address.
+    pub max_failures_per_address: u32,
+    pub failure_window: Span,
+    /// How long a lockout lasts (or until `vms-supervisor user unlock`).
+    pub lockout: Span,
+    /// Audit rows are kept this many days (default 5 years), whatever the
+    /// video retention.
+    pub audit_retention_days: u32,
+}
+
+impl Default for Access {
+    fn default() -> Self {
+        Access {
+            session_idle: Span::secs(30 * 60),
+            session_max: Span::secs(12 * 3600),
+            max_failures: 5,
+            max_failures_per_address: 20,
+            failure_window: Span::secs(15 * 60),
+            lockout: Span::secs(15 * 60),
+            audit_retention_days: 1826,
         }
     }
 }
@@ -1034,6 +1075,10 @@ fn check(config: &mut Config, daemon: bool) -> Result<(), ConfigError> {
         ),
         ("mediamtx.rtsp_address", &m.rtsp_address),
     ] {
+        // An empty RTSP address turns RTSP re-streaming off.
+        if key == "mediamtx.rtsp_address" && addr.is_empty() {
+            continue;
+        }
         if let Err(msg) = check_listen_address(addr) {
             return err(key, msg);
         }
@@ -1149,6 +1194,47 @@ fn check(config: &mut Config, daemon: bool) -> Result<(), ConfigError> {
                 "{} must be an absolute path",
                 config.api.token_file.display()
             ),
+        );
+    }
+    for (i, h) in config.api.allowed_hosts.iter().enumerate() {
+        if h.is_empty() || h.chars().any(|c| c.is_whitespace() || c == '/' || c == '@') {
+            return err(
+                &format!("api.allowed_hosts[{i}]"),
+                format!("{h:?} is not a host or host:port"),
+            );
+        }
+    }
+    let a = &config.access;
+    for (key, span) in [
+        ("access.session_idle", a.session_idle),
+        ("access.session_max", a.session_max),
+        ("access.failure_window", a.failure_window),
+        ("access.lockout", a.lockout),
+    ] {
+        if span.0.is_zero() {
+            return err(key, "must be longer than 0s".to_string());
+        }
+    }
+    if a.session_max.0 < a.session_idle.0 {
+        return err(
+            "access.session_max",
+            "must not be shorter than access.session_idle".to_string(),
+        );
+    }
+    if a.max_failures == 0 || a.max_failures_per_address == 0 {
+        return err(
+            if a.max_failures == 0 {
+                "access.max_failures"
+            } else {
+                "access.max_failures_per_address"
+            },
+            "must be at least 1".to_string(),
+        );
+    }
+    if a.audit_retention_days == 0 {
+        return err(
+            "access.audit_retention_days",
+            "must be at least 1".to_string(),
         );
     }
 
@@ -1487,6 +1573,10 @@ mod tests {
         assert_eq!(
             format!("{:?}", documented.api),
             format!("{:?}", defaults.api)
+        );
+        assert_eq!(
+            format!("{:?}", documented.access),
+            format!("{:?}", defaults.access)
         );
         assert_eq!(
             format!("{:?}", documented.state),

@@ -14,34 +14,33 @@
 //! * `GET /api/alerts/silences`, `POST /api/alerts/silences`
 //!   (`{"camera_id": 5, "minutes": 120, "reason": "..."}` or `"until"`),
 //!   `DELETE /api/alerts/silences/{camera_id}`: maintenance silences; the
-//!   mutations need the token.
+//!   changes need an operator's session or the token (the guard decides,
+//!   [`super::auth`]), and are audited.
 //! * `POST /api/alerts/{id}/ack` (JSON body `{}`): an operator acknowledges
 //!   an alert (the dashboard's critical banner); who and when are stored and
-//!   shown in the list. Who is `api-token` when the request carries the
-//!   token, `operator` otherwise (until there are logins).
-
-use std::sync::Arc;
+//!   shown in the list: the user's name, or `api-token`.
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth;
+use super::auth::Caller;
 use super::error::ApiError;
+use crate::access::AccessHandle;
 use crate::alerts::{webhook, AlertsHandle, Filter};
 use crate::events::Severity;
-use crate::token::ApiToken;
 
+/// Who may call what is decided by the guard ([`super::auth`]): the
+/// webhook needs the token, the changes an operator (or the token).
 #[derive(Clone)]
 struct AlertsState {
     handle: AlertsHandle,
-    token: Arc<ApiToken>,
+    access: AccessHandle,
 }
 
 pub const DEFAULT_LIMIT: usize = 50;
@@ -56,7 +55,7 @@ pub const MAX_REASON_CHARS: usize = 500;
 
 type Reply = Result<Json<Value>, ApiError>;
 
-pub fn router(handle: AlertsHandle, token: Arc<ApiToken>) -> Router {
+pub fn router(handle: AlertsHandle, access: AccessHandle) -> Router {
     Router::new()
         .route("/api/alerts", get(list))
         .route("/api/alerts/webhook", post(webhook))
@@ -64,15 +63,10 @@ pub fn router(handle: AlertsHandle, token: Arc<ApiToken>) -> Router {
         .route("/api/alerts/incidents", get(incidents))
         .route("/api/alerts/silences", get(silences).post(add_silence))
         .route("/api/alerts/silences/{camera_id}", delete(remove_silence))
-        .with_state(AlertsState { handle, token })
+        .with_state(AlertsState { handle, access })
 }
 
-async fn webhook(
-    State(state): State<AlertsState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Reply {
-    auth::require(&state.token, &headers)?;
+async fn webhook(State(state): State<AlertsState>, body: Result<Bytes, BytesRejection>) -> Reply {
     let body = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
     let events = webhook::parse(&body).map_err(|e| {
         tracing::warn!(error = %e, "rejected an Alertmanager webhook payload");
@@ -151,10 +145,9 @@ struct SilenceRequest {
 
 async fn add_silence(
     State(state): State<AlertsState>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     body: Result<Json<SilenceRequest>, JsonRejection>,
 ) -> Reply {
-    auth::require(&state.token, &headers)?;
     let Json(req) = body?;
     if req.reason.chars().count() > MAX_REASON_CHARS {
         return Err(ApiError::bad_request(format!(
@@ -192,19 +185,35 @@ async fn add_silence(
         .handle
         .silence(req.camera_id, until, req.reason.trim())
         .await?;
+    state
+        .access
+        .audit(
+            caller
+                .audit("silence_add")
+                .camera(req.camera_id)
+                .detail(format!(
+                    "until {}; {}",
+                    until.format("%Y-%m-%dT%H:%M:%SZ"),
+                    req.reason.trim()
+                )),
+        )
+        .await;
     Ok(Json(json!({ "camera_id": req.camera_id, "until": until })))
 }
 
 async fn remove_silence(
     State(state): State<AlertsState>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     camera_id: Result<Path<u32>, PathRejection>,
 ) -> Reply {
-    auth::require(&state.token, &headers)?;
     // A camera id that is not a u32 is a JSON 400 like every other error
     // (axum's own rejection is plain text).
     let Path(camera_id) = camera_id?;
     if state.handle.unsilence(camera_id).await? {
+        state
+            .access
+            .audit(caller.audit("silence_remove").camera(camera_id))
+            .await;
         Ok(Json(json!({ "camera_id": camera_id, "silenced": false })))
     } else {
         Err(ApiError::not_found(format!(
@@ -221,18 +230,20 @@ struct AckRequest {}
 /// cross-site page cannot send it without a CORS preflight.
 async fn ack(
     State(state): State<AlertsState>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     id: Result<Path<i64>, PathRejection>,
     body: Result<Json<AckRequest>, JsonRejection>,
 ) -> Reply {
     let Path(id) = id?;
     let Json(AckRequest {}) = body?;
-    let who = match auth::bearer(&headers) {
-        Some(t) if state.token.matches(t) => "api-token",
-        _ => "operator",
-    };
-    match state.handle.ack(id, who.to_string()).await? {
-        Some((by, at)) => Ok(Json(json!({ "id": id, "acked_by": by, "acked_at": at }))),
+    match state.handle.ack(id, caller.actor().to_string()).await? {
+        Some((by, at)) => {
+            state
+                .access
+                .audit(caller.audit("alert_ack").detail(format!("alert {id}")))
+                .await;
+            Ok(Json(json!({ "id": id, "acked_by": by, "acked_at": at })))
+        }
         None => Err(ApiError::not_found(format!("no alert with id {id}"))),
     }
 }

@@ -7,16 +7,17 @@ use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 
+use super::auth::Caller;
 use super::error::ApiError;
 use super::types::{
     Camera, CameraList, HealthDoc, RecentAlert, RecordingHealth, ResetReply, StatusDoc,
 };
-use super::{auth, ApiState};
+use super::ApiState;
 use crate::daemon::Command;
 use crate::status::{Health, Snapshot};
 
@@ -96,10 +97,9 @@ pub async fn one(State(state): State<ApiState>, raw: RawId) -> Result<Json<Camer
 
 pub async fn reset(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     raw: RawId,
 ) -> Result<Json<ResetReply>, ApiError> {
-    auth::require(&state.token, &headers)?;
     let id = camera_id(raw)?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     state
@@ -112,10 +112,16 @@ pub async fn reset(
         .await
         .map_err(|_| ApiError::unavailable("the daemon is stopping"))?;
     match tokio::time::timeout(Duration::from_secs(5), rx).await {
-        Ok(Ok(true)) => Ok(Json(ResetReply {
-            status: "ok".into(),
-            camera_id: id,
-        })),
+        Ok(Ok(true)) => {
+            state
+                .access
+                .audit(caller.audit("camera_reset").camera(id))
+                .await;
+            Ok(Json(ResetReply {
+                status: "ok".into(),
+                camera_id: id,
+            }))
+        }
         Ok(Ok(false)) => Err(ApiError::not_found(format!("no camera with id {id}"))),
         _ => Err(ApiError::unavailable("the daemon did not answer")),
     }

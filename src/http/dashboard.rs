@@ -68,6 +68,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("assets/app.js"),
     },
     Asset {
+        name: "session.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_bytes!("assets/session.js"),
+    },
+    Asset {
         name: "player.js",
         mime: "text/javascript; charset=utf-8",
         body: include_bytes!("assets/player.js"),

@@ -6,7 +6,10 @@
 //! * [`cameras`]: health, cameras, status, reset, latency reports.
 //! * [`alerts`]: alert history, incidents, silences, Alertmanager's webhook.
 //! * [`events`]: `GET /api/events`.
-//! * [`auth`]: the machine token; [`error`]: the one JSON error type;
+//! * [`session`]: login, logout, `/api/me`, the audit trail;
+//!   [`mediamtx_auth`]: MediaMTX's authorization callback.
+//! * [`auth`]: who may do what (the guard in front of every route);
+//!   [`error`]: the one JSON error type;
 //!   [`types`]: the response types `openapi.yaml` describes.
 //!
 //! The contract of every route is `openapi.yaml` at the repository root;
@@ -18,8 +21,10 @@ pub mod cameras;
 pub mod dashboard;
 pub mod error;
 pub mod events;
+pub mod mediamtx_auth;
 pub mod playback;
 pub mod recordings;
+pub mod session;
 pub mod types;
 
 use std::sync::Arc;
@@ -33,6 +38,7 @@ use axum::Router;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use crate::access::AccessHandle;
 use crate::alerts::AlertsHandle;
 use crate::daemon;
 use crate::events::AlertEvent;
@@ -54,6 +60,12 @@ pub struct ApiState {
     pub storage: Option<crate::storage::db::StorageDb>,
     /// The dashboard's live view and MediaMTX's playback server.
     pub live: Arc<dashboard::LiveSettings>,
+    /// Users, sessions and the audit trail.
+    pub access: AccessHandle,
+    /// `[api] allowed_hosts`.
+    pub allowed_hosts: Arc<Vec<String>>,
+    /// Whether the listener serves TLS (the cookie is then `Secure`).
+    pub tls: bool,
 }
 
 /// How long a client may take to send a request's headers before the
@@ -76,14 +88,10 @@ pub async fn serve(
     use hyper_util::server::conn::auto::Builder;
     use hyper_util::service::TowerToHyperService;
 
-    let loopback = listener
-        .local_addr()
-        .map(|a| a.ip().is_loopback())
-        .unwrap_or(false);
-    let app = router(state, loopback);
+    let app = router(state);
     let connections = tokio_util::task::TaskTracker::new();
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -96,7 +104,12 @@ pub async fn serve(
                 }
             },
         };
-        let service = TowerToHyperService::new(app.clone());
+        // Who is at each end, for the guard (loopback peers, the Host check).
+        let local = stream.local_addr().unwrap_or(peer);
+        let service = TowerToHyperService::new(
+            app.clone()
+                .layer(axum::Extension(auth::Conn { peer, local })),
+        );
         let shutdown = shutdown.clone();
         connections.spawn(async move {
             let mut builder = Builder::new(TokioExecutor::new());
@@ -117,11 +130,14 @@ pub async fn serve(
     connections.wait().await;
 }
 
-/// Every route. On a listener that is not loopback, every request needs the
-/// token.
-pub fn router(state: ApiState, loopback: bool) -> Router {
-    let token = state.token.clone();
-    let app = Router::new()
+/// Every route, behind [`auth::guard`].
+pub fn router(state: ApiState) -> Router {
+    let gate = auth::Gate {
+        token: state.token.clone(),
+        access: state.access.clone(),
+        allowed_hosts: state.allowed_hosts.clone(),
+    };
+    Router::new()
         .route("/", get(dashboard::page))
         .route("/ui/settings.json", get(dashboard::settings))
         .route("/ui/{file}", get(dashboard::asset))
@@ -136,17 +152,18 @@ pub fn router(state: ApiState, loopback: bool) -> Router {
         .route("/api/events", get(events::stream))
         .route("/api/status", get(cameras::status))
         .route("/metrics", get(metrics))
+        .route("/api/login", post(session::login))
+        .route("/api/logout", post(session::logout))
+        .route("/api/me", get(session::me))
+        .route("/api/audit", get(session::audit))
+        .route("/internal/mediamtx/auth", post(mediamtx_auth::decide))
         .with_state(state.clone())
-        .merge(alerts::router(state.alerts.clone(), state.token.clone()))
+        .merge(alerts::router(state.alerts.clone(), state.access.clone()))
         // After the merge, so that every route answers in JSON.
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY));
-    if loopback {
-        app
-    } else {
-        app.layer(middleware::from_fn_with_state(token, auth::everything))
-    }
+        .layer(middleware::from_fn_with_state(gate, auth::guard))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
 }
 
 async fn metrics() -> Response {

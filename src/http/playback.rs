@@ -1,6 +1,9 @@
 //! Recordings through the daemon: MediaMTX's playback server listens on
 //! loopback only, so the dashboard reaches it here (behind the API's
-//! authentication).
+//! authentication: an operator or an admin whose camera list has the
+//! camera; never the machine token). Each `/get` is audited (`playback`,
+//! with its time range). The daemon presents its own credential to
+//! MediaMTX ([`crate::mediamtx::credential`]).
 //!
 //! * `GET /api/cameras/{id}/playback/list?start=&end=`: MediaMTX's `/list` of
 //!   path `cam_{id}` (recorded spans; what is between two spans is a gap).
@@ -12,7 +15,10 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use serde::Deserialize;
+
+use super::auth::Caller;
 
 use super::error::ApiError;
 use super::ApiState;
@@ -61,10 +67,17 @@ async fn forward(
         .connect_timeout(UPSTREAM_TIMEOUT)
         .build()
         .map_err(|e| ApiError::unavailable(format!("playback client: {e}")))?;
-    let resp = tokio::time::timeout(UPSTREAM_TIMEOUT, client.get(&url).query(&query).send())
-        .await
-        .map_err(|_| ApiError::unavailable("MediaMTX's playback server did not answer"))?
-        .map_err(|e| ApiError::unavailable(format!("MediaMTX's playback server: {e}")))?;
+    let resp = tokio::time::timeout(
+        UPSTREAM_TIMEOUT,
+        client
+            .get(&url)
+            .query(&query)
+            .bearer_auth(crate::mediamtx::credential())
+            .send(),
+    )
+    .await
+    .map_err(|_| ApiError::unavailable("MediaMTX's playback server did not answer"))?
+    .map_err(|e| ApiError::unavailable(format!("MediaMTX's playback server: {e}")))?;
     let status = resp.status();
     if !status.is_success() {
         let text = resp.text().await.unwrap_or_default();
@@ -118,6 +131,7 @@ pub async fn list(
 
 pub async fn get(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     raw: Result<Path<String>, PathRejection>,
     query: Result<Query<GetQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -128,6 +142,15 @@ pub async fn get(
             "\"duration\" must be seconds between 0 and 86400",
         ));
     }
+    state
+        .access
+        .audit(
+            caller
+                .audit("playback")
+                .camera(id)
+                .detail(format!("start={} duration={}", q.start, q.duration)),
+        )
+        .await;
     let mut args = vec![
         ("path", format!("cam_{id}")),
         ("start", q.start),

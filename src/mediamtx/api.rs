@@ -72,6 +72,7 @@ impl Client {
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ApiError> {
         let resp = req
+            .bearer_auth(super::credential())
             .send()
             .await
             .map_err(|e| ApiError::Transport(e.without_url().to_string()))?;

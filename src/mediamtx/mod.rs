@@ -9,6 +9,23 @@ pub mod render;
 
 use std::path::{Path, PathBuf};
 
+/// The credential this daemon presents to its MediaMTX (`Authorization:
+/// Bearer <credential>` on every API and playback request): a random value
+/// made once per daemon process, never written in `mediamtx.yml`. With
+/// `authMethod: http` MediaMTX asks the daemon about every API call, and the
+/// daemon allows `api` only for this credential, so other processes on the
+/// box cannot drive MediaMTX through its loopback API (docs/mediamtx.md
+/// §b2: an `authHTTPExclude` of `api` would open it to all of them).
+/// Empty only if the kernel gave no random bytes; then nothing matches it.
+pub fn credential() -> &'static str {
+    static CREDENTIAL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CREDENTIAL.get_or_init(|| crate::token::random().unwrap_or_default())
+}
+
+/// The file in the state directory that holds [`credential`] (mode 0600),
+/// for the box's administrator and tools that query MediaMTX's API by hand.
+pub const CREDENTIAL_FILE: &str = "mediamtx-credential";
+
 /// Resolves `[mediamtx] binary`: a path with a `/` is used as is; a bare name
 /// is looked up beside the running executable (the demo's `mediamtx-sim`),
 /// then in `PATH`.

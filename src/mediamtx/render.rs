@@ -159,6 +159,23 @@ pub fn render(config: &Config) -> String {
     kv(&mut y, 0, "readTimeout", Value::Str(m.read_timeout.to_go()));
     kv(&mut y, 0, "writeTimeout", Value::Str("10s".into()));
 
+    y.push_str(
+        "\n# Every reader, the API and playback are authorized by vms-supervisor\n\
+         # (users, roles, camera lists, the audit trail). Metrics (counters, no\n\
+         # video) stay open to this box's Prometheus.\n",
+    );
+    kv(&mut y, 0, "authMethod", Value::Str("http".into()));
+    kv(
+        &mut y,
+        0,
+        "authHTTPAddress",
+        Value::Str(format!(
+            "http://{}/internal/mediamtx/auth",
+            crate::config::connect_addr(config.api.listen)
+        )),
+    );
+    y.push_str("authHTTPExclude:\n  - action: metrics\n");
+
     y.push_str("\n# Control API, metrics and playback: this box only.\n");
     kv(&mut y, 0, "api", Value::Bool(true));
     kv(
@@ -183,9 +200,15 @@ pub fn render(config: &Config) -> String {
         Value::Str(m.playback_address.to_string()),
     );
 
-    y.push_str("\n# RTSP re-streaming for other clients; RTMP, SRT and MoQ are not used.\n");
-    kv(&mut y, 0, "rtsp", Value::Bool(true));
-    kv(&mut y, 0, "rtspAddress", Value::Str(m.rtsp_address.clone()));
+    y.push_str(
+        "\n# RTSP re-streaming for other clients (off unless [mediamtx] rtsp_address\n\
+         # is set; its readers are authorized like every other); RTMP, SRT and MoQ\n\
+         # are not used.\n",
+    );
+    kv(&mut y, 0, "rtsp", Value::Bool(!m.rtsp_address.is_empty()));
+    if !m.rtsp_address.is_empty() {
+        kv(&mut y, 0, "rtspAddress", Value::Str(m.rtsp_address.clone()));
+    }
     kv(&mut y, 0, "rtmp", Value::Bool(false));
     kv(&mut y, 0, "srt", Value::Bool(false));
     kv(&mut y, 0, "moq", Value::Bool(false));

@@ -939,12 +939,25 @@ async fn sigkill_then_restart_delivers() {
 async fn serve_api(handle: AlertsHandle, token: Option<&str>) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = vms_supervisor::http::alerts::router(
-        handle,
-        Arc::new(token.map(ApiToken::fixed).unwrap_or_else(ApiToken::none)),
-    );
+    let app = guarded_alerts(handle, token);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
+}
+
+/// The alert routes behind the API's guard, with this token.
+fn guarded_alerts(handle: AlertsHandle, token: Option<&str>) -> axum::Router {
+    let access = vms_supervisor::access::AccessHandle::start(
+        vms_supervisor::access::Store::open_in_memory().unwrap(),
+        vms_supervisor::access::Settings::default(),
+    );
+    vms_supervisor::http::auth::guarded(
+        vms_supervisor::http::alerts::router(handle, access.clone()),
+        vms_supervisor::http::auth::Gate {
+            token: Arc::new(token.map(ApiToken::fixed).unwrap_or_else(ApiToken::none)),
+            access,
+            allowed_hosts: Arc::new(Vec::new()),
+        },
+    )
 }
 
 const AM_FIRING: &str = r#"{
@@ -1065,7 +1078,19 @@ async fn alertmanager_webhook_goes_through_the_outbox() {
     );
     assert!(text.ends_with("Duração: 10 min 00 s"), "{text}");
 
-    // GET /api/alerts: newest first, filters, paging.
+    // GET /api/alerts: newest first, filters, paging (with the token: the
+    // API reads nothing to anonymous callers).
+    let http = reqwest::Client::builder()
+        .default_headers(
+            [(
+                reqwest::header::AUTHORIZATION,
+                "Bearer api-secret".parse().unwrap(),
+            )]
+            .into_iter()
+            .collect(),
+        )
+        .build()
+        .unwrap();
     let list: Value = http
         .get(format!("http://{addr}/api/alerts?limit=2"))
         .send()
@@ -1156,6 +1181,7 @@ async fn maintenance_silence_through_the_api() {
     assert_eq!(r.status(), 200);
     let s: Value = http
         .get(format!("http://{addr}/api/alerts/silences"))
+        .bearer_auth("api-secret")
         .send()
         .await
         .unwrap()
@@ -1220,7 +1246,13 @@ async fn cli_lists_from_the_daemon_and_falls_back_to_the_database() {
         !h.recent(1).await.unwrap().is_empty()
     })
     .await;
-    let app = vms_supervisor::http::alerts::router(p.handle.clone(), Arc::new(ApiToken::none()));
+    // The alert routes alone (without the guard: the CLI's reading is tested
+    // here, its token in tests/it/api.rs).
+    let access = vms_supervisor::access::AccessHandle::start(
+        vms_supervisor::access::Store::open_in_memory().unwrap(),
+        vms_supervisor::access::Settings::default(),
+    );
+    let app = vms_supervisor::http::alerts::router(p.handle.clone(), access);
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let c = cfg.clone();
@@ -1507,10 +1539,7 @@ async fn cli_silence_through_the_daemon_and_the_database() {
         },
     );
     let p = Running::start(&cfg);
-    let app = vms_supervisor::http::alerts::router(
-        p.handle.clone(),
-        Arc::new(ApiToken::fixed("api-secret")),
-    );
+    let app = guarded_alerts(p.handle.clone(), Some("api-secret"));
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let c = cfg.clone();
@@ -1555,7 +1584,7 @@ async fn incidents_ledger_through_the_api() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), Setup::default());
     let p = Running::start(&cfg);
-    let addr = serve_api(p.handle.clone(), None).await;
+    let addr = serve_api(p.handle.clone(), Some("api-secret")).await;
     let ev = example_event();
     p.sink.send(ev.clone()).await;
     let mut back = ev.clone();
@@ -1573,7 +1602,10 @@ async fn incidents_ledger_through_the_api() {
             .is_some_and(|i| i.resolved_at.is_some())
     })
     .await;
-    let v: Value = reqwest::get(format!("http://{addr}/api/alerts/incidents?camera_id=5"))
+    let v: Value = reqwest::Client::new()
+        .get(format!("http://{addr}/api/alerts/incidents?camera_id=5"))
+        .bearer_auth("api-secret")
+        .send()
         .await
         .unwrap()
         .json()

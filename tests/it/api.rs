@@ -66,7 +66,7 @@ async fn health_is_the_designs_document_and_errors_are_json() {
     assert_eq!(alert["severity"], "warning");
     assert!(alert["timestamp"].as_str().unwrap().ends_with('Z'));
 
-    let http = reqwest::Client::new();
+    let http = d.client();
     for (path, code) in [
         ("/api/nothing", 404),
         ("/api/cameras/abc", 400),
@@ -104,14 +104,20 @@ async fn hls_availability_is_checked_without_creating_sessions() {
     // MediaMTX saw no HLS reader and made no muxer.
     let st = d.sim_state().await.unwrap();
     let api = st["listeners"]["api"].as_str().unwrap();
-    let muxers: Value = reqwest::get(format!("http://{api}/v3/hlsmuxers/list"))
+    let muxers: Value = d
+        .mediamtx_client()
+        .get(format!("http://{api}/v3/hlsmuxers/list"))
+        .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(muxers["itemCount"], 0);
-    let path: Value = reqwest::get(format!("http://{api}/v3/paths/get/cam_1"))
+    let path: Value = d
+        .mediamtx_client()
+        .get(format!("http://{api}/v3/paths/get/cam_1"))
+        .send()
         .await
         .unwrap()
         .json()
@@ -124,7 +130,10 @@ async fn hls_availability_is_checked_without_creating_sessions() {
 async fn events_push_status_and_alerts() {
     let d = Daemon::start(Setup::default());
     d.wait_all_recording(2).await;
-    let resp = reqwest::get(format!("http://{}/api/events", d.api))
+    let resp = d
+        .client()
+        .get(format!("http://{}/api/events", d.api))
+        .send()
         .await
         .unwrap();
     assert_eq!(
@@ -164,7 +173,7 @@ async fn beyond_loopback_every_request_needs_the_token() {
     let token = d.wait_token().await;
     d.wait_for("the API answers with the token", secs(10), || async {
         let r = http
-            .get(format!("http://{}/api/cameras/health", d.api))
+            .get(format!("http://{}/api/status", d.api))
             .bearer_auth(&token)
             .send()
             .await
@@ -172,12 +181,30 @@ async fn beyond_loopback_every_request_needs_the_token() {
         (r.status() == 200).then_some(())
     })
     .await;
-    for path in ["/api/cameras/health", "/metrics", "/api/alerts", "/"] {
+    // Without credentials: the page (its login form) and, for this box's
+    // own processes, the metrics and the health document; nothing else.
+    for (path, code) in [
+        ("/api/status", 401),
+        ("/api/alerts", 401),
+        ("/api/cameras", 401),
+        ("/", 200),
+        ("/metrics", 200),
+        ("/api/cameras/health", 200),
+    ] {
         let r = http
             .get(format!("http://{}{path}", d.api))
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 401, "{path}");
+        assert_eq!(r.status(), code, "{path}");
     }
+    // A Host this listener does not know (DNS rebinding): refused.
+    let r = http
+        .get(format!("http://{}/api/status", d.api))
+        .bearer_auth(&token)
+        .header("host", format!("evil.example:{}", d.api.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 421);
 }

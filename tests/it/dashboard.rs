@@ -65,9 +65,19 @@ async fn the_page_its_files_ack_and_playback_routes() {
     assert_eq!(s["whep_tries"], 3);
     assert!(s["webrtc_port"].as_u64().unwrap() > 0);
 
-    // Ack: an unknown alert is a JSON 404; a stored one records who and when.
+    // Ack, as an operator logged in on the page: an unknown alert is a JSON
+    // 404; a stored one records who and when. Without a session: 401.
+    d.add_user("ana", "operator", "", "senha-da-ana-123");
+    let ana = d.login("ana", "senha-da-ana-123").await;
     let r = http
-        .post(format!("{base}/api/alerts/999999/ack"))
+        .post(format!("{base}/api/alerts/1/ack"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = ana
+        .request(reqwest::Method::POST, "/api/alerts/999999/ack")
         .json(&json!({}))
         .send()
         .await
@@ -81,8 +91,8 @@ async fn the_page_its_files_ack_and_playback_routes() {
         })
         .await;
     let id = alerts["alerts"][0]["id"].as_i64().unwrap();
-    let r: Value = http
-        .post(format!("{base}/api/alerts/{id}/ack"))
+    let r: Value = ana
+        .request(reqwest::Method::POST, &format!("/api/alerts/{id}/ack"))
         .json(&json!({}))
         .send()
         .await
@@ -90,7 +100,7 @@ async fn the_page_its_files_ack_and_playback_routes() {
         .json()
         .await
         .unwrap();
-    assert_eq!(r["acked_by"], "operator");
+    assert_eq!(r["acked_by"], "ana");
     let listed = d.get("/api/alerts?camera_id=2").await.unwrap();
     let row = listed["alerts"]
         .as_array()
@@ -98,12 +108,13 @@ async fn the_page_its_files_ack_and_playback_routes() {
         .iter()
         .find(|a| a["id"] == id)
         .unwrap();
-    assert_eq!(row["acked_by"], "operator");
+    assert_eq!(row["acked_by"], "ana");
     assert_eq!(row["acked_at"], r["acked_at"]);
 
-    // Playback through the daemon: MediaMTX's answer, or its error as JSON.
-    let r = http
-        .get(format!("{base}/api/cameras/1/playback/list"))
+    // Playback through the daemon, for the operator: MediaMTX's answer, or
+    // its error as JSON. The machine token reads no video.
+    let r = ana
+        .request(reqwest::Method::GET, "/api/cameras/1/playback/list")
         .send()
         .await
         .unwrap();
@@ -113,8 +124,15 @@ async fn the_page_its_files_ack_and_playback_routes() {
         code == 200 && body.is_array() || code == 404 && body["error"].is_string(),
         "{code} {body}"
     );
-    let r = http
-        .get(format!("{base}/api/cameras/77/playback/list"))
+    let r = d
+        .client()
+        .get(format!("{base}/api/cameras/1/playback/list"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = ana
+        .request(reqwest::Method::GET, "/api/cameras/77/playback/list")
         .send()
         .await
         .unwrap();
@@ -141,6 +159,8 @@ async fn dashboard_in_chromium() {
     }
     let d = Daemon::start(Setup::default());
     all_online(&d).await;
+    d.add_user("porteiro", "viewer", "", "senha-do-porteiro");
+    let token = d.token();
     let shots = repo.join("target/dashboard");
     std::fs::create_dir_all(&shots).unwrap();
     let bench = shots.join("bench.json");
@@ -161,6 +181,9 @@ async fn dashboard_in_chromium() {
                 .env("SHOTS", &shots)
                 .env("BENCH_JSON", &bench)
                 .env("CHROMIUM", &chromium)
+                .env("DASH_USER", "porteiro")
+                .env("DASH_PASSWORD", "senha-do-porteiro")
+                .env("DASH_TOKEN", token)
                 .output()
                 .expect("run node")
         }

@@ -24,9 +24,9 @@ async fn a_reported_latency_lands_in_the_histogram() {
         s["cameras"].as_array().is_some_and(|c| c.len() == 2)
     })
     .await;
-    let http = reqwest::Client::new();
+    let http = d.client();
     let url = format!("http://{}/api/cameras/1/latency", d.api);
-    // No token: the dashboard page has none, and the listener is loopback.
+    // The dashboard sends it with its session; scripts with the token.
     let r = http
         .post(&url)
         .json(&json!({"protocol": "webrtc", "seconds": 0.3}))

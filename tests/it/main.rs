@@ -3,6 +3,7 @@
 
 mod acceptance;
 mod adopt;
+mod access;
 mod alerting;
 mod alerts;
 mod api;

@@ -206,7 +206,8 @@ async fn a_missing_path_is_put_back_while_running() {
     d.wait_all_recording(2).await;
     let st = d.sim_state().await.unwrap();
     let api = st["listeners"]["api"].as_str().unwrap().to_string();
-    let r = reqwest::Client::new()
+    let r = d
+        .mediamtx_client()
         .delete(format!("http://{api}/v3/config/paths/delete/cam_2"))
         .send()
         .await

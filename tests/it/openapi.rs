@@ -12,7 +12,7 @@ use crate::harness::{Daemon, Setup};
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
 /// `(METHOD, path)` of every `.route(...)` in the routers' sources.
-fn routes_in_source() -> BTreeSet<(String, String)> {
+pub(crate) fn routes_in_source() -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
     for file in ["src/http/mod.rs", "src/http/alerts.rs"] {
         let src = std::fs::read_to_string(crate::util::repo().join(file)).unwrap();

@@ -130,6 +130,11 @@ fn every_rendered_key_exists_in_the_real_default_config() {
         // Same value types as the reference, so MediaMTX's decoder accepts them.
         for (key, value) in &ours {
             let reference_value = &reference[key.as_str().unwrap()];
+            // An empty value in the reference (`authHTTPAddress:`) is a
+            // string MediaMTX leaves empty.
+            if reference_value.is_null() && value.is_string() {
+                continue;
+            }
             assert_eq!(
                 std::mem::discriminant(&type_class(value)),
                 std::mem::discriminant(&type_class(reference_value)),

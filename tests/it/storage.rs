@@ -102,7 +102,10 @@ async fn the_gap_ledger_names_a_camera_outage() {
         "/api/cameras/1/recordings?from=yesterday&to=today".to_string(),
         format!("/api/cameras/99/recordings?from={}&to={}", q(t0), q(t1)),
     ] {
-        let r = reqwest::get(format!("http://{}{bad}", d.api))
+        let r = d
+            .client()
+            .get(format!("http://{}{bad}", d.api))
+            .send()
             .await
             .unwrap();
         assert!(r.status().is_client_error(), "{bad}: {}", r.status());

@@ -1,7 +1,9 @@
 // The operator's dashboard in headless Debian chromium, against the real daemon
 // and its stand-in, started by tests/it/dashboard.rs, which passes:
 // DASH_URL (the daemon's API), MTXSIM_CTL (the stand-in's control endpoint),
-// SHOTS (where screenshots go), BENCH_JSON (where measured numbers go).
+// SHOTS (where screenshots go), BENCH_JSON (where measured numbers go),
+// DASH_USER and DASH_PASSWORD (a viewer to log in as), DASH_TOKEN (the API
+// token, for this script's own reads of the daemon).
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -21,6 +23,7 @@ const ARGS = [
 // Short tries so that a whole fault ends within seconds (the default is 3 x 5 s).
 const QUERY = '?whep_try_ms=2500&webrtc_retry_ms=4000';
 const bench = {};
+const AUTH = { Authorization: `Bearer ${process.env.DASH_TOKEN}` };
 
 async function until(what, f, ms = 15000, every = 50) {
   const end = Date.now() + ms;
@@ -58,6 +61,8 @@ describe('dashboard', { skip: URL_ ? false : 'DASH_URL not set (run through carg
   let page;
   const consoleErrors = [];
   const badResponses = [];
+  const whepAuth = [];
+  const hlsAuth = [];
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'chromium-dash-'));
 
   before(async () => {
@@ -69,6 +74,20 @@ describe('dashboard', { skip: URL_ ? false : 'DASH_URL not set (run through carg
     page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
     page.on('pageerror', (e) => consoleErrors.push(String(e)));
     page.on('response', (r) => { if (r.status() >= 400) badResponses.push(`${r.status()} ${r.url()}`); });
+    // What the page gives MediaMTX: its session's media token on every WHEP offer.
+    page.on('request', (r) => {
+      const p = new URL(r.url()).pathname;
+      if (r.method() === 'POST' && /\/whep$/.test(p)) whepAuth.push(r.headers().authorization || '');
+      // The playlist requests, including the one after MediaMTX's redirect
+      // to ?cookieCheck=1 (the one it authorizes): the token in the query
+      // (kept by the redirect) or the header.
+      if (/\/index\.m3u8$/.test(p)) {
+        r.allHeaders().then((h) => {
+          const q = new URL(r.url()).searchParams.get('token');
+          hlsAuth.push(q ? `Bearer ${q}` : h.authorization || r.url());
+        }, () => {});
+      }
+    });
   });
   after(async () => {
     fs.writeFileSync(process.env.BENCH_JSON || path.join(SHOTS, 'dashboard-bench.json'), JSON.stringify(bench, null, 2));
@@ -79,7 +98,17 @@ describe('dashboard', { skip: URL_ ? false : 'DASH_URL not set (run through carg
   test('the overview loads with no console error and shows the counts and cameras', async () => {
     const t0 = Date.now();
     await page.goto(`${URL_}/${QUERY}`);
+    // Nothing but the login form before the login.
+    await page.waitForSelector('#login:not([hidden])');
+    assert.equal(await page.locator('.tile[data-camera-id]').count(), 0);
+    await page.fill('#login-user', process.env.DASH_USER);
+    await page.fill('#login-password', 'not the password');
+    await page.click('#login-submit');
+    await until('the refusal shown', async () => (await page.textContent('#login-error')) !== '');
+    await page.fill('#login-password', process.env.DASH_PASSWORD);
+    await page.click('#login-submit');
     await until('2 online', async () => (await page.textContent('#online')) === '2');
+    assert.match(await page.textContent('#who'), new RegExp(process.env.DASH_USER));
     assert.equal(await page.locator('.tile[data-camera-id]').count(), 2);
     // Each tile says how much footage it keeps against its retention.
     for (const id of [1, 2]) {
@@ -95,15 +124,21 @@ describe('dashboard', { skip: URL_ ? false : 'DASH_URL not set (run through carg
       assert.match(s.badge, /Latência mínima/);
     }
     bench.webrtc_first_frame_ms = Date.now() - t0;
+    const media = await page.evaluate(async () => (await (await fetch('/api/me')).json()).media_token);
+    assert.match(media, /^[0-9a-f]{64}$/);
+    assert.ok(whepAuth.length >= 2, `${whepAuth.length} WHEP offers`);
+    assert.deepEqual([...new Set(whepAuth)], [`Bearer ${media}`]);
     const f0 = await frames(page, 1);
     await until('framesDecoded grows', async () => (await frames(page, 1)) > f0 + 10);
     await page.screenshot({ path: path.join(SHOTS, 'overview-1366x768.png') });
     // Chromium logs every 4xx as a console error. Allowed: the HLS playlist
     // of the background player while MediaMTX's muxer has no segment yet
     // (hls.js retries it); anything else fails.
+    // And the login's own answers: /api/me before it, the wrong password.
     const hlsWarmUp = (u) => /^404 http:\/\/[^/]+\/cam_\d+\/[^/]*\.m3u8/.test(u)
       && !u.includes(`${new URL(URL_).host}/`);
-    assert.deepEqual(badResponses.filter((u) => !hlsWarmUp(u)), []);
+    const login = (u) => u === `401 ${URL_}/api/me` || u === `401 ${URL_}/api/login`;
+    assert.deepEqual(badResponses.filter((u) => !hlsWarmUp(u) && !login(u)), []);
     const loads = consoleErrors.filter((m) => m.startsWith('Failed to load resource'));
     assert.ok(loads.length <= badResponses.length, `${loads.length} load errors for ${badResponses}`);
     assert.deepEqual(consoleErrors.filter((m) => !m.startsWith('Failed to load resource')), []);
@@ -119,7 +154,7 @@ describe('dashboard', { skip: URL_ ? false : 'DASH_URL not set (run through carg
     let daemonAt = null;
     const poll = setInterval(async () => {
       try {
-        const s = await (await fetch(`${URL_}/api/status`)).json();
+        const s = await (await fetch(`${URL_}/api/status`, { headers: AUTH })).json();
         if (!daemonAt && s.cameras.find((c) => c.id === 2).state !== 'online') daemonAt = Date.now();
       } catch { /* next round */ }
     }, 20);
@@ -168,6 +203,12 @@ describe('dashboard', { skip: URL_ ? false : 'DASH_URL not set (run through carg
       await until('back on WebRTC', async () => (await tile(page, 1)).protocol === 'webrtc', 20000);
     });
   }
+
+  test('the HLS fallback gives MediaMTX the media token too', async () => {
+    const media = await page.evaluate(async () => (await (await fetch('/api/me')).json()).media_token);
+    assert.ok(hlsAuth.length >= 1, 'no HLS playlist request');
+    assert.deepEqual([...new Set(hlsAuth)], [`Bearer ${media}`]);
+  });
 
   test('after a MediaMTX restart every tile plays again without a reload', async () => {
     await page.reload();

@@ -3,6 +3,7 @@
 import { t, language, setLanguage } from './i18n.js';
 import './player.js';
 import { showPlayback } from './playback.js';
+import { api, ensureSession, logout } from './session.js';
 
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
@@ -106,7 +107,7 @@ async function loadAlerts() {
 
 async function ack() {
   const id = $('banner').dataset.alertId;
-  const r = await fetch(`/api/alerts/${encodeURIComponent(id)}/ack`, {
+  const r = await api(`/api/alerts/${encodeURIComponent(id)}/ack`, {
     method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}',
   });
   if (r.ok) await loadAlerts();
@@ -137,6 +138,7 @@ function route() {
 }
 
 $('ack').addEventListener('click', ack);
+$('logout').addEventListener('click', logout);
 $('lang').addEventListener('click', () => {
   setLanguage(language() === 'en' ? 'pt-BR' : 'en');
   $('lang').textContent = language() === 'en' ? 'PT' : 'EN';
@@ -155,7 +157,10 @@ async function loadBox() {
     renderStatus();
   } catch { /* retried below */ }
 }
-loadBox().then(route);
-setInterval(() => { loadBox(); }, 30000);
-setInterval(renderStatus, 10000);
-connect();
+// Nothing is read before the login.
+ensureSession().then(() => {
+  loadBox().then(route);
+  setInterval(() => { loadBox(); }, 30000);
+  setInterval(renderStatus, 10000);
+  connect();
+});

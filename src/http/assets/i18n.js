@@ -18,6 +18,9 @@ const words = {
     'cam.retention': 'Retenção: {have} de {need} dias',
     'retention.evictions': 'apagadas por falta de espaço', 'retention.disk_too_small': 'disco pequeno demais',
     'retention.footage_missing': 'gravações faltando',
+    'login.title': 'Entrar', 'login.user': 'Usuário', 'login.password': 'Senha', 'login.submit': 'Entrar',
+    'login.wrong': 'Usuário ou senha incorretos.', 'login.locked': 'Muitas tentativas: acesso bloqueado por alguns minutos.',
+    'login.unreachable': 'O servidor não responde.', logout: 'Sair',
   },
   en: {
     'nav.overview': 'Overview', 'nav.playback': 'Recordings',
@@ -37,6 +40,9 @@ const words = {
     'cam.retention': 'Retention: {have} of {need} days',
     'retention.evictions': 'deleted for space', 'retention.disk_too_small': 'disk too small',
     'retention.footage_missing': 'footage missing',
+    'login.title': 'Log in', 'login.user': 'User', 'login.password': 'Password', 'login.submit': 'Log in',
+    'login.wrong': 'Wrong user or password.', 'login.locked': 'Too many attempts: locked for a few minutes.',
+    'login.unreachable': 'The server does not answer.', logout: 'Log out',
   },
 };
 

@@ -14,6 +14,7 @@
 // restart. Hooks: data-camera-id, data-protocol (webrtc|hls|none),
 // data-state (connecting|playing|failed).
 import { t } from './i18n.js';
+import { api, mediaAuth, session } from './session.js';
 
 let settingsPromise = null;
 export function liveSettings() {
@@ -63,7 +64,7 @@ function whep(url, video, ms) {
       let r;
       try {
         r = await fetch(url, {
-          method: 'POST', headers: { 'Content-Type': 'application/sdp' },
+          method: 'POST', headers: { 'Content-Type': 'application/sdp', ...mediaAuth() },
           body: pc.localDescription.sdp, signal: ctrl.signal,
         });
       } catch (e) {
@@ -164,7 +165,11 @@ class VmsPlayer extends HTMLElement {
     this.s = s;
     const host = location.hostname;
     this.whepUrl = `http://${host}:${s.webrtc_port}/cam_${this.cameraId}/whep`;
-    this.hlsUrl = `http://${host}:${s.hls_port}/cam_${this.cameraId}/index.m3u8`;
+    // The media token in the query as well: MediaMTX authorizes the request
+    // that follows its redirect to ?cookieCheck=1, which keeps the query
+    // (docs/mediamtx.md §b2).
+    const token = session.media ? `?token=${encodeURIComponent(session.media)}` : '';
+    this.hlsUrl = `http://${host}:${s.hls_port}/cam_${this.cameraId}/index.m3u8${token}`;
     this.set('none', 'connecting');
     this.note('start');
     // HLS on the hidden video from the start (see the top of the file).
@@ -224,7 +229,13 @@ class VmsPlayer extends HTMLElement {
     this.hlsFirstFrame = false;
     this.hlsOnFirst = null;
     if (!window.Hls || !Hls.isSupported()) return;
-    const hls = new Hls({ liveSyncDurationCount: 2, manifestLoadingMaxRetry: 30, manifestLoadingRetryDelay: 500 });
+    // MediaMTX checks the multivariant playlist only (its session covers the
+    // rest); the header on every request is harmless.
+    const auth = mediaAuth();
+    const hls = new Hls({
+      liveSyncDurationCount: 2, manifestLoadingMaxRetry: 30, manifestLoadingRetryDelay: 500,
+      xhrSetup: (xhr) => { for (const [k, v] of Object.entries(auth)) xhr.setRequestHeader(k, v); },
+    });
     this.hls = hls;
     this.hlsVideo = video;
     hls.on(Hls.Events.ERROR, (_, d) => {
@@ -316,7 +327,7 @@ class VmsPlayer extends HTMLElement {
     }
     if (seconds !== null && seconds >= 0 && seconds <= 600) {
       this.latency = { protocol, seconds };
-      fetch(`/api/cameras/${encodeURIComponent(this.cameraId)}/latency`, {
+      api(`/api/cameras/${encodeURIComponent(this.cameraId)}/latency`, {
         method: 'POST', headers: { 'Content-Type': 'application/json' }, keepalive: true,
         body: JSON.stringify({ protocol, seconds }),
       }).catch(() => {});

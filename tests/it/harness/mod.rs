@@ -102,6 +102,42 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// A dashboard session, as a browser holds it.
+#[derive(Debug, Clone)]
+pub struct Login {
+    /// `vms_session=...`
+    pub cookie: String,
+    pub csrf: String,
+    pub media: String,
+    pub api: SocketAddr,
+}
+
+impl Login {
+    /// A request with the session's cookie (and its CSRF token on changes),
+    /// as the dashboard page sends it.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let change = !matches!(method, reqwest::Method::GET | reqwest::Method::HEAD);
+        let mut r = reqwest::Client::new()
+            .request(method, format!("http://{}{path}", self.api))
+            .header("cookie", &self.cookie);
+        if change {
+            r = r.header("x-csrf-token", &self.csrf);
+        }
+        r
+    }
+}
+
+/// A random byte from the kernel.
+fn rand_byte() -> u8 {
+    use std::io::Read as _;
+    let mut b = [0u8; 1];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut b)
+        .unwrap();
+    b[0]
+}
+
 pub struct Setup {
     pub cameras: Vec<(u32, String)>,
     /// Extra TOML appended to the config (sections not set by the harness).
@@ -223,10 +259,7 @@ impl Daemon {
             recordings,
             child: Mutex::new(None),
             log: Arc::new(Mutex::new(String::new())),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap(),
+            http: reqwest::Client::new(),
             setup_mediamtx: setup.mediamtx.clone(),
             setup_recording: setup.recording.clone(),
             listen,
@@ -241,6 +274,14 @@ impl Daemon {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, bytes).unwrap();
         }
+        // The API token, known before the start, so that every request of
+        // the harness carries it (the daemon keeps an existing file).
+        let token_file = d.dir.path().join("api-token");
+        if !token_file.exists() {
+            let token: String = (0..32).map(|_| format!("{:02x}", rand_byte())).collect();
+            std::fs::write(&token_file, format!("{token}\n")).unwrap();
+        }
+        d.http = d.client();
         d.env = setup.env.clone();
         d.env.push(("MTXSIM_CONTROL".into(), control.to_string()));
         d.env
@@ -347,6 +388,89 @@ impl Daemon {
             .unwrap()
             .trim()
             .to_string()
+    }
+
+    /// A client whose requests carry the API token (as the token file says
+    /// now).
+    pub fn client(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Ok(t) = std::fs::read_to_string(self.dir.path().join("api-token")) {
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {}", t.trim()).parse().unwrap(),
+            );
+        }
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .default_headers(headers)
+            .build()
+            .unwrap()
+    }
+
+    /// A client whose requests carry the daemon's credential for MediaMTX
+    /// (`<state>/mediamtx-credential`), as the daemon's own calls do.
+    pub fn mediamtx_client(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Ok(t) = std::fs::read_to_string(self.dir.path().join("state/mediamtx-credential")) {
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {}", t.trim()).parse().unwrap(),
+            );
+        }
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .default_headers(headers)
+            .build()
+            .unwrap()
+    }
+
+    /// Adds a dashboard user with the CLI (the password on standard input).
+    pub fn add_user(&self, name: &str, role: &str, cameras: &str, password: &str) {
+        use std::io::Write as _;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vms-supervisor"))
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(["user", "add", name, "--role", role, "--cameras", cameras])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "user add {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Logs in through `POST /api/login`: the session.
+    pub async fn login(&self, name: &str, password: &str) -> Login {
+        let r = reqwest::Client::new()
+            .post(format!("http://{}/api/login", self.api))
+            .json(&serde_json::json!({ "user": name, "password": password }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "login of {name}");
+        let cookie = r
+            .headers()
+            .get("set-cookie")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let me: Value = r.json().await.unwrap();
+        Login {
+            cookie,
+            csrf: me["csrf_token"].as_str().unwrap().to_string(),
+            media: me["media_token"].as_str().unwrap().to_string(),
+            api: self.api,
+        }
     }
 
     /// The API token once the daemon has created it.

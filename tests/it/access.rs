@@ -1,0 +1,709 @@
+//! Users, roles, sessions and the audit trail against the real daemon
+//! (real HTTP, the real access database): the role table over every route,
+//! camera lists, MediaMTX's authorization callback, the lockout of password
+//! guessing, CSRF, and the audit rows of each action.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::harness::{Daemon, Login, Setup};
+
+const PW: &str = "uma senha longa";
+
+/// The daemon with a viewer, an operator, an admin, and a viewer and an
+/// operator limited to camera 2; all logged in.
+struct World {
+    d: Daemon,
+    viewer: Login,
+    operator: Login,
+    admin: Login,
+    viewer2: Login,
+    operator2: Login,
+}
+
+async fn world(setup: Setup) -> World {
+    let d = Daemon::start(setup);
+    d.wait_status("the API answers", Duration::from_secs(20), |s| {
+        s["cameras"].as_array().is_some_and(|c| c.len() == 2)
+    })
+    .await;
+    for (name, role, cams) in [
+        ("vera", "viewer", ""),
+        ("otto", "operator", ""),
+        ("ada", "admin", ""),
+        ("vic", "viewer", "2"),
+        ("oz", "operator", "2"),
+    ] {
+        d.add_user(name, role, cams, PW);
+    }
+    World {
+        viewer: d.login("vera", PW).await,
+        operator: d.login("otto", PW).await,
+        admin: d.login("ada", PW).await,
+        viewer2: d.login("vic", PW).await,
+        operator2: d.login("oz", PW).await,
+        d,
+    }
+}
+
+/// (method, route as the router spells it, the path requested, a body,
+/// the status for [nobody, viewer, operator, admin, token]).
+type Row = (Method, &'static str, String, Option<Value>, [u16; 5]);
+
+/// One request as each caller: nobody, viewer, operator, admin, token.
+async fn as_each(w: &World, method: &Method, path: &str, body: Option<&Value>) -> [u16; 5] {
+    let with_body = |r: reqwest::RequestBuilder| match body {
+        Some(b) => r.json(b),
+        None => r,
+    };
+    let url = format!("http://{}{path}", w.d.api);
+    let mut out = [0u16; 5];
+    let anon = reqwest::Client::new().request(method.clone(), &url);
+    out[0] = with_body(anon).send().await.unwrap().status().as_u16();
+    for (i, who) in [&w.viewer, &w.operator, &w.admin].into_iter().enumerate() {
+        let r = with_body(who.request(method.clone(), path));
+        out[i + 1] = r.send().await.unwrap().status().as_u16();
+    }
+    let t = w.d.client().request(method.clone(), &url);
+    out[4] = with_body(t).send().await.unwrap().status().as_u16();
+    out
+}
+
+#[tokio::test]
+async fn every_route_answers_each_role_as_the_table_says() {
+    let w = world(Setup::default()).await;
+    let day = "from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z";
+    let latency = json!({"protocol": "webrtc", "seconds": 0.2});
+    let silence = json!({"camera_id": 99, "minutes": 5, "reason": "teste"});
+    let publish = json!({"action": "publish", "path": "cam_1", "protocol": "rtsp"});
+    // (method, route as in the router, concrete path, body,
+    //  [nobody, viewer, operator, admin, token]); 0 = 200 or 404 (playback
+    //  answers 404 when MediaMTX has no recording yet).
+    let table: Vec<Row> = vec![
+        (
+            Method::GET,
+            "/",
+            "/".into(),
+            None,
+            [200, 200, 200, 200, 200],
+        ),
+        (
+            Method::GET,
+            "/ui/settings.json",
+            "/ui/settings.json".into(),
+            None,
+            [200; 5],
+        ),
+        (
+            Method::GET,
+            "/ui/{file}",
+            "/ui/app.js".into(),
+            None,
+            [200; 5],
+        ),
+        // Open to processes on the box (these requests come from loopback).
+        (Method::GET, "/metrics", "/metrics".into(), None, [200; 5]),
+        (
+            Method::GET,
+            "/api/cameras/health",
+            "/api/cameras/health".into(),
+            None,
+            [200; 5],
+        ),
+        (
+            Method::GET,
+            "/api/me",
+            "/api/me".into(),
+            None,
+            [401, 200, 200, 200, 401],
+        ),
+        (
+            Method::GET,
+            "/api/status",
+            "/api/status".into(),
+            None,
+            [401, 200, 200, 200, 200],
+        ),
+        (
+            Method::GET,
+            "/api/cameras",
+            "/api/cameras".into(),
+            None,
+            [401, 200, 200, 200, 200],
+        ),
+        (
+            Method::GET,
+            "/api/cameras/{id}",
+            "/api/cameras/1".into(),
+            None,
+            [401, 200, 200, 200, 200],
+        ),
+        (
+            Method::GET,
+            "/api/alerts",
+            "/api/alerts".into(),
+            None,
+            [401, 200, 200, 200, 200],
+        ),
+        (
+            Method::GET,
+            "/api/alerts/incidents",
+            "/api/alerts/incidents".into(),
+            None,
+            [401, 200, 200, 200, 200],
+        ),
+        (
+            Method::GET,
+            "/api/alerts/silences",
+            "/api/alerts/silences".into(),
+            None,
+            [401, 200, 200, 200, 200],
+        ),
+        (
+            Method::POST,
+            "/api/cameras/{id}/latency",
+            "/api/cameras/1/latency".into(),
+            Some(latency),
+            [401, 204, 204, 204, 204],
+        ),
+        (
+            Method::GET,
+            "/api/cameras/{id}/recordings",
+            format!("/api/cameras/1/recordings?{day}"),
+            None,
+            [401, 403, 200, 200, 200],
+        ),
+        (
+            Method::GET,
+            "/api/cameras/{id}/playback/list",
+            "/api/cameras/1/playback/list".into(),
+            None,
+            [401, 403, 0, 0, 403],
+        ),
+        (
+            Method::GET,
+            "/api/cameras/{id}/playback/get",
+            "/api/cameras/1/playback/get?start=2026-01-01T00:00:00Z&duration=1".into(),
+            None,
+            [401, 403, 0, 0, 403],
+        ),
+        (
+            Method::POST,
+            "/api/cameras/{id}/reset",
+            "/api/cameras/99/reset".into(),
+            None,
+            [401, 403, 404, 404, 404],
+        ),
+        (
+            Method::POST,
+            "/api/alerts/{id}/ack",
+            "/api/alerts/999999/ack".into(),
+            Some(json!({})),
+            [401, 403, 404, 404, 404],
+        ),
+        (
+            Method::POST,
+            "/api/alerts/silences",
+            "/api/alerts/silences".into(),
+            Some(silence),
+            [401, 403, 200, 200, 200],
+        ),
+        (
+            Method::DELETE,
+            "/api/alerts/silences/{camera_id}",
+            "/api/alerts/silences/98".into(),
+            None,
+            [401, 403, 404, 404, 404],
+        ),
+        (
+            Method::POST,
+            "/api/alerts/webhook",
+            "/api/alerts/webhook".into(),
+            Some(json!({})),
+            [401, 403, 403, 403, 400],
+        ),
+        (
+            Method::GET,
+            "/api/audit",
+            "/api/audit".into(),
+            None,
+            [401, 403, 403, 200, 200],
+        ),
+        (
+            Method::GET,
+            "/api/events",
+            "/api/events".into(),
+            None,
+            [401, 200, 200, 200, 200],
+        ),
+        // MediaMTX's callback: loopback peers only; publishing never.
+        (
+            Method::POST,
+            "/internal/mediamtx/auth",
+            "/internal/mediamtx/auth".into(),
+            Some(publish),
+            [401; 5],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (method, _, path, body, want) in &table {
+        let got = as_each(&w, method, path, body.as_ref()).await;
+        let ok = got
+            .iter()
+            .zip(want)
+            .all(|(g, w)| g == w || *w == 0 && (*g == 200 || *g == 404));
+        if !ok {
+            failures.push(format!("{method} {path}: got {got:?}, want {want:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Login and logout are open; tested below. Every other route of the
+    // router is in the table.
+    let covered: BTreeSet<(String, String)> = table
+        .iter()
+        .map(|(m, route, ..)| (m.to_string(), route.to_string()))
+        .chain([
+            ("POST".to_string(), "/api/login".to_string()),
+            ("POST".to_string(), "/api/logout".to_string()),
+        ])
+        .collect();
+    let routes = crate::openapi::routes_in_source();
+    let missing: Vec<_> = routes.difference(&covered).collect();
+    assert!(
+        missing.is_empty(),
+        "routes not in the role table: {missing:?}"
+    );
+}
+
+/// The callback MediaMTX makes before a reader starts (docs/mediamtx.md
+/// §b2), as MediaMTX sends it.
+async fn mediamtx_asks(d: &Daemon, action: &str, path: &str, token: &str, query: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("http://{}/internal/mediamtx/auth", d.api))
+        .json(&json!({
+            "ip": "192.0.2.7", "user": "", "password": "", "token": token,
+            "action": action, "path": path, "protocol": "webrtc",
+            "id": "5f6c1d2e-0000-4000-8000-000000000001", "query": query,
+            "userAgent": "Mozilla/5.0"
+        }))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_viewer_of_camera_2_cannot_watch_or_play_back_camera_1() {
+    let w = world(Setup::default()).await;
+    let d = &w.d;
+    // The API: camera routes of another camera are refused.
+    for (who, path, code) in [
+        (&w.viewer2, "/api/cameras/1", 403),
+        (&w.viewer2, "/api/cameras/2", 200),
+        (&w.operator2, "/api/cameras/1/playback/list", 403),
+        (
+            &w.operator2,
+            "/api/cameras/1/recordings?from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z",
+            403,
+        ),
+        (
+            &w.operator2,
+            "/api/cameras/2/recordings?from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z",
+            200,
+        ),
+    ] {
+        let r = who.request(Method::GET, path).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), code, "{path}");
+    }
+    // MediaMTX's questions: live (WHEP, HLS) and playback of each camera.
+    let v2 = &w.viewer2.media;
+    assert_eq!(mediamtx_asks(d, "read", "cam_1", v2, "").await, 401);
+    assert_eq!(mediamtx_asks(d, "read", "cam_2", v2, "").await, 204);
+    // HLS and playback links carry it in the query.
+    let q = format!("token={v2}");
+    assert_eq!(mediamtx_asks(d, "read", "cam_1", "", &q).await, 401);
+    assert_eq!(mediamtx_asks(d, "read", "cam_2", "", &q).await, 204);
+    // A viewer plays nothing back; an operator of camera 2 only camera 2.
+    assert_eq!(mediamtx_asks(d, "playback", "cam_2", v2, "").await, 401);
+    let o2 = &w.operator2.media;
+    assert_eq!(mediamtx_asks(d, "playback", "cam_1", o2, "").await, 401);
+    assert_eq!(mediamtx_asks(d, "playback", "cam_2", o2, "").await, 204);
+    // Nobody publishes; nobody but the daemon drives MediaMTX's API; the
+    // session cookie and the API token are not media credentials.
+    let admin = &w.admin.media;
+    assert_eq!(mediamtx_asks(d, "publish", "cam_1", admin, "").await, 401);
+    assert_eq!(mediamtx_asks(d, "api", "", admin, "").await, 401);
+    assert_eq!(mediamtx_asks(d, "read", "cam_1", &d.token(), "").await, 401);
+    let cookie = w
+        .admin
+        .cookie
+        .trim_start_matches("vms_session=")
+        .to_string();
+    assert_eq!(mediamtx_asks(d, "read", "cam_1", &cookie, "").await, 401);
+    let own = std::fs::read_to_string(d.path("state/mediamtx-credential")).unwrap();
+    assert_eq!(mediamtx_asks(d, "api", "", own.trim(), "").await, 204);
+    assert_eq!(mediamtx_asks(d, "read", "cam_1", own.trim(), "").await, 401);
+    // After logout the media token is dead too.
+    let r = w
+        .viewer2
+        .request(Method::POST, "/api/logout")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(mediamtx_asks(d, "read", "cam_2", v2, "").await, 401);
+    let r = w
+        .viewer2
+        .request(Method::GET, "/api/status")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+async fn try_login(d: &Daemon, user: &str, pw: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("http://{}/api/login", d.api))
+        .json(&json!({"user": user, "password": pw}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_fourth_login_after_three_failures_is_refused_until_the_lockout_ends() {
+    let d = Daemon::start(Setup {
+        extra: "[access]\nmax_failures = 3\nfailure_window = \"10m\"\nlockout = \"3s\"\n".into(),
+        ..Setup::default()
+    });
+    d.wait_status("the API answers", Duration::from_secs(20), |s| {
+        s["cameras"].is_array()
+    })
+    .await;
+    d.add_user("ana", "viewer", "", PW);
+    for _ in 0..3 {
+        assert_eq!(try_login(&d, "ana", "a wrong password").await.status(), 401);
+    }
+    let locked_at = std::time::Instant::now();
+    let r = try_login(&d, "ana", PW).await;
+    assert_eq!(r.status(), 429, "the right password, but locked");
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3).contains(&wait), "Retry-After {wait}");
+    // The lockout ends as configured (3 s), not before.
+    let open = d
+        .wait_for("the lockout ends", Duration::from_secs(10), || async {
+            (try_login(&d, "ana", PW).await.status() == 200).then(std::time::Instant::now)
+        })
+        .await;
+    let locked_for = open - locked_at;
+    assert!(locked_for >= Duration::from_millis(2500), "{locked_for:?}");
+    // Locked again; an admin clears it at once.
+    for _ in 0..3 {
+        try_login(&d, "ana", "a wrong password").await;
+    }
+    assert_eq!(try_login(&d, "ana", PW).await.status(), 429);
+    let out = d.cli(&["user", "list"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("locked until"));
+    let out = d.cli(&["user", "unlock", "ana"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(try_login(&d, "ana", PW).await.status(), 200);
+    // Each attempt is in the audit trail, with its source address.
+    let audit = d.get("/api/audit?user=ana&limit=100").await.unwrap();
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions.iter().filter(|a| **a == "login_failed").count(),
+        6,
+        "{actions:?}"
+    );
+    assert!(
+        actions.iter().filter(|a| **a == "login_locked").count() >= 2,
+        "{actions:?}"
+    );
+    assert_eq!(
+        actions.iter().filter(|a| **a == "login").count(),
+        2,
+        "{actions:?}"
+    );
+    assert_eq!(audit["entries"][0]["source"], "127.0.0.1");
+}
+
+#[tokio::test]
+async fn a_change_from_another_origin_or_without_the_csrf_token_is_refused() {
+    let w = world(Setup::default()).await;
+    let op = &w.operator;
+    let url = format!("http://{}/api/alerts/999999/ack", w.d.api);
+    let send = |csrf: Option<&str>, origin: Option<&str>| {
+        let mut r = reqwest::Client::new()
+            .post(&url)
+            .header("cookie", &op.cookie)
+            .json(&json!({}));
+        if let Some(c) = csrf {
+            r = r.header("x-csrf-token", c);
+        }
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        r.send()
+    };
+    let own = format!("http://{}", w.d.api);
+    assert_eq!(send(None, None).await.unwrap().status(), 403);
+    assert_eq!(send(None, Some(&own)).await.unwrap().status(), 403);
+    assert_eq!(send(Some("0000"), Some(&own)).await.unwrap().status(), 403);
+    assert_eq!(
+        send(Some(&op.csrf), Some("http://evil.example"))
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    // The page's own request: through to the handler (no such alert).
+    assert_eq!(
+        send(Some(&op.csrf), Some(&own)).await.unwrap().status(),
+        404
+    );
+    // A login form on another origin.
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/api/login", w.d.api))
+        .header("origin", "http://evil.example")
+        .json(&json!({"user": "otto", "password": PW}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // The cookie is what a browser must never show to scripts or send
+    // cross-site.
+    let r = try_login(&w.d, "otto", PW).await;
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attr), "{cookie}");
+    }
+}
+
+#[tokio::test]
+async fn each_action_leaves_an_audit_row_that_the_api_cannot_change() {
+    let w = world(Setup::default()).await;
+    let d = &w.d;
+    let op = &w.operator;
+    d.wait_all_recording(2).await;
+    // Reset, silence and its end, playback, a live view, an ack.
+    let r = op
+        .request(Method::POST, "/api/cameras/1/reset")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = op
+        .request(Method::POST, "/api/alerts/silences")
+        .json(&json!({"camera_id": 2, "minutes": 30, "reason": "troca de lente"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = op
+        .request(Method::DELETE, "/api/alerts/silences/2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let _ = op
+        .request(
+            Method::GET,
+            "/api/cameras/2/playback/get?start=2026-01-01T10:00:00Z&duration=60",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        mediamtx_asks(d, "read", "cam_2", &w.viewer.media, "").await,
+        204
+    );
+    d.sim("POST", "/cameras/cam_2/down?mode=closed").await;
+    let alerts: Value =
+        crate::harness::eventually("an alert for camera 2", Duration::from_secs(30), || async {
+            let a = d.get("/api/alerts?camera_id=2").await?;
+            (a["total"].as_u64()? > 0).then_some(a)
+        })
+        .await;
+    let id = alerts["alerts"][0]["id"].as_i64().unwrap();
+    let r = op
+        .request(Method::POST, &format!("/api/alerts/{id}/ack"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let audit = w
+        .admin
+        .request(Method::GET, "/api/audit?limit=200")
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let rows = audit["entries"].as_array().unwrap();
+    let find = |actor: &str, action: &str| {
+        rows.iter()
+            .find(|r| r["actor"] == actor && r["action"] == action)
+            .unwrap_or_else(|| panic!("no {action} by {actor} in {rows:#?}"))
+    };
+    assert_eq!(find("otto", "camera_reset")["camera"], 1);
+    assert_eq!(find("otto", "camera_reset")["source"], "127.0.0.1");
+    assert!(find("otto", "silence_add")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("troca de lente"));
+    assert_eq!(find("otto", "silence_remove")["camera"], 2);
+    let pb = find("otto", "playback");
+    assert_eq!(pb["camera"], 2);
+    assert!(pb["detail"]
+        .as_str()
+        .unwrap()
+        .contains("start=2026-01-01T10:00:00Z duration=60"));
+    let live = find("vera", "live_view");
+    assert_eq!(
+        (live["camera"].clone(), live["source"].clone()),
+        (json!(2), json!("192.0.2.7"))
+    );
+    assert_eq!(find("otto", "alert_ack")["detail"], format!("alert {id}"));
+    for who in ["vera", "otto", "ada", "vic", "oz"] {
+        find(who, "login");
+    }
+    assert!(rows
+        .iter()
+        .any(|r| r["action"] == "user_add" && r["actor"].as_str().unwrap().starts_with("cli:")));
+    // The filters.
+    let by_camera = d.get("/api/audit?camera=1").await.unwrap();
+    assert!(by_camera["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["camera"] == 1));
+    let since = d
+        .get("/api/audit?since=2999-01-01T00:00:00Z")
+        .await
+        .unwrap();
+    assert_eq!(since["entries"], json!([]));
+    // Nothing in the API changes or deletes it.
+    for method in [Method::PUT, Method::PATCH, Method::DELETE, Method::POST] {
+        let r = w
+            .admin
+            .request(method.clone(), "/api/audit")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "{method}");
+    }
+    let r = w
+        .admin
+        .request(Method::DELETE, "/api/audit/1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // The CLI reads the same trail.
+    let out = d.cli(&["audit", "--user", "otto", "--camera", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("camera_reset"),
+        "{text}"
+    );
+    assert!(!text.contains("silence_add"), "{text}");
+}
+
+/// The answer time of MediaMTX's authorization callback, which sits on
+/// every reader's path: 10 000 calls, each on a new connection as MediaMTX
+/// makes them (docs/mediamtx.md §b2), half allowed (a reader starting: a
+/// session lookup and an audit row), half refused. Writes the
+/// "Authorization" section of BENCHMARKS.md; run by `scripts/bench`.
+#[tokio::test]
+#[ignore = "a benchmark: scripts/bench runs it"]
+async fn mediamtx_authorization_answer_time() {
+    const CALLS: usize = 10_000;
+    let d = Daemon::start(Setup::default());
+    d.wait_status("the API answers", Duration::from_secs(20), |s| {
+        s["cameras"].as_array().is_some_and(|c| c.len() == 2)
+    })
+    .await;
+    d.add_user("vic", "viewer", "2", PW);
+    let vic = d.login("vic", PW).await;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let url = format!("http://{}/internal/mediamtx/auth", d.api);
+    let mut allowed = Vec::with_capacity(CALLS / 2);
+    let mut refused = Vec::with_capacity(CALLS / 2);
+    for i in 0..CALLS {
+        let cam = if i % 2 == 0 { "cam_2" } else { "cam_1" };
+        let body = json!({
+            "ip": "192.0.2.7", "user": "", "password": "", "token": vic.media,
+            "action": "read", "path": cam, "protocol": "webrtc",
+            "id": format!("00000000-0000-4000-8000-{i:012}"), "query": "", "userAgent": "bench"
+        });
+        let t0 = std::time::Instant::now();
+        let status = http.post(&url).json(&body).send().await.unwrap().status();
+        let ms = t0.elapsed().as_secs_f64() * 1000.0;
+        if i % 2 == 0 {
+            assert_eq!(status, 204);
+            allowed.push(ms);
+        } else {
+            assert_eq!(status, 401);
+            refused.push(ms);
+        }
+    }
+    let stats = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        (v[v.len() / 2], v[v.len() * 99 / 100], v[v.len() - 1])
+    };
+    let (am, a99, amax) = stats(&mut allowed);
+    let (rm, r99, rmax) = stats(&mut refused);
+    let build = if std::env::var_os("VMS_TEST_BIN_DIR").is_some() {
+        "release"
+    } else {
+        "debug"
+    };
+    let md = format!(
+        "\n## Authorization of MediaMTX's readers\n\n\
+         `POST /internal/mediamtx/auth`, {CALLS} calls from one client, each on a new TCP\n\
+         connection as MediaMTX makes them, against the {build} daemon (access database on\n\
+         disk, WAL). Allowed: a viewer's media token for its camera (session lookup, idle\n\
+         clock, a `live_view` audit row); refused: the same token for another camera (and\n\
+         its `media_refused` row). `cargo test --test it -- --ignored\n\
+         mediamtx_authorization_answer_time`.\n\n\
+         | Answer | Median | p99 | Worst |\n|---|---|---|---|\n\
+         | 204 allowed | {am:.2} ms | {a99:.2} ms | {amax:.1} ms |\n\
+         | 401 refused | {rm:.2} ms | {r99:.2} ms | {rmax:.1} ms |\n"
+    );
+    let path = crate::util::repo().join("BENCHMARKS.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let (head, tail) = match old.split_once("\n## Authorization of MediaMTX's readers\n") {
+        Some((head, rest)) => (
+            head.to_string(),
+            rest.find("\n## ")
+                .map(|i| rest[i..].to_string())
+                .unwrap_or_default(),
+        ),
+        None => (old.trim_end().to_string(), String::new()),
+    };
+    std::fs::write(&path, format!("{}\n{md}{tail}", head.trim_end())).unwrap();
+    println!("{md}");
+}
