@@ -302,6 +302,10 @@ impl Daemon {
             // Not a systemd service (even when the tests run in one): SIGTERM
             // stops MediaMTX.
             .env_remove("INVOCATION_ID")
+            // The stand-in pauses 0-4 s before refusing a reader with a
+            // wrong credential, as MediaMTX does: not in tests that only
+            // check who is refused.
+            .env("MTXSIM_AUTH_PAUSE_MS", "0")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in &self.env {
