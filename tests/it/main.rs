@@ -2,8 +2,8 @@
 //! `vms-supervisor` binary (and, for the daemon, the `mediamtx-sim` stand-in).
 
 mod acceptance;
-mod adopt;
 mod access;
+mod adopt;
 mod alerting;
 mod alerts;
 mod api;
