@@ -527,7 +527,16 @@ async fn post(url: &str, body: &str) -> Result<(u16, Vec<u8>), String> {
         }
     };
     let mut rest = raw.split_off(split);
-    let want = if chunked { None } else { length };
+    // 1xx, 204 and 304 answers have no body whatever their headers say;
+    // the server may keep the connection open after them (as an axum or Go
+    // server does), so reading on would wait for nothing.
+    let want = if status == 204 || status == 304 || (100..200).contains(&status) {
+        Some(0)
+    } else if chunked {
+        None
+    } else {
+        length
+    };
     loop {
         let done = match want {
             Some(n) => rest.len() >= n,

@@ -137,6 +137,14 @@ fn serve(s: TcpStream, calls: &Mutex<Vec<Call>>, decide: &Decide) {
     });
     let (code, text) = decide(&parsed);
     let mut s = s;
+    if code == 204 {
+        // As an axum or Go server answers 204: no length, no body, and the
+        // connection kept open for the next request.
+        let _ = write!(s, "HTTP/1.1 204 No Content\r\n\r\n");
+        let _ = s.flush();
+        std::thread::sleep(Duration::from_secs(30));
+        return;
+    }
     let _ = write!(
         s,
         "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
@@ -617,6 +625,22 @@ fn refusals_answer_as_each_server_does() {
         401
     );
     assert_eq!(offer(&sim.addr("webrtc"), "/cam2/whep", &[]).status, 401);
+}
+
+/// A 204 answer has no body, and the server may keep the connection open:
+/// the request is allowed at once, not after the call's timeout.
+#[test]
+fn a_204_kept_alive_allows_at_once() {
+    let a = AuthServer::start(|_| (204, String::new()));
+    let sim = Sim::start(&conf(&http_auth(&a), "readTimeout: 20s\n"));
+    let started = std::time::Instant::now();
+    assert_eq!(sim.api("GET", "/v3/paths/list", None).status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "allowed only after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(a.bodies("api").len(), 1);
 }
 
 #[test]
