@@ -104,6 +104,35 @@ const DAEMON_METRICS: &[&str] = &[
     "vms_build_info",
 ];
 
+/// Series the daemon also exports that the box dashboard does not have to
+/// show (storage detail, the backup queue, push channels): known to the
+/// rule and dashboard checks, not required in a panel.
+const DAEMON_EXTRA_METRICS: &[&str] = &[
+    "vms_alert_channel_up",
+    "vms_backup_config_error",
+    "vms_backup_failures_total",
+    "vms_backup_lag_seconds",
+    "vms_backup_queue_bytes",
+    "vms_backup_queue_segments",
+    "vms_backup_uploaded_bytes_total",
+    "vms_backup_uploaded_segments_total",
+    "vms_storage_bytes",
+    "vms_storage_capacity_days",
+    "vms_storage_catalog_bytes",
+    "vms_storage_days_until_full",
+    "vms_storage_disk_full",
+    "vms_storage_evicted_bytes_total",
+    "vms_storage_evicted_hours_total",
+    "vms_storage_evictions_total",
+    "vms_storage_footage_days",
+    "vms_storage_free_floor_bytes",
+    "vms_storage_retention_compliant",
+    "vms_storage_retention_deleted_total",
+    "vms_storage_retention_required_days",
+    "vms_storage_segments",
+    "vms_storage_write_bytes_per_second",
+];
+
 /// The daemon's histograms: only their `_bucket`, `_sum` and `_count`
 /// series exist in Prometheus; the bare name matches nothing.
 const DAEMON_HISTOGRAMS: &[&str] = &[
@@ -209,7 +238,11 @@ const MEDIAMTX_DEPRECATED: &[(&str, &str)] = &[
 /// one of the daemon's names, MediaMTX's, the node exporter's (`node_*`) or
 /// Prometheus's own `up`.
 pub(crate) fn unknown_metric(name: &str) -> Option<String> {
-    if DAEMON_METRICS.contains(&name) || name == "up" || name.starts_with("node_") {
+    if DAEMON_METRICS.contains(&name)
+        || DAEMON_EXTRA_METRICS.contains(&name)
+        || name == "up"
+        || name.starts_with("node_")
+    {
         return None;
     }
     for h in DAEMON_HISTOGRAMS {
