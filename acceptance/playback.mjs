@@ -36,6 +36,12 @@ try {
   const page = browser.pages()[0] || await browser.newPage();
   page.on('pageerror', (e) => errors.push(String(e)));
   await page.goto(`${URL_}/#/playback?camera=1`);
+  // Playback needs an operator's session (DASH_USER / DASH_PASSWORD).
+  await page.waitForSelector('#login:not([hidden])');
+  await page.fill('#login-user', process.env.DASH_USER);
+  await page.fill('#login-password', process.env.DASH_PASSWORD);
+  await page.click('#login-submit');
+  await page.waitForSelector('#login', { state: 'hidden' });
   const spans = await until('the timeline lists recorded spans', () => page.evaluate(() => {
     const els = [...document.querySelectorAll('#timeline .span')];
     return els.length && els.map((e) => ({ start: Date.parse(e.dataset.start), end: Date.parse(e.dataset.end) }));

@@ -539,6 +539,7 @@ async fn acceptance_playback_in_chromium() {
         (segments(&d.recordings, 1, tz).len() >= 4).then_some(())
     })
     .await;
+    d.add_user("operadora", "operator", "", "senha-da-operadora");
     let result = d.dir.path().join("playback.json");
     let out = tokio::task::spawn_blocking({
         let url = format!("http://{}", d.api);
@@ -547,6 +548,8 @@ async fn acceptance_playback_in_chromium() {
             Command::new("node")
                 .arg(repo.join("acceptance/playback.mjs"))
                 .env("DASH_URL", url)
+                .env("DASH_USER", "operadora")
+                .env("DASH_PASSWORD", "senha-da-operadora")
                 .env("RESULT", &result)
                 .output()
                 .expect("run node (scripts/setup installs it)")
