@@ -268,7 +268,9 @@ async fn admit(state: &Gate, req: &mut Request) -> Result<(), ApiError> {
         .and_then(|h| h.to_str().ok())
         .unwrap_or("")
         .to_string();
-    if let Some(c) = conn {
+    // A request without a `Host` header (HTTP/1.0 from a script) cannot be
+    // a browser's, so it cannot be DNS rebinding; it still needs a caller.
+    if let Some(c) = conn.filter(|_| !host.is_empty()) {
         if !host_allowed(&host, c.local, &state.allowed_hosts) {
             return Err(ApiError::new(
                 StatusCode::MISDIRECTED_REQUEST,
