@@ -70,6 +70,28 @@ fn load_client(path: &Path) -> Result<Config, Failure> {
     Ok(config)
 }
 
+/// The demo's dashboard login: user `demo`, password `demo-demo-demo`
+/// (admin), made in the demo's own state directory (/tmp/vms-demo) when it
+/// is not there. Only `run --demo` does this; an installed box has no user
+/// until an administrator adds one (README, "The first admin").
+const DEMO_USER: (&str, &str) = ("demo", "demo-demo-demo");
+
+fn demo_user(config: &Config) -> anyhow::Result<()> {
+    use vms_supervisor::access::{password, store::Store, Role};
+    std::fs::create_dir_all(&config.state.dir)
+        .with_context(|| format!("creating {}", config.state.dir.display()))?;
+    let mut store = Store::open(&vms_supervisor::access::db_path(config))?;
+    if store.user(DEMO_USER.0)?.is_none() {
+        let hash = password::hash(DEMO_USER.1)?;
+        store.add_user(DEMO_USER.0, Role::Admin, &[], &hash, chrono::Utc::now())?;
+    }
+    eprintln!(
+        "demo: the dashboard is at http://{}/ (user {:?}, password {:?})",
+        config.api.listen, DEMO_USER.0, DEMO_USER.1
+    );
+    Ok(())
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -101,6 +123,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 let path = PathBuf::from("<embedded demo config>");
                 let config =
                     Config::from_toml(config::DEMO_TOML).map_err(|e| Failure::Config(path, e))?;
+                demo_user(&config)?;
                 (config, None)
             } else {
                 (load(&cli.config)?, Some(cli.config.clone()))
