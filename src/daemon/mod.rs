@@ -455,7 +455,13 @@ impl Daemon {
         }
     }
 
-    fn snapshot(&self, now: Now) -> Snapshot {
+    /// The published state; `storage` is the storage machine's view of the
+    /// same moment (the metrics use it too: computed once per publish).
+    fn snapshot(
+        &self,
+        now: Now,
+        storage: Option<&crate::storage::machine::StorageView>,
+    ) -> Snapshot {
         let st = self.process.status();
         Snapshot {
             box_name: self.config.general.box_name.clone(),
@@ -481,37 +487,17 @@ impl Daemon {
                 .into_iter()
                 .map(|(c, e)| (c.as_str().to_string(), e))
                 .collect(),
-            storage: self.storage.as_ref().map(|st| {
-                let v = st.machine.view(now.wall);
-                crate::status::StorageStatus {
-                    capacity_days: v.capacity_days,
-                    days_until_full: v.days_until_full,
-                    floor_bytes: v.floor_bytes,
-                    write_bytes_per_second: v.write_bytes_per_second,
-                    evicting: v.evicting,
-                    evicted_hours_total: v.evicted_hours_total,
-                    cameras: v
-                        .cameras
-                        .iter()
-                        .map(|c| crate::status::CameraRetention {
-                            camera_id: c.camera,
-                            footage_days: c.footage_days,
-                            required_days: c.required_days,
-                            compliant: c.compliant,
-                            reason: c.reason.map(str::to_string),
-                        })
-                        .collect(),
-                }
-            }),
+            storage: storage.map(storage::status),
         }
     }
 
     fn publish(&mut self, now: Now) {
-        let snap = self.snapshot(now);
-        crate::metrics::update(&snap);
-        if let Some(st) = &self.storage {
-            crate::storage::metrics::publish(&st.machine.view(now.wall));
+        let view = self.storage.as_ref().map(|st| st.machine.view(now.wall));
+        if let Some(v) = &view {
+            crate::storage::metrics::publish(v);
         }
+        let snap = self.snapshot(now, view.as_ref());
+        crate::metrics::update(&snap);
         let summary = snap.summary();
         if summary != self.last_status {
             notify::status(&summary);

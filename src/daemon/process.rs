@@ -183,7 +183,7 @@ impl Daemon {
                     self.timers.mediamtx_ready(now.mono);
                     if !self.ready_sent {
                         self.ready_sent = true;
-                        notify::ready(&self.snapshot(now).summary());
+                        notify::ready(&self.snapshot(now, None).summary());
                     }
                 }
                 Action::WentDown {

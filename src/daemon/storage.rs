@@ -60,6 +60,29 @@ pub fn settings(config: &Config) -> machine::Settings {
     }
 }
 
+/// What the status shows of the storage machine's view.
+pub fn status(v: &machine::StorageView) -> crate::status::StorageStatus {
+    crate::status::StorageStatus {
+        capacity_days: v.capacity_days,
+        days_until_full: v.days_until_full,
+        floor_bytes: v.floor_bytes,
+        write_bytes_per_second: v.write_bytes_per_second,
+        evicting: v.evicting,
+        evicted_hours_total: v.evicted_hours_total,
+        cameras: v
+            .cameras
+            .iter()
+            .map(|c| crate::status::CameraRetention {
+                camera_id: c.camera,
+                footage_days: c.footage_days,
+                required_days: c.required_days,
+                compliant: c.compliant,
+                reason: c.reason.map(str::to_string),
+            })
+            .collect(),
+    }
+}
+
 pub fn cameras(config: &Config) -> Vec<(u32, String)> {
     config
         .cameras

@@ -20,7 +20,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::harness::{camera, free_port, Daemon, FakeTelegram, Setup};
-use crate::soak::{fds, inject, new_alerts, now_epoch, proc_value, segments, Fault, Outage};
+use crate::soak::{
+    criticals_then_quiet, fds, inject, new_alerts, now_epoch, proc_value, segments, Fault, Outage,
+};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -842,19 +844,8 @@ async fn acceptance_soak_one_day() {
         });
         rec.push(&format!("detect_{fault:?}_s"), detect);
         rec.push(&format!("repair_{fault:?}_s"), repair);
-        criticals += new_alerts(&d, &mut last_alert)
-            .await
-            .iter()
-            .filter(critical)
-            .count();
-        d.observe(DAY_QUIET).await;
-        let quiet = new_alerts(&d, &mut last_alert).await;
-        criticals += quiet.iter().filter(critical).count();
-        let alarms: Vec<_> = quiet
-            .iter()
-            .filter(|a| a["phase"] == "firing")
-            .map(|a| format!("{} {}", a["issue"], a["camera_id"]))
-            .collect();
+        let (n, alarms) = criticals_then_quiet(&d, &mut last_alert, DAY_QUIET).await;
+        criticals += n;
         if !alarms.is_empty() {
             false_alarms.push(format!("after {fault:?} (cycle {cycle}): {alarms:?}"));
         }

@@ -157,6 +157,28 @@ pub(crate) async fn new_alerts(d: &Daemon, last: &mut i64) -> Vec<serde_json::Va
     fresh
 }
 
+/// After a fault: counts the Critical alerts stored since `last`, then
+/// watches the box for `quiet` and returns (Criticals in all, what fired
+/// during the quiet time as "issue camera"): on a healthy box that list is
+/// a false alarm.
+pub(crate) async fn criticals_then_quiet(
+    d: &Daemon,
+    last: &mut i64,
+    quiet: Duration,
+) -> (usize, Vec<String>) {
+    let critical = |a: &&serde_json::Value| a["severity"] == "critical" && a["phase"] == "firing";
+    let mut criticals = new_alerts(d, last).await.iter().filter(critical).count();
+    d.observe(quiet).await;
+    let after = new_alerts(d, last).await;
+    criticals += after.iter().filter(critical).count();
+    let fired = after
+        .iter()
+        .filter(|a| a["phase"] == "firing")
+        .map(|a| format!("{} {}", a["issue"], a["camera_id"]))
+        .collect();
+    (criticals, fired)
+}
+
 /// Injects `fault` on camera `k`, waits until the daemon has seen it and the
 /// box is recording again. Returns (detection, repair) in seconds.
 pub(crate) async fn inject(d: &Daemon, fault: Fault, k: u32) -> (f64, f64) {
@@ -353,21 +375,8 @@ async fn soak_write_soak_md() {
             "soak: cycle {cycle} {fault:?} cam_{k}: detected {detect:.1} s, all recording {repair:.1} s later"
         );
 
-        let critical =
-            |a: &&serde_json::Value| a["severity"] == "critical" && a["phase"] == "firing";
-        criticals += new_alerts(&d, &mut last_alert)
-            .await
-            .iter()
-            .filter(critical)
-            .count();
-        d.observe(QUIET).await;
-        let quiet = new_alerts(&d, &mut last_alert).await;
-        criticals += quiet.iter().filter(critical).count();
-        let alarms: Vec<_> = quiet
-            .iter()
-            .filter(|a| a["phase"] == "firing")
-            .map(|a| format!("{} {}", a["issue"], a["camera_id"]))
-            .collect();
+        let (n, alarms) = criticals_then_quiet(&d, &mut last_alert, QUIET).await;
+        criticals += n;
         if !alarms.is_empty() {
             false_alarms.push(format!("cycle {cycle}, after {fault:?}: {alarms:?}"));
         }
