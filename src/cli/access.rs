@@ -55,6 +55,22 @@ fn actor() -> String {
     format!("cli:{login}")
 }
 
+/// An audit row for another CLI command (`hold add`, `hold release`).
+pub fn audit_other(
+    config: &Config,
+    action: &str,
+    camera: u32,
+    detail: String,
+) -> anyhow::Result<()> {
+    let mut store = open(config)?;
+    store.audit(
+        &AuditEntry::new(Utc::now(), &actor(), "cli", action)
+            .camera(camera)
+            .detail(detail),
+    )?;
+    Ok(())
+}
+
 fn audit(store: &mut Store, action: &str, detail: String) -> anyhow::Result<()> {
     store.audit(&AuditEntry::new(Utc::now(), &actor(), "cli", action).detail(detail))?;
     Ok(())

@@ -115,9 +115,22 @@ pub fn hold_add(
         &who(),
         Utc::now(),
     )?;
+    let audited = super::access::audit_other(
+        config,
+        "hold_add",
+        camera,
+        format!(
+            "hold {}: {} to {}; {}",
+            h.id,
+            h.from.format("%Y-%m-%dT%H:%M:%SZ"),
+            h.to.format("%Y-%m-%dT%H:%M:%SZ"),
+            h.reason
+        ),
+    );
     Ok(format!(
-        "hold {} on camera {camera}: kept from deletion and eviction until released\n",
-        h.id
+        "hold {} on camera {camera}: kept from deletion and eviction until released\n{}",
+        h.id,
+        unaudited(audited)
     ))
 }
 
@@ -147,6 +160,17 @@ pub fn hold_list(config: &Config) -> anyhow::Result<String> {
 
 pub fn hold_release(config: &Config, id: i64) -> anyhow::Result<String> {
     let conn = open(config)?;
-    holds::release(&conn, id, &who(), Utc::now())?;
-    Ok(format!("hold {id} released\n"))
+    let h = holds::release(&conn, id, &who(), Utc::now())?;
+    let audited =
+        super::access::audit_other(config, "hold_release", h.camera, format!("hold {id}"));
+    Ok(format!("hold {id} released\n{}", unaudited(audited)))
+}
+
+/// The line that says the audit trail missed a change (the change itself
+/// stands: the hold protects footage either way).
+fn unaudited(r: anyhow::Result<()>) -> String {
+    match r {
+        Ok(()) => String::new(),
+        Err(e) => format!("warning: not written to the audit trail: {e:#}\n"),
+    }
 }

@@ -129,6 +129,9 @@ pub fn need(method: &Method, path: &str) -> Need {
             }
         }
         ["api", "alerts", ..] if !get => Need::Role(Permission::Operate, None),
+        // Holds name cameras in their body: the handler checks the user's
+        // camera list.
+        ["api", "holds", ..] => Need::Role(Permission::Operate, None),
         _ => Need::Role(Permission::Read, None),
     }
 }

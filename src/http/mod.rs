@@ -6,6 +6,8 @@
 //! * [`cameras`]: health, cameras, status, reset, latency reports.
 //! * [`alerts`]: alert history, incidents, silences, Alertmanager's webhook.
 //! * [`events`]: `GET /api/events`.
+//! * [`recordings`], [`holds`], [`playback`]: the gap ledger, legal holds,
+//!   recorded video.
 //! * [`session`]: login, logout, `/api/me`, the audit trail;
 //!   [`mediamtx_auth`]: MediaMTX's authorization callback.
 //! * [`auth`]: who may do what (the guard in front of every route);
@@ -21,6 +23,7 @@ pub mod cameras;
 pub mod dashboard;
 pub mod error;
 pub mod events;
+pub mod holds;
 pub mod mediamtx_auth;
 pub mod playback;
 pub mod recordings;
@@ -149,6 +152,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/cameras/{id}/reset", post(cameras::reset))
         .route("/api/cameras/{id}/latency", post(cameras::latency))
         .route("/api/cameras/{id}/recordings", get(recordings::ledger))
+        .route("/api/holds", get(holds::list).post(holds::add))
+        .route("/api/holds/{id}/release", post(holds::release))
         .route("/api/events", get(events::stream))
         .route("/api/status", get(cameras::status))
         .route("/metrics", get(metrics))

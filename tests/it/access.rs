@@ -79,6 +79,8 @@ async fn every_route_answers_each_role_as_the_table_says() {
     let latency = json!({"protocol": "webrtc", "seconds": 0.2});
     let silence = json!({"camera_id": 99, "minutes": 5, "reason": "teste"});
     let publish = json!({"action": "publish", "path": "cam_1", "protocol": "rtsp"});
+    let hold = json!({"camera": 99, "from": "2026-01-01T00:00:00Z",
+                      "to": "2026-01-02T00:00:00Z", "reason": "teste"});
     // (method, route as in the router, concrete path, body,
     //  [nobody, viewer, operator, admin, token]); 0 = 200 or 404 (playback
     //  answers 404 when MediaMTX has no recording yet).
@@ -224,6 +226,27 @@ async fn every_route_answers_each_role_as_the_table_says() {
             "/api/alerts/webhook".into(),
             Some(json!({})),
             [401, 403, 403, 403, 400],
+        ),
+        (
+            Method::GET,
+            "/api/holds",
+            "/api/holds".into(),
+            None,
+            [401, 403, 200, 200, 200],
+        ),
+        (
+            Method::POST,
+            "/api/holds",
+            "/api/holds".into(),
+            Some(hold),
+            [401, 403, 404, 404, 404],
+        ),
+        (
+            Method::POST,
+            "/api/holds/{id}/release",
+            "/api/holds/999999/release".into(),
+            Some(json!({})),
+            [401, 403, 404, 404, 404],
         ),
         (
             Method::GET,
@@ -706,4 +729,138 @@ async fn mediamtx_authorization_answer_time() {
     };
     std::fs::write(&path, format!("{}\n{md}{tail}", head.trim_end())).unwrap();
     println!("{md}");
+}
+
+/// Legal holds over the API: operators place and release them, a user
+/// limited to camera 2 sees and touches camera 2's only, bad requests are
+/// JSON 4xx, and every change is in the audit trail (the CLI's too).
+#[tokio::test]
+async fn operators_place_and_release_holds_within_their_cameras_on_record() {
+    let w = world(Setup::default()).await;
+    let d = &w.d;
+    let send = |who: &Login, method: Method, path: &str, body: Value| {
+        let r = who.request(method, path).json(&body);
+        async move {
+            let r = r.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let range = |camera: u32, reason: &str| {
+        json!({"camera": camera, "from": "2026-11-28T21:00:00Z",
+               "to": "2026-11-28T23:00:00Z", "reason": reason})
+    };
+    let (status, h1) = send(
+        &w.operator,
+        Method::POST,
+        "/api/holds",
+        range(1, "Ofício 12/2026"),
+    )
+    .await;
+    assert_eq!(status, 201, "{h1}");
+    assert_eq!(
+        (h1["camera"].clone(), h1["created_by"].clone()),
+        (json!(1), json!("otto"))
+    );
+    assert_eq!(h1["released_at"], Value::Null);
+    let (status, h2) = send(&w.operator2, Method::POST, "/api/holds", range(2, "BO 77")).await;
+    assert_eq!(status, 201, "{h2}");
+    // oz may not see camera 1: not its holds, not placing one there.
+    let (status, e) = send(&w.operator2, Method::POST, "/api/holds", range(1, "x")).await;
+    assert_eq!(status, 403, "{e}");
+    let oz_list: Value = w
+        .operator2
+        .request(Method::GET, "/api/holds")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids = |v: &Value| -> Vec<i64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["id"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(ids(&oz_list), vec![h2["id"].as_i64().unwrap()]);
+    let release1 = format!("/api/holds/{}/release", h1["id"]);
+    let (status, e) = send(&w.operator2, Method::POST, &release1, json!({})).await;
+    assert_eq!(status, 404, "{e}");
+    // Bad requests name the problem.
+    let mut backwards = range(1, "x");
+    backwards["to"] = json!("2026-11-28T20:00:00Z");
+    for (body, want) in [
+        (backwards, "before"),
+        (range(1, "  "), "reason"),
+        (
+            json!({"camera": 1, "from": "ontem", "to": "hoje", "reason": "x"}),
+            "from",
+        ),
+        (
+            json!({"camera": 1, "from": "2016-01-01T00:00:00Z",
+                "to": "2026-11-28T00:00:00Z", "reason": "x"}),
+            "3660 days",
+        ),
+    ] {
+        let (status, e) = send(&w.operator, Method::POST, "/api/holds", body).await;
+        assert_eq!(status, 400, "{e}");
+        assert!(
+            e["error"].as_str().unwrap().contains(want),
+            "{e} lacks {want}"
+        );
+    }
+    // Release, once.
+    let (status, r) = send(&w.admin, Method::POST, &release1, json!({})).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["released_by"], "ada");
+    let (status, e) = send(&w.admin, Method::POST, &release1, json!({})).await;
+    assert_eq!(status, 409, "{e}");
+    let in_force = ids(&d.get("/api/holds").await.unwrap());
+    assert_eq!(in_force, vec![h2["id"].as_i64().unwrap()]);
+    let all = d.get("/api/holds?all=true").await.unwrap();
+    assert_eq!(ids(&all).len(), 2, "{all}");
+    // The CLI's holds are audited too.
+    let out = d.cli(&[
+        "hold",
+        "add",
+        "2",
+        "--from",
+        "2026-11-27T10:00:00Z",
+        "--to",
+        "2026-11-27T11:00:00Z",
+        "--reason",
+        "pedido da promotoria",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success() && !stdout.contains("warning"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let audit = d.get("/api/audit?limit=200").await.unwrap();
+    let rows = audit["entries"].as_array().unwrap();
+    let row = |actor: &str, action: &str| {
+        rows.iter()
+            .find(|r| r["actor"].as_str().unwrap().starts_with(actor) && r["action"] == action)
+            .unwrap_or_else(|| panic!("no {action} by {actor} in {rows:#?}"))
+    };
+    let placed = row("otto", "hold_add");
+    assert_eq!(placed["camera"], 1);
+    assert!(
+        placed["detail"]
+            .as_str()
+            .unwrap()
+            .contains("2026-11-28T21:00:00Z to 2026-11-28T23:00:00Z; Ofício 12/2026"),
+        "{placed}"
+    );
+    assert_eq!(
+        row("ada", "hold_release")["detail"],
+        format!("hold {}", h1["id"])
+    );
+    assert!(row("cli:", "hold_add")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("pedido da promotoria"));
 }
