@@ -104,6 +104,30 @@ impl Default for Settings {
     }
 }
 
+/// A length of footage as a person reads it: `2.5 h`, `40 min`, `25 s`
+/// (a few minutes evicted must not read as `0.0 h`).
+pub fn span_text(hours: f64) -> String {
+    if hours >= 1.0 {
+        format!("{hours:.1} h")
+    } else if hours * 60.0 >= 1.0 {
+        format!("{:.0} min", hours * 60.0)
+    } else {
+        format!("{:.0} s", hours * 3600.0)
+    }
+}
+
+/// An amount of bytes as a person reads it: `1.25 GiB`, `350.0 MiB`.
+pub fn bytes_text(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= GIBI {
+        format!("{:.2} GiB", b / GIBI)
+    } else if b >= MEBI {
+        format!("{:.1} MiB", b / MEBI)
+    } else {
+        format!("{:.0} KiB", b / 1024.0)
+    }
+}
+
 fn us(d: Duration) -> Micros {
     d.as_micros() as Micros
 }
@@ -941,34 +965,34 @@ impl Machine {
         let fmt_range = |r: &EvictedRange| {
             let tz = self.tz;
             format!(
-                "câmera {}: {} a {} ({:.1} h)",
+                "câmera {}: {} a {} ({})",
                 r.camera,
                 r.from.with_timezone(&tz).format("%d/%m %H:%M"),
                 r.to.with_timezone(&tz).format("%d/%m %H:%M"),
-                r.hours
+                span_text(r.hours)
             )
         };
         let total_h: f64 = ranges.iter().map(|r| r.hours).sum();
         let total_b: u64 = ranges.iter().map(|r| r.bytes).sum();
         let details = format!(
-            "evicted {:.1} h ({:.2} GiB) of the oldest footage to keep the free-space floor: {}",
-            total_h,
-            total_b as f64 / GIBI,
+            "evicted {} ({}) of the oldest footage to keep the free-space floor: {}",
+            span_text(total_h),
+            bytes_text(total_b),
             ranges
                 .iter()
                 .map(|r| format!(
-                    "camera {} {}..{} {:.1} h",
+                    "camera {} {}..{} {}",
                     r.camera,
                     r.from.to_rfc3339(),
                     r.to.to_rfc3339(),
-                    r.hours
+                    span_text(r.hours)
                 ))
                 .collect::<Vec<_>>()
                 .join("; ")
         );
         let summary_pt = format!(
-            "disco quase cheio: {:.1} h das gravações mais antigas foram apagadas antes do prazo de retenção ({})",
-            total_h,
+            "disco quase cheio: {} das gravações mais antigas foram apagadas antes do prazo de retenção ({})",
+            span_text(total_h),
             ranges.iter().map(fmt_range).collect::<Vec<_>>().join("; ")
         );
         out.push(Action::Alert(StorageAlert {

@@ -1387,6 +1387,31 @@ vms_alert_deliveries_total{channel="telegram",result="failure"} 1
 vms_alert_store_durable 1
 # TYPE vms_build_info gauge
 vms_build_info{commit="3c7bbce",version="0.1.0"} 1
+# TYPE vms_storage_footage_days gauge
+vms_storage_footage_days{camera_id="1"} 61.5
+vms_storage_footage_days{camera_id="2"} 90.2
+# TYPE vms_storage_retention_required_days gauge
+vms_storage_retention_required_days{camera_id="1"} 90
+vms_storage_retention_required_days{camera_id="2"} 90
+# TYPE vms_storage_retention_compliant gauge
+vms_storage_retention_compliant{camera_id="1"} 0
+vms_storage_retention_compliant{camera_id="2"} 1
+# TYPE vms_storage_days_until_full gauge
+vms_storage_days_until_full 4.5
+# TYPE vms_storage_disk_full gauge
+vms_storage_disk_full 0
+# TYPE vms_storage_catalog_bytes gauge
+vms_storage_catalog_bytes 2097152
+# TYPE vms_storage_write_bytes_per_second gauge
+vms_storage_write_bytes_per_second 1048576
+# TYPE vms_storage_free_floor_bytes gauge
+vms_storage_free_floor_bytes 53687091200
+# TYPE vms_storage_evicted_hours_total counter
+vms_storage_evicted_hours_total 3
+# TYPE vms_storage_evicted_bytes_total counter
+vms_storage_evicted_bytes_total 11811160064
+# TYPE vms_backup_lag_seconds gauge
+vms_backup_lag_seconds 420
 "#;
 
 /// MediaMTX v1.20.1's /metrics for two static paths (docs/mediamtx.md §c, the

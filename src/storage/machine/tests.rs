@@ -581,6 +581,19 @@ fn eviction_restores_the_floor_oldest_first_and_says_what_it_deleted() {
         "{}",
         a.summary_pt
     );
+    // Minutes read as minutes, not "0.1 h".
+    assert!(
+        a.summary_pt
+            .starts_with("disco quase cheio: 4 min das gravações")
+            && a.summary_pt.contains("(3 min)"),
+        "{}",
+        a.summary_pt
+    );
+    assert!(
+        a.details.starts_with("evicted 4 min (39 KiB)"),
+        "{}",
+        a.details
+    );
     let s = catalog::summary(&h.conn, h.now).unwrap();
     assert_eq!(s.cameras[1].evicted_segments, 3);
     let rows = catalog::segments(&h.conn, 2, T0, T0 + HOUR).unwrap();
@@ -851,4 +864,15 @@ fn a_camera_missing_from_the_summary_is_looked_at_again_within_seconds() {
     assert!(!summarize(
         &m.handle(from_micros(T0 + 30 * SECOND), Event::Tick)
     ));
+}
+
+#[test]
+fn lengths_and_sizes_read_as_a_person_reads_them() {
+    assert_eq!(span_text(2.54), "2.5 h");
+    assert_eq!(span_text(1.0), "1.0 h");
+    assert_eq!(span_text(0.5), "30 min");
+    assert_eq!(span_text(0.004), "14 s");
+    assert_eq!(bytes_text(3 * (1 << 30)), "3.00 GiB");
+    assert_eq!(bytes_text(5 << 20), "5.0 MiB");
+    assert_eq!(bytes_text(2048), "2 KiB");
 }
