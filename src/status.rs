@@ -108,6 +108,19 @@ pub struct Snapshot {
     pub storage: Option<StorageStatus>,
 }
 
+impl Snapshot {
+    /// The snapshot as a user limited to `cameras` sees it: the other
+    /// cameras are left out everywhere (the counts follow).
+    pub fn only_cameras(&self, cameras: &[u32]) -> Snapshot {
+        let mut s = self.clone();
+        s.cameras.retain(|c| cameras.contains(&c.id));
+        if let Some(st) = s.storage.as_mut() {
+            st.cameras.retain(|c| cameras.contains(&c.camera_id));
+        }
+        s
+    }
+}
+
 /// Storage as the operator reads it: how many days the disk holds, when
 /// eviction would start, and whether each camera keeps its retention.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

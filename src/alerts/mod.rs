@@ -788,9 +788,18 @@ impl AlertsHandle {
         }
     }
 
-    /// The newest `limit` alerts (for `/api/cameras/health` `recent_alerts`).
-    pub async fn recent(&self, limit: usize) -> Result<Vec<AlertRow>, AlertsError> {
-        Ok(self.list(Filter::default(), limit, 0).await?.0)
+    /// The newest `limit` alerts (for `/api/cameras/health` `recent_alerts`),
+    /// of `only_cameras` (and the box) when given.
+    pub async fn recent(
+        &self,
+        limit: usize,
+        only_cameras: Option<Vec<u32>>,
+    ) -> Result<Vec<AlertRow>, AlertsError> {
+        let filter = Filter {
+            only_cameras,
+            ..Filter::default()
+        };
+        Ok(self.list(filter, limit, 0).await?.0)
     }
 
     /// Stored alerts, newest first, and the total matching `filter`.
@@ -825,9 +834,11 @@ impl AlertsHandle {
     pub async fn incidents(
         &self,
         camera_id: Option<u32>,
+        only_cameras: Option<Vec<u32>>,
         limit: usize,
     ) -> Result<Vec<IncidentRow>, AlertsError> {
-        self.call(move |st| st.incidents(camera_id, limit)).await
+        self.call(move |st| st.incidents(camera_id, only_cameras.as_deref(), limit))
+            .await
     }
 
     /// Maintenance silence: until `until`, the camera's alerts are stored and

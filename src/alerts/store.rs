@@ -219,6 +219,29 @@ pub struct Filter {
     /// `true`: only Firing alerts whose incident is still open; `false`:
     /// only the others.
     pub open: Option<bool>,
+    /// A user limited to some cameras: only their alerts and the box's
+    /// own (disk, MediaMTX, channels); `None` = every alert.
+    #[serde(skip)]
+    pub only_cameras: Option<Vec<u32>>,
+}
+
+/// `(camera_id IS NULL OR camera_id IN (...))` over `column`, for a user
+/// limited to `cameras`, its arguments appended to `args`.
+fn scope_condition(
+    column: &str,
+    cameras: &[u32],
+    args: &mut Vec<rusqlite::types::Value>,
+) -> String {
+    let mut marks = Vec::with_capacity(cameras.len());
+    for c in cameras {
+        args.push(i64::from(*c).into());
+        marks.push(format!("?{}", args.len()));
+    }
+    if marks.is_empty() {
+        format!("{column} IS NULL")
+    } else {
+        format!("({column} IS NULL OR {column} IN ({}))", marks.join(", "))
+    }
 }
 
 /// One incident of the audit ledger.
@@ -996,6 +1019,9 @@ impl Store {
             args.push(i64::from(c).into());
             conds.push(format!("a.camera_id = ?{}", args.len()));
         }
+        if let Some(only) = &filter.only_cameras {
+            conds.push(scope_condition("a.camera_id", only, &mut args));
+        }
         const OPEN: &str = "(a.phase = 'firing' AND i.id IS NOT NULL AND i.resolved_at IS NULL)";
         match filter.open {
             Some(true) => conds.push(OPEN.into()),
@@ -1038,19 +1064,26 @@ impl Store {
     pub fn incidents(
         &self,
         camera_id: Option<u32>,
+        only_cameras: Option<&[u32]>,
         limit: usize,
     ) -> Result<Vec<IncidentRow>, AlertsError> {
+        let mut args: Vec<rusqlite::types::Value> =
+            vec![camera_id.map(i64::from).into(), (limit as i64).into()];
+        let scope = match only_cameras {
+            Some(only) => format!(" AND {}", scope_condition("camera_id", only, &mut args)),
+            None => String::new(),
+        };
         let mut stmt = self
             .conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT id, key, severity, issue, camera_id, camera_name, opened_at, resolved_at,
                      reason, resolution, recording_gap_start, recording_gap_end
-                 FROM incidents WHERE (?1 IS NULL OR camera_id = ?1) ORDER BY id DESC LIMIT ?2",
-            )
+                 FROM incidents WHERE (?1 IS NULL OR camera_id = ?1){scope} ORDER BY id DESC LIMIT ?2",
+            ))
             .map_err(|e| self.err(e))?;
         let opt_ts = |s: Option<String>| s.map(|s| parse_ts(&s));
         let rows = stmt
-            .query_map(params![camera_id, limit as i64], |r| {
+            .query_map(rusqlite::params_from_iter(args.iter()), |r| {
                 Ok(IncidentRow {
                     id: r.get(0)?,
                     key: r.get(1)?,

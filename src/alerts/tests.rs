@@ -212,14 +212,14 @@ fn incidents_record_the_recording_gap() {
     let s = settings();
     let ev = stopped(t0());
     d.store.ingest(&ev, t0(), &s).unwrap();
-    let open = &d.store.incidents(Some(5), 10).unwrap()[0];
+    let open = &d.store.incidents(Some(5), None, 10).unwrap()[0];
     assert_eq!(open.recording_gap_start, ev.last_recording);
     assert_eq!(open.recording_gap_end, None);
     assert_eq!(open.reason, "test");
     let mut r = resolved(t0() + secs(600));
     r.details = "segment data flows again".into();
     d.store.ingest(&r, t0() + secs(600), &s).unwrap();
-    let closed = &d.store.incidents(Some(5), 10).unwrap()[0];
+    let closed = &d.store.incidents(Some(5), None, 10).unwrap()[0];
     assert_eq!(closed.resolved_at, Some(t0() + secs(600)));
     assert_eq!(closed.recording_gap_end, Some(t0() + secs(600)));
     assert_eq!(
@@ -240,9 +240,16 @@ fn incidents_record_the_recording_gap() {
         )
     };
     d.store.ingest(&disk, t0(), &s).unwrap();
-    let all = d.store.incidents(None, 10).unwrap();
+    let all = d.store.incidents(None, None, 10).unwrap();
     assert_eq!(all[0].issue, Issue::DiskWarning);
     assert_eq!(all[0].recording_gap_start, None);
+    // A user limited to camera 7 sees the box's incident, not camera 5's.
+    let scoped = d.store.incidents(None, Some(&[7]), 10).unwrap();
+    assert_eq!(
+        scoped.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(),
+        vec!["disk:/var/lib/vms"]
+    );
+    assert!(all.len() > scoped.len());
 }
 
 #[test]

@@ -23,6 +23,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, Utc};
@@ -89,11 +90,25 @@ struct ListQuery {
     open: Option<bool>,
 }
 
+/// A camera named in a query that the caller may not see: 403, as on the
+/// camera routes.
+fn check_scope(caller: &Caller, camera: Option<u32>) -> Result<(), ApiError> {
+    match camera {
+        Some(c) if !caller.may_see(c) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("{} may not see camera {c}", caller.actor()),
+        )),
+        _ => Ok(()),
+    }
+}
+
 async fn list(
     State(state): State<AlertsState>,
+    Extension(caller): Extension<Caller>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Reply {
     let Query(q) = query?;
+    check_scope(&caller, q.camera_id)?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
     // SQLite's OFFSET is an i64: beyond it, the wrapped value would be
     // negative, which SQLite reads as 0 (the first page instead of none).
@@ -102,6 +117,7 @@ async fn list(
         severity: q.severity,
         camera_id: q.camera_id,
         open: q.open,
+        only_cameras: caller.camera_scope().map(<[u32]>::to_vec),
     };
     let (alerts, total) = state.handle.list(filter, limit, offset).await?;
     Ok(Json(json!({
@@ -120,16 +136,20 @@ struct IncidentQuery {
 
 async fn incidents(
     State(state): State<AlertsState>,
+    Extension(caller): Extension<Caller>,
     query: Result<Query<IncidentQuery>, QueryRejection>,
 ) -> Reply {
     let Query(q) = query?;
+    check_scope(&caller, q.camera_id)?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
-    let list = state.handle.incidents(q.camera_id, limit).await?;
+    let only = caller.camera_scope().map(<[u32]>::to_vec);
+    let list = state.handle.incidents(q.camera_id, only, limit).await?;
     Ok(Json(json!({ "incidents": list })))
 }
 
-async fn silences(State(state): State<AlertsState>) -> Reply {
-    let s = state.handle.silences().await?;
+async fn silences(State(state): State<AlertsState>, Extension(caller): Extension<Caller>) -> Reply {
+    let mut s = state.handle.silences().await?;
+    s.retain(|s| caller.may_see(s.camera_id));
     Ok(Json(json!({ "silences": s })))
 }
 
@@ -149,6 +169,7 @@ async fn add_silence(
     body: Result<Json<SilenceRequest>, JsonRejection>,
 ) -> Reply {
     let Json(req) = body?;
+    check_scope(&caller, Some(req.camera_id))?;
     if req.reason.chars().count() > MAX_REASON_CHARS {
         return Err(ApiError::bad_request(format!(
             "\"reason\" is longer than {MAX_REASON_CHARS} characters"
@@ -209,6 +230,7 @@ async fn remove_silence(
     // A camera id that is not a u32 is a JSON 400 like every other error
     // (axum's own rejection is plain text).
     let Path(camera_id) = camera_id?;
+    check_scope(&caller, Some(camera_id))?;
     if state.handle.unsilence(camera_id).await? {
         state
             .access

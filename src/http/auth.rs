@@ -71,6 +71,19 @@ impl Caller {
         }
     }
 
+    /// The cameras this caller may see: `None` for all (the token, an
+    /// unlimited user, a process on the box).
+    pub fn camera_scope(&self) -> Option<&[u32]> {
+        match self {
+            Caller::User { user, .. } if !user.cameras.is_empty() => Some(&user.cameras),
+            _ => None,
+        }
+    }
+
+    pub fn may_see(&self, camera: u32) -> bool {
+        self.camera_scope().is_none_or(|c| c.contains(&camera))
+    }
+
     pub fn source(&self) -> &str {
         match self {
             Caller::Token { source }

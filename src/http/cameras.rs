@@ -25,6 +25,15 @@ fn snapshot(state: &ApiState) -> Arc<Snapshot> {
     state.daemon.snapshot.borrow().clone()
 }
 
+/// The snapshot as `caller` may see it (a user limited to some cameras sees
+/// only those, in the counts too).
+pub fn snapshot_for(snap: Arc<Snapshot>, caller: &Caller) -> Arc<Snapshot> {
+    match caller.camera_scope() {
+        Some(cameras) => Arc::new(snap.only_cameras(cameras)),
+        None => snap,
+    }
+}
+
 /// The `{id}` of a camera route. Taken as a `Result` so that a segment that
 /// is not even UTF-8 gets our JSON 400, not axum's plain-text one.
 type RawId = Result<Path<String>, PathRejection>;
@@ -39,12 +48,15 @@ fn camera_id(raw: RawId) -> Result<u32, ApiError> {
     })
 }
 
-pub async fn health(State(state): State<ApiState>) -> Json<HealthDoc> {
-    let snap = snapshot(&state);
+pub async fn health(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+) -> Json<HealthDoc> {
+    let snap = snapshot_for(snapshot(&state), &caller);
     let active = snap.recording();
     let recent_alerts = state
         .alerts
-        .recent(10)
+        .recent(10, caller.camera_scope().map(<[u32]>::to_vec))
         .await
         .unwrap_or_default()
         .into_iter()
@@ -74,12 +86,20 @@ pub async fn health(State(state): State<ApiState>) -> Json<HealthDoc> {
     })
 }
 
-pub async fn status(State(state): State<ApiState>) -> Json<StatusDoc> {
-    Json(StatusDoc::from(snapshot(&state).as_ref()))
+pub async fn status(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+) -> Json<StatusDoc> {
+    Json(StatusDoc::from(
+        snapshot_for(snapshot(&state), &caller).as_ref(),
+    ))
 }
 
-pub async fn list(State(state): State<ApiState>) -> Json<CameraList> {
-    let snap = snapshot(&state);
+pub async fn list(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+) -> Json<CameraList> {
+    let snap = snapshot_for(snapshot(&state), &caller);
     Json(CameraList {
         items: snap.cameras.iter().map(|c| Camera::new(&snap, c)).collect(),
     })

@@ -77,14 +77,6 @@ async fn run<T: Send + 'static>(
         .map_err(hold_error)
 }
 
-/// Whether the caller may see the camera (a user limited to some cameras).
-fn may_see(caller: &Caller, camera: u32) -> bool {
-    match caller {
-        Caller::User { user, .. } => user.may_see(camera),
-        _ => true,
-    }
-}
-
 fn time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
@@ -98,7 +90,7 @@ pub async fn list(
     let list = run(&state, move |c| holds::list(c, all)).await?;
     Ok(Json(
         list.into_iter()
-            .filter(|h| may_see(&caller, h.camera))
+            .filter(|h| caller.may_see(h.camera))
             .collect(),
     ))
 }
@@ -122,7 +114,7 @@ pub async fn add(
             req.camera
         )));
     }
-    if !may_see(&caller, req.camera) {
+    if !caller.may_see(req.camera) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             format!("{} may not see camera {}", caller.actor(), req.camera),
@@ -164,7 +156,7 @@ pub async fn release(
     let Json(ReleaseRequest {}) = body?;
     // A hold of a camera the caller may not see does not exist for them.
     match run(&state, move |c| holds::get(c, id)).await? {
-        Some(h) if may_see(&caller, h.camera) => {}
+        Some(h) if caller.may_see(h.camera) => {}
         _ => return Err(ApiError::not_found(format!("no hold with id {id}"))),
     }
     let who = caller.actor().to_string();

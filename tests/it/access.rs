@@ -864,3 +864,144 @@ async fn operators_place_and_release_holds_within_their_cameras_on_record() {
         .unwrap()
         .contains("pedido da promotoria"));
 }
+
+/// A user limited to camera 2 (a school principal) learns nothing of
+/// camera 1: not in the status, the camera list, the health document, the
+/// alerts, the incidents, the silences nor the server-sent events; and
+/// cannot silence it. The box's own alerts stay visible.
+#[tokio::test]
+async fn a_user_limited_to_camera_2_sees_nothing_of_camera_1() {
+    let w = world(Setup::default()).await;
+    let d = &w.d;
+    d.wait_all_recording(2).await;
+    let get = |who: &Login, path: &str| {
+        let r = who.request(Method::GET, path);
+        async move {
+            let r = r.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let ids = |list: &Value| -> Vec<u64> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_u64().unwrap())
+            .collect()
+    };
+    let (_, status) = get(&w.viewer2, "/api/status").await;
+    assert_eq!(ids(&status["cameras"]), vec![2], "{status}");
+    let (_, full) = get(&w.viewer, "/api/status").await;
+    assert_eq!(ids(&full["cameras"]), vec![1, 2]);
+    let (_, list) = get(&w.viewer2, "/api/cameras").await;
+    assert_eq!(ids(&list["items"]), vec![2], "{list}");
+    let (_, health) = get(&w.viewer2, "/api/cameras/health").await;
+    assert_eq!(health["total"], 1, "{health}");
+
+    // Events from here on: camera 1 fails first, then camera 2.
+    let mut events = w
+        .viewer2
+        .request(Method::GET, "/api/events")
+        .send()
+        .await
+        .unwrap();
+    d.sim("POST", "/cameras/cam_1/down?mode=closed").await;
+    crate::harness::eventually("camera 1's alert", Duration::from_secs(30), || async {
+        let a = d.get("/api/alerts?camera_id=1").await?;
+        (a["total"].as_u64()? > 0).then_some(())
+    })
+    .await;
+    d.sim("POST", "/cameras/cam_2/down?mode=closed").await;
+    let alert_cameras = |text: &str| -> Vec<Value> {
+        text.split("\n\n")
+            .filter(|b| b.contains("event: alert"))
+            .filter_map(|b| b.split("data: ").nth(1))
+            .map(|d| serde_json::from_str::<Value>(d).unwrap()["camera"]["id"].clone())
+            .collect()
+    };
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !alert_cameras(&text).contains(&json!(2)) {
+        let chunk = tokio::time::timeout_at(deadline, events.chunk())
+            .await
+            .expect("camera 2's alert on the event stream within 30 s")
+            .unwrap()
+            .expect("stream open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(
+        !alert_cameras(&text).contains(&json!(1)),
+        "camera 1's alert reached vic: {text}"
+    );
+    for block in text.split("\n\n").filter(|b| b.contains("event: status")) {
+        assert!(
+            !block.contains("\"id\":1,"),
+            "camera 1 in vic's status: {block}"
+        );
+    }
+
+    let (_, alerts) = get(&w.viewer2, "/api/alerts").await;
+    let cams: Vec<&Value> = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["camera_id"])
+        .collect();
+    assert!(
+        !cams.is_empty() && cams.iter().all(|c| **c == json!(2) || c.is_null()),
+        "{alerts}"
+    );
+    assert_eq!(alerts["total"].as_u64().unwrap(), cams.len() as u64);
+    let (status, e) = get(&w.viewer2, "/api/alerts?camera_id=1").await;
+    assert_eq!(status, 403, "{e}");
+    let (_, inc) = get(&w.viewer2, "/api/alerts/incidents").await;
+    assert!(
+        inc["incidents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["camera_id"] != 1),
+        "{inc}"
+    );
+    let (_, all_inc) = get(&w.viewer, "/api/alerts/incidents").await;
+    assert!(all_inc["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i["camera_id"] == 1));
+
+    // Silences: oz may silence camera 2, not camera 1, and sees camera 2's.
+    let r = w
+        .operator
+        .request(Method::POST, "/api/alerts/silences")
+        .json(&json!({"camera_id": 1, "minutes": 30, "reason": "obra"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for (camera, want) in [(1, 403), (2, 200)] {
+        let r = w
+            .operator2
+            .request(Method::POST, "/api/alerts/silences")
+            .json(&json!({"camera_id": camera, "minutes": 30, "reason": "obra"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), want, "silence camera {camera}");
+    }
+    let r = w
+        .operator2
+        .request(Method::DELETE, "/api/alerts/silences/1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let (_, silences) = get(&w.operator2, "/api/alerts/silences").await;
+    let silenced: Vec<&Value> = silences["silences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["camera_id"])
+        .collect();
+    assert_eq!(silenced, vec![&json!(2)], "{silences}");
+}

@@ -518,7 +518,7 @@ async fn telegram_wrong_chat_id_is_visible_and_resent_after_the_fix() {
         "{metrics}"
     );
     // One Critical alert says so (stored; e-mail would deliver it).
-    let rows = p.handle.recent(10).await.unwrap();
+    let rows = p.handle.recent(10, None).await.unwrap();
     assert_eq!(
         rows.iter()
             .filter(|r| r.issue == Issue::AlertChannelFailed && r.phase == Phase::Firing)
@@ -1020,7 +1020,7 @@ async fn alertmanager_webhook_goes_through_the_outbox() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    assert!(p.handle.recent(10).await.unwrap().is_empty());
+    assert!(p.handle.recent(10, None).await.unwrap().is_empty());
 
     // A real firing group: stored, pushed with the camera's configured name.
     let r = http
@@ -1196,7 +1196,7 @@ async fn maintenance_silence_through_the_api() {
     p.sink.send(other_event(6)).await;
     let reqs = tg.wait_requests(1, Duration::from_secs(5)).await;
     assert!(reqs[0].body["text"].as_str().unwrap().contains("Câmera 6"));
-    let rows = p.handle.recent(10).await.unwrap();
+    let rows = p.handle.recent(10, None).await.unwrap();
     assert_eq!(rows.len(), 2);
     let cam5 = rows.iter().find(|r| r.camera_id == Some(5)).unwrap();
     assert!(cam5.silenced);
@@ -1243,7 +1243,7 @@ async fn cli_lists_from_the_daemon_and_falls_back_to_the_database() {
     p.sink.send(example_event()).await;
     let h = p.handle.clone();
     eventually("the stored alert", Duration::from_secs(5), || async {
-        !h.recent(1).await.unwrap().is_empty()
+        !h.recent(1, None).await.unwrap().is_empty()
     })
     .await;
     // The alert routes alone (without the guard: the CLI's reading is tested
@@ -1358,7 +1358,7 @@ async fn corrupt_database_is_a_clear_error_and_alerts_are_still_sent_from_memory
         "{:?}",
         reqs[0].body
     );
-    let recent = handle.recent(10).await.unwrap();
+    let recent = handle.recent(10, None).await.unwrap();
     assert_eq!(recent.len(), 1, "the dashboard still lists it");
     shutdown.cancel();
     handle.stopped().await;
@@ -1517,7 +1517,7 @@ async fn real_alertmanager_firing_and_resolved_reach_telegram() {
         "{text}"
     );
 
-    let rows = p.handle.recent(10).await.unwrap();
+    let rows = p.handle.recent(10, None).await.unwrap();
     assert!(rows
         .iter()
         .any(|r| r.action == "opened" && r.issue == Issue::External));
@@ -1595,7 +1595,7 @@ async fn incidents_ledger_through_the_api() {
     p.sink.send(back.clone()).await;
     let h = p.handle.clone();
     eventually("the closed incident", Duration::from_secs(5), || async {
-        h.incidents(Some(5), 10)
+        h.incidents(Some(5), None, 10)
             .await
             .unwrap()
             .first()
@@ -1696,7 +1696,7 @@ async fn a_database_that_fails_while_running_is_handled_as_at_start() {
         "{:?}",
         tg.texts()
     );
-    let rows = p.handle.recent(10).await.unwrap();
+    let rows = p.handle.recent(10, None).await.unwrap();
     assert!(
         rows.iter().any(|r| r.issue == Issue::AlertStoreUnusable),
         "{rows:?}"
