@@ -185,7 +185,7 @@ pub async fn run(
             token,
             storage: storage_db.clone(),
             live: Arc::new(http::dashboard::LiveSettings::from_config(&config)),
-            access,
+            access: access.clone(),
             allowed_hosts: Arc::new(config.api.allowed_hosts.clone()),
             tls: false,
         },
@@ -228,6 +228,7 @@ pub async fn run(
         alert_events,
         ends,
         storage_db,
+        access,
     )
     .await?;
     let result = daemon.run(options, shutdown).await;

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use vms_supervisor::access::AuditFilter;
 use vms_supervisor::config::{self, Config, ConfigError};
 use vms_supervisor::{app, cli, daemon, logging, mediamtx};
 
@@ -252,6 +253,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Audit {
             user,
+            action,
             camera,
             since,
             limit,
@@ -263,7 +265,16 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 .transpose()?;
             print!(
                 "{}",
-                cli::access::trail(&config, user, camera, since, limit)?
+                cli::access::trail(
+                    &config,
+                    AuditFilter {
+                        actor: user,
+                        action,
+                        camera,
+                        since,
+                        limit,
+                    }
+                )?
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -384,6 +395,9 @@ enum Command {
         /// Only what this user (or `api-token`, `cli:root`...) did.
         #[arg(long)]
         user: Option<String>,
+        /// Only one action: evidence_export, config_reload, hold_add, ...
+        #[arg(long)]
+        action: Option<String>,
         #[arg(long)]
         camera: Option<u32>,
         /// RFC 3339 or local "YYYY-MM-DD HH:MM".

@@ -30,6 +30,59 @@ impl ConfigDiff {
     }
 }
 
+/// The sections of vms.toml whose settings differ (by name only: the audit
+/// trail says what was changed, never a value).
+pub fn changed_sections(old: &Config, new: &Config) -> Vec<&'static str> {
+    let differ =
+        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+    let pairs: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 11] = [
+        ("general", &old.general, &new.general),
+        ("mediamtx", &old.mediamtx, &new.mediamtx),
+        ("recording", &old.recording, &new.recording),
+        ("monitor", &old.monitor, &new.monitor),
+        ("storage", &old.storage, &new.storage),
+        ("api", &old.api, &new.api),
+        ("access", &old.access, &new.access),
+        ("state", &old.state, &new.state),
+        ("alerts", &old.alerts, &new.alerts),
+        ("backup", &old.backup, &new.backup),
+        ("cameras", &old.cameras, &new.cameras),
+    ];
+    pairs
+        .into_iter()
+        .filter(|(_, a, b)| differ(*a, *b))
+        .map(|(name, ..)| name)
+        .collect()
+}
+
+impl ConfigDiff {
+    /// One line for the audit trail: the sections and cameras changed.
+    pub fn audit_text(&self, sections: &[&str]) -> String {
+        let ids = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+        let mut parts = vec![if sections.is_empty() {
+            "no setting changed".to_string()
+        } else {
+            format!("sections {}", sections.join(", "))
+        }];
+        for (what, v) in [
+            ("cameras added", &self.added),
+            ("removed", &self.removed),
+            ("changed", &self.changed),
+        ] {
+            if !v.is_empty() {
+                parts.push(format!("{what} {}", ids(v)));
+            }
+        }
+        if !self.daemon_restart.is_empty() {
+            parts.push(format!(
+                "needs a restart: {}",
+                self.daemon_restart.join(", ")
+            ));
+        }
+        parts.join("; ")
+    }
+}
+
 pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     let mut d = ConfigDiff::default();
     for cam in &new.cameras {
@@ -92,6 +145,27 @@ mod tests {
             ));
         }
         Config::from_toml(&s).unwrap()
+    }
+
+    #[test]
+    fn the_audit_line_names_sections_and_cameras_never_values() {
+        let base = config("", &[(1, "rtsp://admin:segredo@a/1")]);
+        let new = config(
+            "[recording]\nretention_days = 45\n",
+            &[(1, "rtsp://admin:outro@a/1"), (2, "rtsp://a/2")],
+        );
+        let sections = changed_sections(&base, &new);
+        assert_eq!(sections, vec!["recording", "cameras"]);
+        let text = diff(&base, &new).audit_text(&sections);
+        assert_eq!(
+            text,
+            "sections recording, cameras; cameras added 2; changed 1"
+        );
+        assert!(!text.contains("segredo") && !text.contains("outro"));
+        assert_eq!(
+            diff(&base, &base).audit_text(&changed_sections(&base, &base)),
+            "no setting changed"
+        );
     }
 
     #[test]

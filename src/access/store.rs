@@ -125,14 +125,15 @@ pub struct AuditEntry {
     /// 0 until stored.
     pub id: i64,
     pub at: DateTime<Utc>,
-    /// Who: a user name, `api-token`, `cli`, `mediamtx` or `-` (nobody
-    /// identified).
+    /// Who: a user name, `api-token`, `cli:<login>`, `system` (the daemon
+    /// itself: config reloads) or `-` (nobody identified).
     pub actor: String,
     /// The source address, or `cli`.
     pub source: String,
     /// What: `login`, `login_failed`, `login_locked`, `logout`,
     /// `live_view`, `playback`, `alert_ack`, `camera_reset`,
-    /// `silence_add`, `silence_remove`, `config_reload`, `user_add`,
+    /// `silence_add`, `silence_remove`, `config_reload`,
+    /// `config_reload_refused`, `hold_add`, `hold_release`, `user_add`,
     /// `user_passwd`, `user_disable`, `user_enable`, `user_remove`,
     /// `user_unlock`, `evidence_export`.
     pub action: String,
@@ -169,6 +170,8 @@ impl AuditEntry {
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
     pub actor: Option<String>,
+    /// One action (`evidence_export`, `config_reload`, ...).
+    pub action: Option<String>,
     pub camera: Option<u32>,
     pub since: Option<DateTime<Utc>>,
     pub limit: usize,
@@ -702,7 +705,7 @@ impl Store {
             .prepare(
                 "SELECT id, at, actor, source, action, camera, detail FROM audit
                  WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR camera = ?2)
-                   AND (?3 IS NULL OR at >= ?3)
+                   AND (?3 IS NULL OR at >= ?3) AND (?5 IS NULL OR action = ?5)
                  ORDER BY id DESC LIMIT ?4",
             )
             .map_err(|e| self.err(e))?;
@@ -712,7 +715,8 @@ impl Store {
                     f.actor,
                     f.camera,
                     f.since.map(ms),
-                    f.limit.min(i64::MAX as usize) as i64
+                    f.limit.min(i64::MAX as usize) as i64,
+                    f.action
                 ],
                 |r| {
                     Ok(AuditEntry {

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 
 use anyhow::Context as _;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
 use crate::access::{self, password, AuditEntry, AuditFilter, Role, Store};
 use crate::config::Config;
@@ -255,20 +255,9 @@ pub fn unlock(config: &Config, name: &str) -> anyhow::Result<String> {
 }
 
 /// `vms-supervisor audit`: the trail, newest first, in the box's time zone.
-pub fn trail(
-    config: &Config,
-    user: Option<String>,
-    camera: Option<u32>,
-    since: Option<DateTime<Utc>>,
-    limit: usize,
-) -> anyhow::Result<String> {
+pub fn trail(config: &Config, filter: AuditFilter) -> anyhow::Result<String> {
     let store = open(config)?;
-    let rows = store.audit_rows(&AuditFilter {
-        actor: user,
-        camera,
-        since,
-        limit,
-    })?;
+    let rows = store.audit_rows(&filter)?;
     let tz = config.timezone();
     let mut out = String::new();
     if rows.is_empty() {

@@ -151,6 +151,8 @@ pub struct Daemon {
     /// `None` when the catalog cannot be opened (logged; supervision goes on).
     storage: Option<storage::Storage>,
     storage_rx: Option<mpsc::UnboundedReceiver<crate::storage::machine::Event>>,
+    /// The audit trail (config reloads are on record).
+    access: crate::access::AccessHandle,
     // MediaMTX adoption (issue 17): the MediaMTX found running at start
     // and the task reading its log FIFO.
     adopted: Option<u32>,
@@ -170,6 +172,7 @@ impl Daemon {
         alert_events: broadcast::Sender<AlertEvent>,
         ends: Ends,
         storage_db: Option<crate::storage::db::StorageDb>,
+        access: crate::access::AccessHandle,
     ) -> anyhow::Result<Daemon> {
         let now = Now::system();
         let config_path = config.mediamtx_config_path();
@@ -188,6 +191,7 @@ impl Daemon {
         Ok(Daemon {
             storage,
             storage_rx,
+            access,
             client: Client::new(
                 config.mediamtx.api_address,
                 config.monitor.probe_timeout.get(),

@@ -23,6 +23,8 @@ impl Daemon {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(key = %e.key, error = %e.message, "invalid configuration; still running the previous one");
+                self.audit_reload("config_reload_refused", format!("{}: {}", e.key, e.message))
+                    .await;
                 if let Some(event) = self
                     .config_errors
                     .invalid(now.wall, format!("{}: {e}", path.display()))
@@ -36,6 +38,9 @@ impl Daemon {
             self.alert(event).await;
         }
         let diff = reload::diff(&self.config, &new);
+        let sections = reload::changed_sections(&self.config, &new);
+        self.audit_reload("config_reload", diff.audit_text(&sections))
+            .await;
         tracing::info!(
             added = ?diff.added, removed = ?diff.removed, changed = ?diff.changed,
             mediamtx_restart = ?diff.mediamtx_restart, "configuration reloaded"
@@ -82,6 +87,16 @@ impl Daemon {
             );
             self.process_actions(now, acts).await;
         }
+    }
+
+    /// An edit of vms.toml in the audit trail. Who edited the file is not
+    /// known to the daemon (the box's own logs say who logged in); the row
+    /// says when and what changed.
+    async fn audit_reload(&self, action: &str, detail: String) {
+        let entry =
+            crate::access::AuditEntry::new(chrono::Utc::now(), "system", "vms.toml", action)
+                .detail(detail);
+        self.access.audit(entry).await;
     }
 
     /// Writes mediamtx.yml atomically (the [`WriteSpacer`] said when).

@@ -198,6 +198,7 @@ pub async fn me(State(state): State<ApiState>, headers: HeaderMap) -> Result<Jso
 #[derive(Debug, Deserialize)]
 pub struct AuditQuery {
     user: Option<String>,
+    action: Option<String>,
     camera: Option<u32>,
     since: Option<DateTime<Utc>>,
     limit: Option<usize>,
@@ -210,6 +211,7 @@ pub async fn audit(
     let Query(q) = query?;
     let filter = AuditFilter {
         actor: q.user,
+        action: q.action,
         camera: q.camera,
         since: q.since,
         limit: q.limit.unwrap_or(100).min(super::alerts::MAX_LIMIT),

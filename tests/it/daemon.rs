@@ -312,6 +312,28 @@ async fn config_edits_touch_only_the_cameras_that_changed() {
     .await;
     let s = d.wait_all_recording(2).await;
     assert_eq!(camera(&s, 1)["current_segment"].as_str().unwrap(), seg1);
+    // Both edits are in the audit trail: what changed, and what was refused.
+    let audit = d
+        .get("/api/audit?action=config_reload&limit=10")
+        .await
+        .unwrap();
+    let rows = audit["entries"].as_array().unwrap();
+    assert!(
+        rows.iter().any(|r| r["actor"] == "system"
+            && r["detail"] == "sections cameras; cameras added 3; removed 2"),
+        "{audit}"
+    );
+    let refused = d
+        .get("/api/audit?action=config_reload_refused&limit=10")
+        .await
+        .unwrap();
+    assert!(
+        refused["entries"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("monitor.stall_after: "),
+        "{refused}"
+    );
 
     // Two edits inside one second both take effect.
     d.write_config(
