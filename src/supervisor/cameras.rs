@@ -245,9 +245,7 @@ impl Cam {
         if !self.rotation_seen {
             return cap;
         }
-        let learned =
-            |g: [Duration; 2]| g[0].max(g[1]) * STALL_FACTOR_NUM / STALL_FACTOR_DEN + STALL_MARGIN;
-        let parts = learned(self.part_gap).max(part + STALL_FLOOR_MARGIN);
+        let parts = self.silence_threshold(part, cap);
         let t = if self.between_segments {
             parts.max(learned(self.rotation_gap))
         } else {
@@ -255,6 +253,23 @@ impl Cam {
         };
         t.min(cap)
     }
+
+    /// How long without segment data, while the camera's inbound bytes are
+    /// frozen, is a silent camera: the within-segment threshold always,
+    /// across a rotation and before the first one too. A rotation waits for
+    /// a keyframe, but the camera keeps sending while it waits, so frozen
+    /// bytes there are no rotation: they are a silent camera.
+    fn silence_threshold(&self, part: Duration, cap: Duration) -> Duration {
+        learned(self.part_gap)
+            .max(part + STALL_FLOOR_MARGIN)
+            .min(cap)
+    }
+}
+
+/// Half as long again as the longest of the two windows' gaps, plus the
+/// margin.
+fn learned(g: [Duration; 2]) -> Duration {
+    g[0].max(g[1]) * STALL_FACTOR_NUM / STALL_FACTOR_DEN + STALL_MARGIN
 }
 
 pub struct CameraMachine {
@@ -586,6 +601,7 @@ impl CameraMachine {
     fn detect(&self, c: &Cam, now: Instant) -> Option<Issue> {
         let cap = self.settings.stall_after.get();
         let stall = c.stall_threshold(self.part, cap);
+        let silent = c.silence_threshold(self.part, cap);
         let reference = [
             c.last_data,
             c.available_since,
@@ -598,12 +614,11 @@ impl CameraMachine {
         let quiet_for = now.saturating_duration_since(reference);
         match c.available {
             Some(false) => Some(Issue::StreamDown),
+            // The camera stopped sending; MediaMTX has not noticed yet (it
+            // waits readTimeout). A stream problem.
+            Some(true) if c.bytes_frozen && quiet_for >= silent => Some(Issue::StreamDown),
             Some(true) if quiet_for >= stall => {
-                if c.bytes_frozen {
-                    // The camera stopped sending; MediaMTX has not noticed
-                    // yet (it waits readTimeout). A stream problem.
-                    Some(Issue::StreamDown)
-                } else if c
+                if c
                     .bytes_grew_after
                     .is_some_and(|t| c.last_data.is_none_or(|d| t >= d + self.part))
                     || quiet_for >= cap

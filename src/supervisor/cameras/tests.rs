@@ -792,3 +792,67 @@ fn a_camera_silent_after_a_partial_part_is_a_stream_problem_not_a_stall() {
     );
     assert_eq!(w.firing(Issue::StreamDown).len(), 1, "{:?}", w.alerts());
 }
+
+/// Runs until camera `id`'s first StreamDown fires: the time from `since`.
+fn until_stream_down(w: &mut World, since: Instant, limit: Duration) -> Duration {
+    while w.firing(Issue::StreamDown).is_empty() {
+        assert!(
+            w.now.mono.duration_since(since) < limit,
+            "no StreamDown within {limit:?}: {:?}",
+            w.alerts()
+        );
+        w.run(STEP);
+    }
+    let at = w
+        .actions
+        .iter()
+        .find(|(_, a)| matches!(a, Action::Alert(e) if e.issue == Issue::StreamDown))
+        .unwrap()
+        .0;
+    at.duration_since(since)
+}
+
+/// A camera that falls silent just as a segment closes is seen within the
+/// dashboard's 3 s, not after the rotation's longer threshold: a rotation
+/// waits for a keyframe while the camera keeps sending, so frozen bytes
+/// there are a silent camera. (The rule before waited the rotation
+/// threshold, 1.5 × the 3 s keyframe gap + 0.5 s = 5 s, before it looked.)
+#[test]
+fn a_camera_silent_at_a_rotation_is_seen_within_3_s() {
+    let mut w = World::new(2);
+    w.rotation_gap = secs(3); // a slow keyframe: 4 s GOP cameras exist
+    w.run(secs(130)); // two rotations: the cadence is known
+    // Step to the moment camera 1's segment closes.
+    while !w.cams[&1].pause_until.is_some_and(|p| p > w.now.mono) {
+        w.run(STEP);
+    }
+    let since = w.now.mono;
+    w.cams.get_mut(&1).unwrap().silent_at = Some(since);
+    let took = until_stream_down(&mut w, since, secs(10));
+    assert!(took <= secs(3), "silent at a rotation seen after {took:?}");
+    assert!(w.firing(Issue::RecordingStalled).is_empty(), "{:?}", w.alerts());
+}
+
+/// Before the first rotation the recording cadence is unknown (a stall
+/// waits `stall_after`, 6 s), but frozen bytes are not a question of
+/// cadence: a camera silent in its first minute is seen within 3 s too.
+#[test]
+fn a_camera_silent_in_its_first_minute_is_seen_within_3_s() {
+    let mut w = World::new(2);
+    w.run(secs(20));
+    let since = w.now.mono;
+    w.cams.get_mut(&2).unwrap().silent_at = Some(since);
+    let took = until_stream_down(&mut w, since, secs(10));
+    assert!(took <= secs(3), "silent in the first minute seen after {took:?}");
+    assert!(w.firing(Issue::RecordingStalled).is_empty(), "{:?}", w.alerts());
+}
+
+/// A slow keyframe at every rotation (3 s without a write while the camera
+/// keeps sending) is never taken for a silent camera or a stall.
+#[test]
+fn slow_keyframes_at_rotations_raise_nothing() {
+    let mut w = World::new(3);
+    w.rotation_gap = secs(3);
+    w.run(secs(400));
+    assert!(w.alerts().is_empty(), "{:?}", w.alerts());
+}
