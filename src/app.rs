@@ -227,8 +227,10 @@ pub async fn run(
         alerts.clone(),
         alert_events,
         ends,
-        storage_db,
-        access,
+        daemon::Records {
+            storage: storage_db,
+            access,
+        },
     )
     .await?;
     let result = daemon.run(options, shutdown).await;

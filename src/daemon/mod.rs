@@ -159,6 +159,13 @@ pub struct Daemon {
     log_reader: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// The databases the loop writes beside the alerts: the segment catalog
+/// (`None` when it cannot be opened) and the access database's audit trail.
+pub struct Records {
+    pub storage: Option<crate::storage::db::StorageDb>,
+    pub access: crate::access::AccessHandle,
+}
+
 impl Daemon {
     /// Finds the MediaMTX a previous daemon left running (adopted when the
     /// loop starts, or stopped when it cannot be) and writes the generated
@@ -171,9 +178,12 @@ impl Daemon {
         alerts: AlertsHandle,
         alert_events: broadcast::Sender<AlertEvent>,
         ends: Ends,
-        storage_db: Option<crate::storage::db::StorageDb>,
-        access: crate::access::AccessHandle,
+        records: Records,
     ) -> anyhow::Result<Daemon> {
+        let Records {
+            storage: storage_db,
+            access,
+        } = records;
         let now = Now::system();
         let config_path = config.mediamtx_config_path();
         let adopted = process::first_decision(&config, &binary).await;

@@ -618,8 +618,7 @@ impl CameraMachine {
             // waits readTimeout). A stream problem.
             Some(true) if c.bytes_frozen && quiet_for >= silent => Some(Issue::StreamDown),
             Some(true) if quiet_for >= stall => {
-                if c
-                    .bytes_grew_after
+                if c.bytes_grew_after
                     .is_some_and(|t| c.last_data.is_none_or(|d| t >= d + self.part))
                     || quiet_for >= cap
                 {

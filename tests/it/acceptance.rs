@@ -69,7 +69,7 @@ impl Record {
     fn write(&self) {
         let dir = std::env::var_os("VMS_ACCEPT_OUT")
             .map(PathBuf::from)
-            .unwrap_or_else(|| crate::util::repo().join("target/acceptance/results"));
+            .unwrap_or_else(|| crate::harness::files::repo().join("target/acceptance/results"));
         std::fs::create_dir_all(&dir).unwrap();
         let doc = json!({ "measures": self.measures, "notes": self.notes });
         std::fs::write(
@@ -529,7 +529,7 @@ async fn acceptance_prometheus_alertmanager_telegram() {
 #[ignore = "acceptance: scripts/acceptance"]
 async fn acceptance_playback_in_chromium() {
     let mut rec = Record::new("playback");
-    let repo = crate::util::repo();
+    let repo = crate::harness::files::repo();
     let d = Daemon::start(Setup {
         recording: "segment_duration = \"4s\"\n".into(),
         ..Setup::default()

@@ -716,7 +716,7 @@ async fn mediamtx_authorization_answer_time() {
          | 204 allowed | {am:.2} ms | {a99:.2} ms | {amax:.1} ms |\n\
          | 401 refused | {rm:.2} ms | {r99:.2} ms | {rmax:.1} ms |\n"
     );
-    let path = crate::util::repo().join("BENCHMARKS.md");
+    let path = crate::harness::files::repo().join("BENCHMARKS.md");
     let old = std::fs::read_to_string(&path).unwrap_or_default();
     let (head, tail) = match old.split_once("\n## Authorization of MediaMTX's readers\n") {
         Some((head, rest)) => (

@@ -45,7 +45,7 @@ fn options() -> PipelineOptions {
     }
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Setup {
     telegram: Option<String>,
     smtp_port: Option<u16>,
@@ -124,17 +124,67 @@ fn other_event(id: u32) -> AlertEvent {
     }
 }
 
-/// A healthy local Bot API and a config that sends Critical alerts to it.
-async fn with_telegram(dir: &Path) -> (FakeTelegram, Config) {
-    let tg = FakeTelegram::start(vec![]).await;
-    let cfg = config(
-        dir,
-        Setup {
-            telegram: Some(tg.base.clone()),
-            ..Default::default()
-        },
-    );
-    (tg, cfg)
+/// A test's alert pipeline, built up: its own directory and the channels it
+/// sends to; [`Fixture::config`] writes the config, [`Fixture::start`] also
+/// starts the pipeline on it.
+struct Fixture {
+    dir: tempfile::TempDir,
+    setup: Setup,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        Fixture {
+            dir: tempfile::tempdir().unwrap(),
+            setup: Setup::default(),
+        }
+    }
+
+    fn telegram(mut self, tg: &FakeTelegram) -> Fixture {
+        self.setup.telegram = Some(tg.base.clone());
+        self
+    }
+
+    /// Telegram at an address of the test's choosing (one nobody answers).
+    fn telegram_at(mut self, base: String) -> Fixture {
+        self.setup.telegram = Some(base);
+        self
+    }
+
+    fn smtp(mut self, port: u16) -> Fixture {
+        self.setup.smtp_port = Some(port);
+        self
+    }
+
+    fn api(mut self, listen: SocketAddr) -> Fixture {
+        self.setup.api_listen = Some(listen);
+        self
+    }
+
+    fn language(mut self, language: &'static str) -> Fixture {
+        self.setup.language = Some(language);
+        self
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn config(&self) -> Config {
+        config(self.dir.path(), self.setup.clone())
+    }
+
+    /// The pipeline running on the config.
+    fn run(&self) -> Running {
+        Running::start(&self.config())
+    }
+
+    /// The config and the pipeline running on it.
+    fn start(&self) -> (Config, Running) {
+        let cfg = self.config();
+        let p = Running::start(&cfg);
+        (cfg, p)
+    }
 }
 
 struct Running {
@@ -310,9 +360,9 @@ impl Drop for Smtp {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn telegram_gets_the_designs_message_within_a_second() {
-    let dir = tempfile::tempdir().unwrap();
-    let (tg, cfg) = with_telegram(dir.path()).await;
-    let p = Running::start(&cfg);
+    let tg = FakeTelegram::ok().await;
+    let f = Fixture::new().telegram(&tg);
+    let p = f.run();
     let sent = Instant::now();
     p.sink.send(example_event()).await;
     let reqs = tg.wait_requests(1, Duration::from_secs(5)).await;
@@ -377,7 +427,6 @@ async fn telegram_gets_the_designs_message_within_a_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn telegram_500_429_and_timeouts_are_retried_and_sent_once() {
-    let dir = tempfile::tempdir().unwrap();
     let tg = FakeTelegram::start(vec![
         Reply::Status(500, json!({"ok": false, "error_code": 500, "description": "Internal Server Error"})),
         Reply::Status(
@@ -389,14 +438,8 @@ async fn telegram_500_429_and_timeouts_are_retried_and_sent_once() {
         Reply::Ok,
     ])
     .await;
-    let cfg = config(
-        dir.path(),
-        Setup {
-            telegram: Some(tg.base.clone()),
-            ..Default::default()
-        },
-    );
-    let p = Running::start(&cfg);
+    let f = Fixture::new().telegram(&tg);
+    let p = f.run();
     p.sink.send(example_event()).await;
     let reqs = tg.wait_requests(4, Duration::from_secs(10)).await;
     assert!(reqs.iter().all(|r| r.body["text"] == EXAMPLE_TELEGRAM_TEXT));
@@ -443,20 +486,13 @@ async fn telegram_500_429_and_timeouts_are_retried_and_sent_once() {
 /// message goes out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn telegram_message_refused_is_permanent_for_that_row() {
-    let dir = tempfile::tempdir().unwrap();
     let tg = FakeTelegram::start(vec![Reply::Status(
         400,
         json!({"ok": false, "error_code": 400, "description": "Bad Request: message is too long"}),
     )])
     .await;
-    let cfg = config(
-        dir.path(),
-        Setup {
-            telegram: Some(tg.base.clone()),
-            ..Default::default()
-        },
-    );
-    let p = Running::start(&cfg);
+    let f = Fixture::new().telegram(&tg);
+    let p = f.run();
     p.sink.send(example_event()).await;
     let h = p.handle.clone();
     eventually("the permanent failure", Duration::from_secs(5), || async {
@@ -488,20 +524,13 @@ async fn telegram_message_refused_is_permanent_for_that_row() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn telegram_wrong_chat_id_is_visible_and_resent_after_the_fix() {
     vms_supervisor::metrics::install();
-    let dir = tempfile::tempdir().unwrap();
     let chat_not_found = Reply::Status(
         400,
         json!({"ok": false, "error_code": 400, "description": "Bad Request: chat not found"}),
     );
     let tg = FakeTelegram::start(vec![chat_not_found]).await;
-    let cfg = config(
-        dir.path(),
-        Setup {
-            telegram: Some(tg.base.clone()),
-            ..Default::default()
-        },
-    );
-    let p = Running::start(&cfg);
+    let f = Fixture::new().telegram(&tg);
+    let (cfg, p) = f.start();
     p.sink.send(example_event()).await;
     p.sink.send(other_event(6)).await;
     let h = p.handle.clone();
@@ -570,22 +599,15 @@ async fn database_lock_during_delivery_pages_once() {
         eprintln!("skipped: the sqlite3 command is missing (scripts/setup installs it)");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
     let tg = FakeTelegram::start(vec![Reply::Hang(Duration::from_millis(300))]).await;
-    let cfg = config(
-        dir.path(),
-        Setup {
-            telegram: Some(tg.base.clone()),
-            ..Default::default()
-        },
-    );
-    let p = Running::start(&cfg);
+    let f = Fixture::new().telegram(&tg);
+    let p = f.run();
     p.sink.send(example_event()).await;
     tg.wait_requests(1, Duration::from_secs(5)).await;
     // While Telegram takes its time, an admin's shell locks the database
     // for longer than the busy timeout.
     let mut lock = std::process::Command::new("sqlite3")
-        .arg(dir.path().join("state/vms.db"))
+        .arg(f.path().join("state/vms.db"))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -627,17 +649,10 @@ async fn database_lock_during_delivery_pages_once() {
 /// messages leave in the order they were raised.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn telegram_outage_keeps_the_order_of_messages() {
-    let dir = tempfile::tempdir().unwrap();
     let down = || Reply::Status(502, json!({"ok": false, "description": "Bad Gateway"}));
     let tg = FakeTelegram::start(vec![down(), down(), down(), down()]).await;
-    let cfg = config(
-        dir.path(),
-        Setup {
-            telegram: Some(tg.base.clone()),
-            ..Default::default()
-        },
-    );
-    let p = Running::start(&cfg);
+    let f = Fixture::new().telegram(&tg);
+    let p = f.run();
     let opened = example_event();
     p.sink.send(opened.clone()).await;
     p.sink.send(other_event(6)).await;
@@ -668,17 +683,10 @@ async fn telegram_outage_keeps_the_order_of_messages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn email_arrives_with_subject_body_and_recipients() {
-    let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let smtp = Smtp::start(port);
-    let cfg = config(
-        dir.path(),
-        Setup {
-            smtp_port: Some(port),
-            ..Default::default()
-        },
-    );
-    let p = Running::start(&cfg);
+    let f = Fixture::new().smtp(port);
+    let p = f.run();
     p.sink.send(example_event()).await;
     let msgs = smtp.wait_messages(1, Duration::from_secs(10)).await;
     let m = &msgs[0];
@@ -744,16 +752,9 @@ async fn email_arrives_with_subject_body_and_recipients() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smtp_down_then_up_delivers_when_it_returns() {
-    let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let cfg = config(
-        dir.path(),
-        Setup {
-            smtp_port: Some(port),
-            ..Default::default()
-        },
-    );
-    let p = Running::start(&cfg);
+    let f = Fixture::new().smtp(port);
+    let p = f.run();
     p.sink.send(example_event()).await;
     let h = p.handle.clone();
     eventually(
@@ -791,17 +792,10 @@ async fn smtp_down_then_up_delivers_when_it_returns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_pipeline_delivers_what_the_old_one_left() {
-    let dir = tempfile::tempdir().unwrap();
     // First run: Telegram is unreachable.
     let dead = format!("http://127.0.0.1:{}", free_port());
-    let cfg = config(
-        dir.path(),
-        Setup {
-            telegram: Some(dead),
-            ..Default::default()
-        },
-    );
-    let p = Running::start(&cfg);
+    let f = Fixture::new().telegram_at(dead);
+    let p = f.run();
     p.sink.send(example_event()).await;
     let h = p.handle.clone();
     eventually("a failed attempt", Duration::from_secs(5), || async {
@@ -816,8 +810,9 @@ async fn a_new_pipeline_delivers_what_the_old_one_left() {
     drop(h);
 
     // Second run on the same database, Telegram is back.
-    let (tg, cfg) = with_telegram(dir.path()).await;
-    let p = Running::start(&cfg);
+    let tg = FakeTelegram::ok().await;
+    let f = f.telegram(&tg);
+    let p = f.run();
     let reqs = tg.wait_requests(1, Duration::from_secs(5)).await;
     assert_eq!(reqs[0].body["text"], EXAMPLE_TELEGRAM_TEXT);
     p.sink.send(other_event(6)).await;
@@ -977,9 +972,9 @@ const AM_FIRING: &str = r#"{
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alertmanager_webhook_goes_through_the_outbox() {
-    let dir = tempfile::tempdir().unwrap();
-    let (tg, cfg) = with_telegram(dir.path()).await;
-    let p = Running::start(&cfg);
+    let tg = FakeTelegram::ok().await;
+    let f = Fixture::new().telegram(&tg);
+    let p = f.run();
     let addr = serve_api(p.handle.clone(), Some("api-secret")).await;
     let url = format!("http://{addr}/api/alerts/webhook");
     let http = reqwest::Client::new();
@@ -1140,9 +1135,8 @@ async fn alertmanager_webhook_goes_through_the_outbox() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_without_a_configured_token_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), Setup::default());
-    let p = Running::start(&cfg);
+    let f = Fixture::new();
+    let p = f.run();
     let addr = serve_api(p.handle.clone(), None).await;
     let r = reqwest::Client::new()
         .post(format!("http://{addr}/api/alerts/webhook"))
@@ -1159,9 +1153,9 @@ async fn webhook_without_a_configured_token_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maintenance_silence_through_the_api() {
-    let dir = tempfile::tempdir().unwrap();
-    let (tg, cfg) = with_telegram(dir.path()).await;
-    let p = Running::start(&cfg);
+    let tg = FakeTelegram::ok().await;
+    let f = Fixture::new().telegram(&tg);
+    let p = f.run();
     let addr = serve_api(p.handle.clone(), Some("api-secret")).await;
     let http = reqwest::Client::new();
     let r = http
@@ -1229,30 +1223,19 @@ async fn maintenance_silence_through_the_api() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_lists_from_the_daemon_and_falls_back_to_the_database() {
-    let dir = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api = listener.local_addr().unwrap();
-    let cfg = config(
-        dir.path(),
-        Setup {
-            api_listen: Some(api),
-            ..Default::default()
-        },
-    );
-    let p = Running::start(&cfg);
+    let f = Fixture::new().api(api);
+    let (cfg, p) = f.start();
     p.sink.send(example_event()).await;
     let h = p.handle.clone();
     eventually("the stored alert", Duration::from_secs(5), || async {
         !h.recent(1, None).await.unwrap().is_empty()
     })
     .await;
-    // The alert routes alone (without the guard: the CLI's reading is tested
-    // here, its token in tests/it/api.rs).
-    let access = vms_supervisor::access::AccessHandle::start(
-        vms_supervisor::access::Store::open_in_memory().unwrap(),
-        vms_supervisor::access::Settings::default(),
-    );
-    let app = vms_supervisor::http::alerts::router(p.handle.clone(), access);
+    // The alert routes behind the guard, with the token the config names
+    // (the CLI reads it as it does on a box).
+    let app = guarded_alerts(p.handle.clone(), Some("api-secret"));
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let c = cfg.clone();
@@ -1287,17 +1270,9 @@ async fn cli_lists_from_the_daemon_and_falls_back_to_the_database() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn english_texts_when_configured() {
-    let dir = tempfile::tempdir().unwrap();
     let tg = FakeTelegram::start(vec![]).await;
-    let cfg = config(
-        dir.path(),
-        Setup {
-            telegram: Some(tg.base.clone()),
-            language: Some("en"),
-            ..Default::default()
-        },
-    );
-    let p = Running::start(&cfg);
+    let f = Fixture::new().telegram(&tg).language("en");
+    let p = f.run();
     p.sink.send(example_event()).await;
     let reqs = tg.wait_requests(1, Duration::from_secs(5)).await;
     assert_eq!(
@@ -1314,8 +1289,9 @@ async fn english_texts_when_configured() {
 /// (Single-threaded: the log subscriber below is this thread's.)
 #[tokio::test]
 async fn corrupt_database_is_a_clear_error_and_alerts_are_still_sent_from_memory() {
-    let dir = tempfile::tempdir().unwrap();
-    let (tg, cfg) = with_telegram(dir.path()).await;
+    let tg = FakeTelegram::ok().await;
+    let f = Fixture::new().telegram(&tg);
+    let cfg = f.config();
     std::fs::create_dir_all(&cfg.state.dir).unwrap();
     let db = cfg.state.dir.join("vms.db");
     let junk = vec![0x5a; 8192];
@@ -1482,9 +1458,9 @@ impl Drop for Alertmanager {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_alertmanager_firing_and_resolved_reach_telegram() {
-    let dir = tempfile::tempdir().unwrap();
-    let (tg, cfg) = with_telegram(dir.path()).await;
-    let p = Running::start(&cfg);
+    let tg = FakeTelegram::ok().await;
+    let f = Fixture::new().telegram(&tg);
+    let p = f.run();
     let api = serve_api(p.handle.clone(), Some("api-secret")).await;
     let am = Alertmanager::start(&format!("http://{api}/api/alerts/webhook"), "api-secret").await;
 
@@ -1528,17 +1504,10 @@ async fn real_alertmanager_firing_and_resolved_reach_telegram() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_silence_through_the_daemon_and_the_database() {
-    let dir = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api = listener.local_addr().unwrap();
-    let cfg = config(
-        dir.path(),
-        Setup {
-            api_listen: Some(api),
-            ..Default::default()
-        },
-    );
-    let p = Running::start(&cfg);
+    let f = Fixture::new().api(api);
+    let (cfg, p) = f.start();
     let app = guarded_alerts(p.handle.clone(), Some("api-secret"));
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
@@ -1581,9 +1550,8 @@ async fn cli_silence_through_the_daemon_and_the_database() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incidents_ledger_through_the_api() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), Setup::default());
-    let p = Running::start(&cfg);
+    let f = Fixture::new();
+    let p = f.run();
     let addr = serve_api(p.handle.clone(), Some("api-secret")).await;
     let ev = example_event();
     p.sink.send(ev.clone()).await;
@@ -1622,18 +1590,12 @@ async fn incidents_ledger_through_the_api() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_channel_does_not_hold_back_the_other() {
-    let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let smtp = Smtp::start(port);
-    let cfg = config(
-        dir.path(),
-        Setup {
-            telegram: Some(format!("http://127.0.0.1:{}", free_port())),
-            smtp_port: Some(port),
-            ..Default::default()
-        },
-    );
-    let p = Running::start(&cfg);
+    let (_cfg, p) = Fixture::new()
+        .telegram_at(format!("http://127.0.0.1:{}", free_port()))
+        .smtp(port)
+        .start();
     p.sink.send(example_event()).await;
     smtp.wait_messages(1, Duration::from_secs(10)).await;
     let h = p.handle.clone();
@@ -1654,16 +1616,9 @@ async fn a_dead_channel_does_not_hold_back_the_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_that_fails_while_running_is_handled_as_at_start() {
-    let dir = tempfile::tempdir().unwrap();
     let tg = FakeTelegram::start(vec![Reply::Status(500, json!({"ok": false}))]).await;
-    let cfg = config(
-        dir.path(),
-        Setup {
-            telegram: Some(tg.base.clone()),
-            ..Default::default()
-        },
-    );
-    let p = Running::start(&cfg);
+    let f = Fixture::new().telegram(&tg);
+    let (cfg, p) = f.start();
     assert_eq!(p.handle.store_error(), None);
     // Break the database under the running pipeline.
     let c = rusqlite::Connection::open(cfg.state.dir.join("vms.db")).unwrap();
@@ -1760,15 +1715,9 @@ async fn starttls_and_tls_are_never_downgraded_to_plain_text() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_does_not_wait_for_a_hung_channel() {
-    let dir = tempfile::tempdir().unwrap();
     let tg = FakeTelegram::start(vec![Reply::Hang(Duration::from_secs(60))]).await;
-    let cfg = config(
-        dir.path(),
-        Setup {
-            telegram: Some(tg.base.clone()),
-            ..Default::default()
-        },
-    );
+    let f = Fixture::new().telegram(&tg);
+    let cfg = f.config();
     let (sink, rx) = AlertSink::channel(8);
     let shutdown = CancellationToken::new();
     let slow = PipelineOptions {

@@ -13,9 +13,10 @@ fn secs(s: u64) -> Duration {
 
 /// The design's example health document (docs/design.md §6.1), kept as a fixture.
 fn design_health_example() -> Value {
-    let design =
-        std::fs::read_to_string(crate::util::repo().join("tests/fixtures/design/health.json"))
-            .expect("tests/fixtures/design/health.json");
+    let design = std::fs::read_to_string(
+        crate::harness::files::repo().join("tests/fixtures/design/health.json"),
+    )
+    .expect("tests/fixtures/design/health.json");
     let start = design
         .find("\"recording_health\"")
         .expect("the health example");

@@ -35,7 +35,7 @@ impl Drop for Server {
 }
 
 fn moto_binary() -> Option<PathBuf> {
-    let p = crate::util::repo().join("target/s3-venv/bin/moto_server");
+    let p = crate::harness::files::repo().join("target/s3-venv/bin/moto_server");
     if p.is_file() {
         Some(p)
     } else {

@@ -294,7 +294,7 @@ async fn bench_write_benchmarks_md() {
          - Recovery after the camera returns is bounded by MediaMTX's own 5 s retry of a static\n  \
          source (or the re-creation of the path by level 1, whichever comes first).\n",
     );
-    let path = crate::util::repo().join("BENCHMARKS.md");
+    let path = crate::harness::files::repo().join("BENCHMARKS.md");
     // The other benchmarks' sections (between their markers) are kept.
     let old = std::fs::read_to_string(&path).unwrap_or_default();
     let kept = old.find("<!-- ").map(|i| &old[i..]).unwrap_or("");
@@ -519,7 +519,7 @@ async fn bench_failure_to_page() {
 /// `<!-- name:begin` and `<!-- name:end -->`), or puts it before the first
 /// other section.
 pub(crate) fn write_section(name: &str, md: &str) {
-    let path = crate::util::repo().join("BENCHMARKS.md");
+    let path = crate::harness::files::repo().join("BENCHMARKS.md");
     let old = std::fs::read_to_string(&path).unwrap_or_default();
     let (begin, end) = (
         format!("<!-- {name}:begin"),

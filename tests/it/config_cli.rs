@@ -1,6 +1,6 @@
 //! `check-config` and `run` on good and bad files, through the built binary.
 
-use crate::util::{repo, stderr, stdout, toml_files, vms};
+use crate::harness::files::{repo, stderr, stdout, toml_files, vms};
 
 const EXIT_CONFIG: i32 = 78;
 

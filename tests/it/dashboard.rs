@@ -141,7 +141,7 @@ async fn the_page_its_files_ack_and_playback_routes() {
 
 #[tokio::test]
 async fn dashboard_in_chromium() {
-    let repo = crate::util::repo();
+    let repo = crate::harness::files::repo();
     let web = repo.join("web");
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let why = if !have("node", &["--version"]) {

@@ -1669,7 +1669,7 @@ async fn bench_fleet_central_load() {
         gib(disk_30d),
         mib(agent_day),
     ));
-    let path = crate::util::repo().join("BENCHMARKS.md");
+    let path = crate::harness::files::repo().join("BENCHMARKS.md");
     let old = std::fs::read_to_string(&path).unwrap_or_default();
     let kept = old
         .split("\n## Fleet: the central Prometheus\n")

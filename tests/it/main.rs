@@ -24,4 +24,3 @@ mod scrape;
 mod soak;
 mod storage;
 mod survive;
-mod util;

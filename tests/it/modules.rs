@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use crate::util::repo;
+use crate::harness::files::repo;
 
 type Graph = BTreeMap<String, BTreeSet<String>>;
 

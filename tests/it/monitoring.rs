@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value as Json;
 use serde_norway::Value as Yaml;
 
+use crate::harness::files::repo;
 use crate::harness::http;
-use crate::util::repo;
 
 pub(crate) fn monitoring() -> PathBuf {
     repo().join("monitoring")

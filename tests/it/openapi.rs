@@ -15,7 +15,7 @@ const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 pub(crate) fn routes_in_source() -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
     for file in ["src/http/mod.rs", "src/http/alerts.rs"] {
-        let src = std::fs::read_to_string(crate::util::repo().join(file)).unwrap();
+        let src = std::fs::read_to_string(crate::harness::files::repo().join(file)).unwrap();
         for call in src.split(".route(\"").skip(1) {
             let (path, rest) = call.split_once('"').unwrap();
             // The handlers of this route: the rest of the `.route(` call.
@@ -52,7 +52,7 @@ pub(crate) fn routes_in_source() -> BTreeSet<(String, String)> {
 }
 
 fn routes_in_openapi() -> BTreeSet<(String, String)> {
-    let text = std::fs::read_to_string(crate::util::repo().join("openapi.yaml")).unwrap();
+    let text = std::fs::read_to_string(crate::harness::files::repo().join("openapi.yaml")).unwrap();
     let doc: serde_norway::Value = serde_norway::from_str(&text).unwrap();
     let mut out = BTreeSet::new();
     for (path, item) in doc["paths"].as_mapping().unwrap() {
@@ -132,7 +132,7 @@ async fn an_offset_past_the_end_is_an_empty_page_even_beyond_i64() {
 #[test]
 fn every_issue_is_in_the_openapi_issue_enum() {
     let doc: serde_norway::Value = serde_norway::from_str(
-        &std::fs::read_to_string(crate::util::repo().join("openapi.yaml")).unwrap(),
+        &std::fs::read_to_string(crate::harness::files::repo().join("openapi.yaml")).unwrap(),
     )
     .unwrap();
     let documented: BTreeSet<String> = doc["components"]["schemas"]["Issue"]["enum"]

@@ -7,7 +7,7 @@ use serde_norway::Value;
 use vms_supervisor::config::Config;
 use vms_supervisor::mediamtx::render;
 
-use crate::util::{mediamtx_reference, repo, stdout, vms};
+use crate::harness::files::{mediamtx_reference, repo, stdout, vms};
 
 fn config(file: &str) -> Config {
     Config::load(&repo().join(file)).unwrap()

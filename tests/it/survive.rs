@@ -393,3 +393,76 @@ async fn partial_headers_are_not_held_forever() {
     // The API still answers everyone else.
     assert!(d.status().await.is_some());
 }
+
+/// 9. MediaMTX hangs whole (SIGSTOP: its API and its recorders stop), the
+/// daemon kills it and starts a new one: every camera's warnings and
+/// incidents of the episode resolve once fresh data arrives, and the gap
+/// ledger closes the gap instead of saying it goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_incidents_resolve_after_a_mediamtx_hang_and_restart() {
+    let d = Daemon::start(Setup {
+        mediamtx: "stop_timeout = \"2s\"\n".into(),
+        ..Setup::default()
+    });
+    let s = d.wait_all_recording(2).await;
+    let pid = mediamtx_pid(&s).unwrap();
+    let hung_at = chrono::Utc::now();
+    let before = d.alerts().await.len();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGSTOP).unwrap();
+    // Something is raised about the hang (every camera stalled at once,
+    // MediaMTX hung).
+    d.wait_for("an alert about the hang", secs(30), || async {
+        (d.alerts().await.len() > before).then_some(())
+    })
+    .await;
+    d.wait_status("a new MediaMTX process", secs(40), |s| {
+        mediamtx_pid(s).is_some_and(|p| p != pid)
+    })
+    .await;
+    d.wait_all_recording(2).await;
+    // Nothing stays open once every camera records again.
+    let open = d
+        .wait_for("every alert of the episode resolved", secs(30), || async {
+            let a = d.get("/api/alerts?open=true").await?;
+            (a["total"] == 0).then_some(a)
+        })
+        .await;
+    assert_eq!(open["total"], 0);
+    let incidents = d.get("/api/alerts/incidents").await.unwrap();
+    let still_open: Vec<&Value> = incidents["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["resolved_at"].is_null())
+        .collect();
+    assert!(still_open.is_empty(), "{still_open:#?}");
+    // The ledger: the gap of the hang has an end, and footage follows it.
+    for camera in [1, 2] {
+        let from = (hung_at - chrono::Duration::minutes(2))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let to = (chrono::Utc::now() + chrono::Duration::minutes(1))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let ledger = d
+            .wait_for("the gap closed in the ledger", secs(20), || async {
+                let l = d
+                    .get(&format!(
+                        "/api/cameras/{camera}/recordings?from={from}&to={to}"
+                    ))
+                    .await?;
+                let time =
+                    |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+                let last_span_end = time(&l["spans"].as_array()?.last()?["end"]);
+                let closed = l["gaps"]
+                    .as_array()?
+                    .iter()
+                    .all(|g| time(&g["end"]) < last_span_end);
+                closed.then_some(l)
+            })
+            .await;
+        let spans = ledger["spans"].as_array().unwrap();
+        assert!(
+            spans.len() >= 2 && !ledger["gaps"].as_array().unwrap().is_empty(),
+            "footage before and after the hang, a gap between: {ledger}"
+        );
+    }
+}

@@ -822,15 +822,19 @@ fn a_camera_silent_at_a_rotation_is_seen_within_3_s() {
     let mut w = World::new(2);
     w.rotation_gap = secs(3); // a slow keyframe: 4 s GOP cameras exist
     w.run(secs(130)); // two rotations: the cadence is known
-    // Step to the moment camera 1's segment closes.
-    while !w.cams[&1].pause_until.is_some_and(|p| p > w.now.mono) {
+                      // Step to the moment camera 1's segment closes.
+    while w.cams[&1].pause_until.is_none_or(|p| p <= w.now.mono) {
         w.run(STEP);
     }
     let since = w.now.mono;
     w.cams.get_mut(&1).unwrap().silent_at = Some(since);
     let took = until_stream_down(&mut w, since, secs(10));
     assert!(took <= secs(3), "silent at a rotation seen after {took:?}");
-    assert!(w.firing(Issue::RecordingStalled).is_empty(), "{:?}", w.alerts());
+    assert!(
+        w.firing(Issue::RecordingStalled).is_empty(),
+        "{:?}",
+        w.alerts()
+    );
 }
 
 /// Before the first rotation the recording cadence is unknown (a stall
@@ -843,8 +847,15 @@ fn a_camera_silent_in_its_first_minute_is_seen_within_3_s() {
     let since = w.now.mono;
     w.cams.get_mut(&2).unwrap().silent_at = Some(since);
     let took = until_stream_down(&mut w, since, secs(10));
-    assert!(took <= secs(3), "silent in the first minute seen after {took:?}");
-    assert!(w.firing(Issue::RecordingStalled).is_empty(), "{:?}", w.alerts());
+    assert!(
+        took <= secs(3),
+        "silent in the first minute seen after {took:?}"
+    );
+    assert!(
+        w.firing(Issue::RecordingStalled).is_empty(),
+        "{:?}",
+        w.alerts()
+    );
 }
 
 /// A slow keyframe at every rotation (3 s without a write while the camera

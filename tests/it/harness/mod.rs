@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod files;
 pub mod http;
 pub mod telegram;
 

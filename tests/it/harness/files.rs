@@ -1,4 +1,4 @@
-//! Helpers shared by the integration tests.
+//! The repository and the built binary: paths, fixtures, running the CLI.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
