@@ -1005,3 +1005,134 @@ async fn a_user_limited_to_camera_2_sees_nothing_of_camera_1() {
         .collect();
     assert_eq!(silenced, vec![&json!(2)], "{silences}");
 }
+
+/// Every MediaMTX endpoint of the stand-in that serves video (HLS
+/// playlists and segments, WHEP, RTSP DESCRIBE, playback `/list` and
+/// `/get`) asked by nobody, a viewer, an operator, an admin and with the API
+/// token, through MediaMTX's own authorization (it asks the daemon): only
+/// a session's media token opens live video, only an operator's or admin's
+/// opens recordings, and the API token opens no video at all. HLS asks about
+/// the first request of a session only (`index.m3u8`); its media playlist
+/// and segments go to whoever holds the session's id, and without one they
+/// are refused (docs/mediamtx.md §b2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_mediamtx_endpoint_answers_each_role_as_the_table_says() {
+    let w = world(Setup::default()).await;
+    let d = &w.d;
+    d.wait_all_recording(2).await;
+    let token = d.token();
+    // [nobody, viewer, operator, admin, API token]: the media credential.
+    let creds: [Option<String>; 5] = [
+        None,
+        Some(w.viewer.media.clone()),
+        Some(w.operator.media.clone()),
+        Some(w.admin.media.clone()),
+        Some(token),
+    ];
+    let hls = format!("http://127.0.0.1:{}/cam_2", d.ports.hls);
+    let whep = format!("http://127.0.0.1:{}/cam_2/whep", d.ports.webrtc);
+    let playback = format!("http://127.0.0.1:{}", d.ports.playback);
+    let offer = include_str!("../fixtures/webrtc/offer.sdp");
+    // A moment that is recorded, from the operator's `/list`.
+    let op = format!("&token={}", w.operator.media);
+    let list: Value = d
+        .wait_for(
+            "a recorded span of camera 2",
+            Duration::from_secs(30),
+            || async {
+                let (code, body) = fetch(&format!("{playback}/list?path=cam_2{op}"), None).await;
+                let v: Value = serde_json::from_str(&body).ok()?;
+                (code == 200 && v.as_array().is_some_and(|a| !a.is_empty())).then_some(v)
+            },
+        )
+        .await;
+    let start = list[0]["start"].as_str().unwrap().replace('+', "%2B");
+
+    let mut failures = Vec::new();
+    for (i, cred) in creds.iter().enumerate() {
+        let cred = cred.as_deref();
+        // HLS: the caller's own session, then its media playlist and a
+        // segment with nothing but the session's id.
+        let (index, multivariant) = fetch(&format!("{hls}/index.m3u8"), cred).await;
+        let (media, segment) = if index == 200 {
+            let media = first_uri(&multivariant, false);
+            let (code, playlist) = fetch(&format!("{hls}/{media}"), None).await;
+            let seg = first_uri(&playlist, true);
+            (code, fetch(&format!("{hls}/{seg}"), None).await.0)
+        } else {
+            let (code, _) = fetch(&format!("{hls}/main_stream.m3u8"), cred).await;
+            let (seg, _) = fetch(&format!("{hls}/main_seg0.mp4"), cred).await;
+            (code, seg)
+        };
+        let mut r = reqwest::Client::new()
+            .post(&whep)
+            .header("content-type", "application/sdp")
+            .body(offer);
+        if let Some(c) = cred {
+            r = r.bearer_auth(c);
+        }
+        let whep_code = r.send().await.unwrap().status().as_u16();
+        let q = cred.map(|c| format!("token={c}")).unwrap_or_default();
+        let describe = rtsp_describe(d.ports.rtsp, &format!("cam_2?{q}"));
+        let (list_code, _) = fetch(&format!("{playback}/list?path=cam_2&{q}"), None).await;
+        let get_url = format!("{playback}/get?path=cam_2&start={start}&duration=1&format=mp4&{q}");
+        let (get_code, _) = fetch(&get_url, None).await;
+        let got = [
+            index, media, segment, whep_code, describe, list_code, get_code,
+        ];
+        // [index.m3u8, media playlist, segment, WHEP, DESCRIBE, /list, /get]
+        let want: [u16; 7] = match i {
+            0 | 4 => [401; 7],
+            1 => [200, 200, 200, 201, 200, 401, 401],
+            _ => [200, 200, 200, 201, 200, 200, 200],
+        };
+        if got != want {
+            failures.push(format!("caller {i}: got {got:?}, want {want:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// GET `url`, with `Authorization: Bearer <cred>` when given: the status
+/// and the body.
+async fn fetch(url: &str, cred: Option<&str>) -> (u16, String) {
+    let mut r = reqwest::Client::new().get(url);
+    if let Some(c) = cred {
+        r = r.bearer_auth(c);
+    }
+    let r = r.send().await.unwrap();
+    let code = r.status().as_u16();
+    (code, r.text().await.unwrap_or_default())
+}
+
+/// The first (or last) URI line of a playlist.
+fn first_uri(playlist: &str, last: bool) -> String {
+    let mut uris = playlist
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty());
+    let uri = if last { uris.next_back() } else { uris.next() };
+    uri.unwrap_or_else(|| panic!("no URI in {playlist}"))
+        .to_string()
+}
+
+/// `DESCRIBE rtsp://127.0.0.1:port/<path_and_query>`: the status code.
+fn rtsp_describe(port: u16, path_and_query: &str) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "DESCRIBE rtsp://127.0.0.1:{port}/{path_and_query} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).unwrap_or(0) == 1 {
+        head.push(b[0]);
+    }
+    let line = String::from_utf8_lossy(&head);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no RTSP status in {line:?}"))
+}

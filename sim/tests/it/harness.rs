@@ -416,24 +416,4 @@ pub fn check_fmp4(file: &Path) -> (usize, f64) {
 }
 
 /// A browser-like receive-only H.264 offer (no candidates: ICE is not exercised here).
-pub const OFFER: &str = "v=0\r\n\
-o=- 4611731400430051336 2 IN IP4 127.0.0.1\r\n\
-s=-\r\n\
-t=0 0\r\n\
-a=group:BUNDLE 0\r\n\
-a=msid-semantic: WMS\r\n\
-m=video 9 UDP/TLS/RTP/SAVPF 102\r\n\
-c=IN IP4 0.0.0.0\r\n\
-a=rtcp:9 IN IP4 0.0.0.0\r\n\
-a=ice-ufrag:Ab3x\r\n\
-a=ice-pwd:q0ZXZ5m3mT6Sif1R6mN1uKMa\r\n\
-a=ice-options:trickle\r\n\
-a=fingerprint:sha-256 6B:8B:5D:EA:59:04:20:23:29:C8:87:1C:CC:87:32:BE:DD:8C:66:A5:8E:50:55:EA:8C:D3:B6:5C:09:5E:D6:BC\r\n\
-a=setup:actpass\r\n\
-a=mid:0\r\n\
-a=recvonly\r\n\
-a=rtcp-mux\r\n\
-a=rtcp-rsize\r\n\
-a=rtpmap:102 H264/90000\r\n\
-a=rtcp-fb:102 nack pli\r\n\
-a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n";
+pub const OFFER: &str = include_str!("../../../tests/fixtures/webrtc/offer.sdp");

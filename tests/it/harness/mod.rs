@@ -192,19 +192,20 @@ pub struct Daemon {
     setup_mediamtx: String,
     setup_recording: String,
     listen: String,
-    ports: Ports,
+    pub ports: Ports,
     env: Vec<(String, String)>,
 }
 
 #[derive(Clone)]
-struct Ports {
-    mtx_api: u16,
-    metrics: u16,
-    playback: u16,
-    hls: u16,
-    webrtc: u16,
-    udp: u16,
-    rtsp: u16,
+/// The stand-in's listeners.
+pub struct Ports {
+    pub mtx_api: u16,
+    pub metrics: u16,
+    pub playback: u16,
+    pub hls: u16,
+    pub webrtc: u16,
+    pub udp: u16,
+    pub rtsp: u16,
 }
 
 impl Daemon {
