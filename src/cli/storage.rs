@@ -67,6 +67,16 @@ pub fn recordings(
     for s in &l.spans {
         rows.push((s.start, format!("recorded  {}  {}", t(s.start), t(s.end))));
     }
+    for s in &l.in_bucket {
+        rows.push((
+            s.start,
+            format!(
+                "in bucket {}  {}  (off the box; backup restore fetches it)",
+                t(s.start),
+                t(s.end)
+            ),
+        ));
+    }
     for g in &l.gaps {
         rows.push((
             g.start,

@@ -808,16 +808,20 @@ pub fn segments(
     rows.collect()
 }
 
-/// The ledger's view of the same segments: `(start, end, bytes, state)`,
-/// without the paths.
+/// One segment for the ledger: start, end, bytes, state, and whether it
+/// is in the backup bucket.
+pub type Interval = (Micros, Micros, u64, SegState, bool);
+
+/// The ledger's view of the same segments ([`Interval`]), without the
+/// paths.
 pub fn intervals(
     conn: &Connection,
     camera: u32,
     from: Micros,
     to: Micros,
-) -> rusqlite::Result<Vec<(Micros, Micros, u64, SegState)>> {
+) -> rusqlite::Result<Vec<Interval>> {
     let mut st = conn.prepare_cached(
-        "SELECT start_us, end_us, bytes, state FROM segments
+        "SELECT start_us, end_us, bytes, state, backup_state = 2 FROM segments
          WHERE camera = ?1 AND start_us >= ?2 AND start_us < ?3 AND end_us > ?4
          ORDER BY start_us",
     )?;
@@ -827,6 +831,7 @@ pub fn intervals(
             r.get(1)?,
             r.get::<_, i64>(2)? as u64,
             SegState::from_i64(r.get(3)?),
+            r.get(4)?,
         ))
     })?;
     rows.collect()

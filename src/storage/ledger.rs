@@ -54,7 +54,14 @@ pub struct Ledger {
     pub camera_id: u32,
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
+    /// Footage on the box's disk (what the dashboard plays back).
     pub spans: Vec<Span>,
+    /// Footage no longer on the box (deleted by retention or evicted) but
+    /// kept in the backup bucket: not a gap; `vms-supervisor backup
+    /// restore` fetches it.
+    #[serde(default)]
+    pub in_bucket: Vec<Span>,
+    /// Time with no footage anywhere, and why.
     pub gaps: Vec<Gap>,
 }
 
@@ -71,10 +78,15 @@ pub fn query(
     let (f, t, n) = (to_micros(from), to_micros(to), to_micros(now));
     let t_eff = t.min(n);
     let mut recorded = Vec::new();
+    let mut bucket = Vec::new();
     let mut causes: Vec<(Cause, Micros, Micros)> = Vec::new();
     let tol = tolerance.as_micros() as Micros;
-    for (start, end, bytes, state) in catalog::intervals(conn, camera, f, t_eff.max(f))? {
+    for (start, end, bytes, state, uploaded) in catalog::intervals(conn, camera, f, t_eff.max(f))? {
         let cause = match state {
+            SegState::Evicted | SegState::Deleted if uploaded && bytes > 0 => {
+                bucket.push((start, end));
+                continue;
+            }
             SegState::Recording if bytes > 0 && end >= n - DETECTION_SLACK => {
                 recorded.push((start, n));
                 continue;
@@ -96,18 +108,25 @@ pub fn query(
     }
     causes.extend(catalog::causes(conn, camera, f, t_eff.max(f), n)?);
     let first = catalog::first_segment(conn, camera)?;
-    let (spans, gaps) = compute(f, t_eff, &recorded, &causes, first, tol);
-    Ok(Ledger {
-        camera_id: camera,
-        from,
-        to,
-        spans: spans
-            .into_iter()
+    // Gaps: time with footage nowhere, on disk or in the bucket.
+    let anywhere: Vec<Interval> = recorded.iter().chain(&bucket).copied().collect();
+    let (_, gaps) = compute(f, t_eff, &anywhere, &causes, first, tol);
+    let (spans, _) = compute(f, t_eff, &recorded, &[], first, tol);
+    let (in_bucket, _) = compute(f, t_eff, &bucket, &[], first, tol);
+    let to_spans = |v: Vec<Interval>| {
+        v.into_iter()
             .map(|(s, e)| Span {
                 start: from_micros(s),
                 end: from_micros(e),
             })
-            .collect(),
+            .collect()
+    };
+    Ok(Ledger {
+        camera_id: camera,
+        from,
+        to,
+        spans: to_spans(spans),
+        in_bucket: to_spans(in_bucket),
         gaps: gaps
             .into_iter()
             .map(|(s, e, cause)| Gap {
@@ -268,6 +287,72 @@ mod tests {
         );
         assert_eq!(spans.len(), 2);
         assert_eq!(gaps, vec![(M, M + 5 * SECOND, Cause::Unknown)]);
+    }
+
+    #[test]
+    fn footage_deleted_from_the_disk_but_in_the_bucket_is_no_gap() {
+        let mut conn = catalog::open_in_memory().unwrap();
+        let t0: Micros = 1_780_000_000 * SECOND;
+        let seg = |i: i64| SegmentName {
+            camera: 3,
+            start: t0 + i * M,
+            rel: format!("cam_3/d/{i}.mp4"),
+        };
+        let ops: Vec<CatalogOp> = (0..6)
+            .map(|i| CatalogOp::Complete {
+                seg: seg(i),
+                bytes: 1000,
+                end: t0 + (i + 1) * M,
+                reason: CompleteReason::NextSegment,
+            })
+            .collect();
+        catalog::apply(&mut conn, &ops).unwrap();
+        // Minutes 0..2 uploaded then deleted by retention; 2..3 deleted
+        // without a copy; 3..6 still on disk.
+        for i in 0..2 {
+            crate::storage::backup::queue::mark_uploaded(
+                &mut conn,
+                (3, t0 + i * M),
+                &format!("box/cam_3/{i}.mp4"),
+                "etag",
+                1000,
+                t0 + 7 * M,
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "UPDATE segments SET state = ?1 WHERE camera = 3 AND start_us < ?2",
+            rusqlite::params![SegState::Deleted as i64, t0 + 3 * M],
+        )
+        .unwrap();
+        let l = query(
+            &conn,
+            3,
+            from_micros(t0),
+            from_micros(t0 + 6 * M),
+            from_micros(t0 + 10 * M),
+            DEFAULT_TOLERANCE,
+        )
+        .unwrap();
+        let mins = |v: &[Span]| -> Vec<(i64, i64)> {
+            v.iter()
+                .map(|s| ((to_micros(s.start) - t0) / M, (to_micros(s.end) - t0) / M))
+                .collect()
+        };
+        assert_eq!(mins(&l.in_bucket), vec![(0, 2)]);
+        assert_eq!(mins(&l.spans), vec![(3, 6)]);
+        let gaps: Vec<(i64, i64, Cause)> = l
+            .gaps
+            .iter()
+            .map(|g| {
+                (
+                    (to_micros(g.start) - t0) / M,
+                    (to_micros(g.end) - t0) / M,
+                    g.cause,
+                )
+            })
+            .collect();
+        assert_eq!(gaps, vec![(2, 3, Cause::Deleted)]);
     }
 
     #[test]
