@@ -192,34 +192,6 @@ pub async fn run(
         api_shutdown.clone(),
     ));
 
-    // Off-site backup: its own task and catalog connection; a failure to
-    // start it is an alert, never a reason to stop supervising recording.
-    let backup_shutdown = CancellationToken::new();
-    let backup_task = match crate::storage::backup::Settings::from_config(&config) {
-        Some(settings) if storage_db.is_some() => {
-            crate::storage::backup::describe();
-            match crate::storage::backup::spawn(
-                settings,
-                &config.state.dir.join(crate::storage::CATALOG_FILE),
-                sink.clone(),
-                backup_shutdown.clone(),
-            ) {
-                Ok(task) => Some(task),
-                Err(e) => {
-                    tracing::error!(error = %e, "backup: the catalog cannot be opened; nothing is uploaded");
-                    None
-                }
-            }
-        }
-        Some(_) => {
-            tracing::error!(
-                "backup: enabled, but the segment catalog cannot be opened; nothing is uploaded"
-            );
-            None
-        }
-        None => None,
-    };
-
     let daemon = Daemon::new(
         Arc::new(config),
         binary,
@@ -237,10 +209,6 @@ pub async fn run(
 
     api_shutdown.cancel();
     let _ = api_task.await;
-    backup_shutdown.cancel();
-    if let Some(task) = backup_task {
-        let _ = task.await;
-    }
     alerts_shutdown.cancel();
     alerts.stopped().await;
     result

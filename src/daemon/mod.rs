@@ -153,6 +153,8 @@ pub struct Daemon {
     storage_rx: Option<mpsc::UnboundedReceiver<crate::storage::machine::Event>>,
     /// The audit trail (config reloads are on record).
     access: crate::access::AccessHandle,
+    /// The off-site backup worker.
+    backup: crate::storage::backup::Runner,
     // MediaMTX adoption (issue 17): the MediaMTX found running at start
     // and the task reading its log FIFO.
     adopted: Option<u32>,
@@ -198,10 +200,17 @@ impl Daemon {
             }
             None => (None, None),
         };
+        let mut backup = crate::storage::backup::Runner::new(
+            config.state.dir.join(crate::storage::CATALOG_FILE),
+            storage.is_some(),
+            sink.clone(),
+        );
+        backup.apply(&config);
         Ok(Daemon {
             storage,
             storage_rx,
             access,
+            backup,
             client: Client::new(
                 config.mediamtx.api_address,
                 config.monitor.probe_timeout.get(),
@@ -365,6 +374,7 @@ impl Daemon {
         if self.process.pid().is_none() {
             let _ = std::fs::remove_file(child::pid_file(&self.config.state.dir));
         }
+        self.backup.stop().await;
         self.publish(Now::system());
         tracing::info!("stopped");
         Ok(())

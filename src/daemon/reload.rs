@@ -50,6 +50,7 @@ impl Daemon {
         }
         let new = Arc::new(new);
         self.alerts.reload(&new);
+        self.backup.apply(&new);
         // Timings and thresholds apply from now on, without a restart.
         self.cameras
             .set_settings(new.monitor.clone(), new.recording.part_duration.get());

@@ -596,8 +596,7 @@ async fn database_lock_during_delivery_pages_once() {
         .output()
         .is_err()
     {
-        eprintln!("skipped: the sqlite3 command is missing (scripts/setup installs it)");
-        return;
+        panic!("the sqlite3 command is missing (scripts/setup installs it)");
     }
     let tg = FakeTelegram::start(vec![Reply::Hang(Duration::from_millis(300))]).await;
     let f = Fixture::new().telegram(&tg);

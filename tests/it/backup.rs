@@ -34,29 +34,23 @@ impl Drop for Server {
     }
 }
 
-fn moto_binary() -> Option<PathBuf> {
+/// The moto server `scripts/setup` installs. Missing, the test fails: a
+/// test that passes without its server would say nothing.
+fn moto_binary() -> PathBuf {
     let p = crate::harness::files::repo().join("target/s3-venv/bin/moto_server");
-    if p.is_file() {
-        Some(p)
-    } else {
-        eprintln!("SKIP: {} missing; run scripts/setup", p.display());
-        None
-    }
+    assert!(p.is_file(), "{} is missing: run scripts/setup", p.display());
+    p
 }
 
-fn s3s_binary() -> Option<PathBuf> {
+fn s3s_binary() -> PathBuf {
     let home = std::env::var("CARGO_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {
             PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
         });
     let p = home.join("bin/s3s-fs");
-    if p.is_file() {
-        Some(p)
-    } else {
-        eprintln!("SKIP: {} missing; run scripts/setup", p.display());
-        None
-    }
+    assert!(p.is_file(), "{} is missing: run scripts/setup", p.display());
+    p
 }
 
 fn wait_listening(port: u16) {
@@ -226,7 +220,7 @@ const T0: i64 = 1_795_000_000;
 
 #[test]
 fn uploads_completed_segments_verified_survives_outage_restart_and_restores() {
-    let Some(bin) = moto_binary() else { return };
+    let bin = moto_binary();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let port = free_port();
     let server = start_moto(&bin, port);
@@ -377,7 +371,7 @@ fn uploads_completed_segments_verified_survives_outage_restart_and_restores() {
 
 #[test]
 fn bandwidth_limit_holds_within_ten_percent() {
-    let Some(bin) = moto_binary() else { return };
+    let bin = moto_binary();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let port = free_port();
     let _server = start_moto(&bin, port);
@@ -401,7 +395,7 @@ fn bandwidth_limit_holds_within_ten_percent() {
 
 #[test]
 fn wrong_credentials_and_refused_storage_class_raise_one_config_alert() {
-    let Some(bin) = s3s_binary() else { return };
+    let bin = s3s_binary();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let data = tempfile::tempdir().unwrap();
     let server = start_s3s(&bin, data.path());
@@ -474,7 +468,7 @@ fn wrong_credentials_and_refused_storage_class_raise_one_config_alert() {
 #[test]
 fn the_daemon_backs_up_what_it_records_restores_it_and_pages_on_lag() {
     use crate::harness::{Daemon, Setup};
-    let Some(moto) = moto_binary() else { return };
+    let moto = moto_binary();
     let port = free_port();
     let server = start_moto(&moto, port);
     let keys = tempfile::tempdir().unwrap();
@@ -621,9 +615,7 @@ fn drain(bin: &Path, segments: i64, size: usize, limit: Option<u64>) -> (f64, f6
 #[test]
 #[ignore = "benchmark: run with scripts/bench"]
 fn bench_backup_throughput() {
-    let Some(bin) = moto_binary() else {
-        panic!("moto missing: run scripts/setup")
-    };
+    let bin = moto_binary();
     const MIB: usize = 1 << 20;
     let free = drain(&bin, 24, 8 * MIB, None);
     let limited = drain(&bin, 6, 4 * MIB, Some(4 * MIB as u64));
@@ -653,4 +645,93 @@ fn bench_backup_throughput() {
     md.push_str("\n<!-- backup:end -->\n");
     crate::bench::write_section("backup", &md);
     println!("{md}");
+}
+
+/// Turning backup on, or changing where it goes, takes effect at the next
+/// reload of vms.toml without restarting the daemon (or MediaMTX): the
+/// worker starts, then restarts with the new prefix, and the objects are in
+/// the bucket where the catalog says.
+#[test]
+fn backup_settings_apply_on_reload_without_a_restart() {
+    use crate::harness::{Daemon, Setup};
+    use vms_supervisor::storage::backup::s3::{S3Client, S3Settings};
+    let moto = moto_binary();
+    let port = free_port();
+    let _server = start_moto(&moto, port);
+    let keys = tempfile::tempdir().unwrap();
+    let (id_file, secret_file) = (keys.path().join("id"), keys.path().join("secret"));
+    std::fs::write(&id_file, "AKIDTEST\n").unwrap();
+    std::fs::write(&secret_file, "secret-for-moto\n").unwrap();
+    let backup = |prefix: &str| {
+        format!(
+            "[backup]\nenabled = true\nendpoint = \"http://127.0.0.1:{port}\"\nbucket = \"{BUCKET}\"\n\
+             prefix = \"{prefix}\"\npath_style = true\nstorage_class = \"STANDARD\"\n\
+             access_key_id_file = \"{}\"\nsecret_access_key_file = \"{}\"\n",
+            id_file.display(),
+            secret_file.display()
+        )
+    };
+    let setup = Setup {
+        recording: "segment_duration = \"2s\"\n".into(),
+        ..Setup::default()
+    };
+    let (cameras, monitor) = (setup.cameras.clone(), setup.monitor.clone());
+    let d = Daemon::start(setup);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let s = rt.block_on(d.wait_all_recording(2));
+    let mediamtx = crate::harness::mediamtx_pid(&s);
+    let catalog = d.path("state/storage.db");
+    let uploaded_keys = || -> Vec<String> {
+        let conn = rusqlite::Connection::open(&catalog).unwrap();
+        let mut st = conn
+            .prepare("SELECT backup_key FROM segments WHERE backup_state = 2 ORDER BY start_us")
+            .unwrap();
+        let keys = st
+            .query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        keys
+    };
+    // Off at start: segments complete, nothing goes up.
+    rt.block_on(
+        d.wait_status("two segments completed", Duration::from_secs(30), |s| {
+            crate::harness::camera(s, 1)["segments_completed"].as_u64() >= Some(2)
+        }),
+    );
+    assert!(uploaded_keys().is_empty());
+
+    for prefix in ["primeiro", "segundo"] {
+        d.write_config(&cameras, &monitor, &backup(prefix));
+        wait_for(
+            &format!("uploads under {prefix}/"),
+            Duration::from_secs(60),
+            || {
+                uploaded_keys()
+                    .iter()
+                    .any(|k| k.starts_with(&format!("{prefix}/")))
+            },
+        );
+    }
+    // Each is really in the bucket.
+    let client = S3Client::new(
+        S3Settings {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            region: "us-east-1".into(),
+            bucket: BUCKET.into(),
+            path_style: true,
+            access_key_id: vms_supervisor::config::Secret::new("AKIDTEST"),
+            secret_access_key: vms_supervisor::config::Secret::new("secret-for-moto"),
+        },
+        None,
+    );
+    for key in uploaded_keys() {
+        rt.block_on(client.head_object(&key))
+            .unwrap_or_else(|e| panic!("{key} not in the bucket: {e}"));
+    }
+    // Neither the daemon nor MediaMTX restarted for it.
+    let s = rt.block_on(d.status()).unwrap();
+    assert_eq!(crate::harness::mediamtx_pid(&s), mediamtx);
+    assert!(crate::harness::alive(d.pid()));
+    assert!(d.logs().contains("backup: new settings"), "{}", d.logs());
 }

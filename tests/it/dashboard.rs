@@ -154,8 +154,9 @@ async fn dashboard_in_chromium() {
         None
     };
     if let Some(why) = why {
-        eprintln!("SKIPPED dashboard browser tests: {why}; scripts/setup installs what they need");
-        return;
+        panic!(
+            "the dashboard browser tests cannot run: {why}; scripts/setup installs what they need"
+        );
     }
     let d = Daemon::start(Setup::default());
     all_online(&d).await;

@@ -36,7 +36,7 @@ use crate::config::Config;
 use crate::events::{AlertEvent, Issue, Phase, Severity};
 
 /// Everything the worker needs, built from `[backup]` by the caller.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub s3: s3::S3Settings,
     pub prefix: String,
@@ -185,6 +185,95 @@ pub fn spawn(
         worker.run(tx, shutdown).await;
         let _ = forward.await;
     }))
+}
+
+/// The worker as the daemon runs it: started from `[backup]`, started
+/// again with the new settings when a reload of vms.toml changes them
+/// (keys, bucket, limits, turned on or off), stopped at shutdown. A change
+/// never blocks the caller: the old worker is told to stop (its in-flight
+/// uploads are dropped; their rows stay queued) and the new one starts
+/// once it has, so two workers never share the queue.
+pub struct Runner {
+    db: PathBuf,
+    sink: crate::events::AlertSink,
+    /// `false` when the segment catalog cannot be opened: nothing to back up
+    /// from.
+    catalog: bool,
+    settings: Option<Settings>,
+    running: Option<(
+        tokio_util::sync::CancellationToken,
+        tokio::task::JoinHandle<()>,
+    )>,
+}
+
+impl Runner {
+    pub fn new(db: PathBuf, catalog: bool, sink: crate::events::AlertSink) -> Runner {
+        Runner {
+            db,
+            sink,
+            catalog,
+            settings: None,
+            running: None,
+        }
+    }
+
+    /// Runs the worker `config` asks for, if that is not what runs already.
+    pub fn apply(&mut self, config: &Config) {
+        let wanted = Settings::from_config(config);
+        if wanted == self.settings && (self.running.is_some() || wanted.is_none()) {
+            return;
+        }
+        if wanted.is_some() && !self.catalog {
+            tracing::error!(
+                "backup: enabled, but the segment catalog cannot be opened; nothing is uploaded"
+            );
+            return;
+        }
+        let was_running = self.settings.is_some();
+        self.settings = wanted.clone();
+        let previous = self.running.take();
+        if let Some((stop, _)) = &previous {
+            stop.cancel();
+        }
+        match (&wanted, was_running) {
+            (Some(_), true) => {
+                tracing::info!("backup: new settings; the worker restarts with them")
+            }
+            (None, true) => tracing::info!("backup: turned off; the worker stops"),
+            _ => {}
+        }
+        let stop = tokio_util::sync::CancellationToken::new();
+        let (db, sink, token) = (self.db.clone(), self.sink.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            if let Some((_, old)) = previous {
+                let _ = old.await;
+            }
+            let Some(settings) = wanted else {
+                return;
+            };
+            if token.is_cancelled() {
+                return;
+            }
+            describe();
+            match spawn(settings, &db, sink, token) {
+                Ok(worker) => {
+                    let _ = worker.await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "backup: the catalog cannot be opened; nothing is uploaded")
+                }
+            }
+        });
+        self.running = Some((stop, task));
+    }
+
+    /// Stops the worker and waits for it.
+    pub async fn stop(&mut self) {
+        if let Some((stop, task)) = self.running.take() {
+            stop.cancel();
+            let _ = task.await;
+        }
+    }
 }
 
 /// `<prefix>/<box>/cam_<id>/<YYYY-MM-DD>/<HH-MM-SS>.mp4`, in UTC so the key

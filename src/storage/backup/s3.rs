@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::config::Secret;
 
 /// Where and how to talk to the bucket.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct S3Settings {
     /// `http://127.0.0.1:9000` or `https://s3.sa-east-1.amazonaws.com`.
     pub endpoint: String,
