@@ -24,4 +24,5 @@ mod scrape;
 mod soak;
 mod storage;
 mod survive;
+mod tls;
 mod util;
