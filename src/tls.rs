@@ -11,6 +11,11 @@
 //!   copied, key of another certificate) is logged and the previous pair is
 //!   kept until the files change again. No restart, no signal.
 //! * [`server_config`]: the rustls configuration of the HTTPS listener.
+//! * [`not_after`]: when a certificate expires. The daemon logs a warning
+//!   when the served one has less than [`EXPIRY_WARNING_DAYS`] left (at
+//!   start, when it is read again, and once a day at a handshake) and an
+//!   error once it has expired; an expired certificate is still served
+//!   (and never stops the daemon): the browser's warning says the rest.
 //!
 //! The key is a secret: its bytes never reach a log or an error message, and
 //! a key file that every user of the box may read or change is refused.
@@ -143,6 +148,8 @@ struct Current {
     /// The files' stamps at the last read, good or bad.
     seen: (Option<Stamp>, Option<Stamp>),
     pair: Arc<CertifiedKey>,
+    /// When the expiry was last looked at.
+    expiry_checked: std::time::Instant,
 }
 
 impl std::fmt::Debug for Resolver {
@@ -159,10 +166,15 @@ impl Resolver {
         // Stamped before the read: a change during it is read again.
         let seen = (stamp(cert), stamp(key));
         let pair = Arc::new(load(cert, key)?);
+        warn_on_expiry(&pair, chrono::Utc::now());
         Ok(Resolver {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
-            current: Mutex::new(Current { seen, pair }),
+            current: Mutex::new(Current {
+                seen,
+                pair,
+                expiry_checked: std::time::Instant::now(),
+            }),
         })
     }
 
@@ -176,7 +188,9 @@ impl Resolver {
             match load(&self.cert, &self.key) {
                 Ok(pair) => {
                     cur.pair = Arc::new(pair);
+                    cur.expiry_checked = std::time::Instant::now();
                     tracing::info!(cert = %self.cert.display(), "the TLS certificate was read again after a change");
+                    warn_on_expiry(&cur.pair, chrono::Utc::now());
                 }
                 Err(e) => tracing::warn!(
                     error = %e,
@@ -184,8 +198,108 @@ impl Resolver {
                 ),
             }
         }
+        if cur.expiry_checked.elapsed() >= std::time::Duration::from_secs(24 * 3600) {
+            cur.expiry_checked = std::time::Instant::now();
+            warn_on_expiry(&cur.pair, chrono::Utc::now());
+        }
         cur.pair.clone()
     }
+}
+
+/// A served certificate with less than this left is logged as a warning.
+pub const EXPIRY_WARNING_DAYS: i64 = 30;
+
+/// How long the certificate has left at `now`, as a log line if it is
+/// short: `Some((expired, message))`.
+pub fn expiry_note(
+    pair: &CertifiedKey,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<(bool, String)> {
+    let end = not_after(pair.cert.first()?.as_ref())?;
+    let left = end - now;
+    let when = end.format("%Y-%m-%d %H:%M UTC");
+    if left <= chrono::TimeDelta::zero() {
+        Some((
+            true,
+            format!("the TLS certificate (api.tls_cert) expired on {when}: browsers refuse the dashboard until it is renewed"),
+        ))
+    } else if left < chrono::TimeDelta::days(EXPIRY_WARNING_DAYS) {
+        Some((
+            false,
+            format!(
+                "the TLS certificate (api.tls_cert) expires on {when}, in {} days: renew it (new files over the old ones; no restart needed)",
+                left.num_days()
+            ),
+        ))
+    } else {
+        None
+    }
+}
+
+fn warn_on_expiry(pair: &CertifiedKey, now: chrono::DateTime<chrono::Utc>) {
+    match expiry_note(pair, now) {
+        Some((true, m)) => tracing::error!("{m}"),
+        Some((false, m)) => tracing::warn!("{m}"),
+        None => {}
+    }
+}
+
+/// One DER element: (tag, content, what follows).
+fn der(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = b.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, &x| (acc << 8) | usize::from(x));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// The end of a certificate's validity (`tbsCertificate.validity.notAfter`,
+/// RFC 5280 §4.1.2.5), from its DER.
+pub fn not_after(cert: &[u8]) -> Option<chrono::DateTime<chrono::Utc>> {
+    const SEQUENCE: u8 = 0x30;
+    let (SEQUENCE, cert, _) = der(cert)? else {
+        return None;
+    };
+    let (SEQUENCE, mut tbs, _) = der(cert)? else {
+        return None;
+    };
+    // [0] version (optional), serialNumber, signature, issuer.
+    if tbs.first() == Some(&0xa0) {
+        tbs = der(tbs)?.2;
+    }
+    for _ in 0..3 {
+        tbs = der(tbs)?.2;
+    }
+    let (SEQUENCE, validity, _) = der(tbs)? else {
+        return None;
+    };
+    let (_, _, rest) = der(validity)?;
+    let (tag, time, _) = der(rest)?;
+    let time = std::str::from_utf8(time).ok()?;
+    let full = match tag {
+        // UTCTime: YYMMDDHHMMSSZ, years 1950-2049.
+        0x17 => {
+            let yy: u32 = time.get(..2)?.parse().ok()?;
+            let century = if yy < 50 { "20" } else { "19" };
+            format!("{century}{time}")
+        }
+        // GeneralizedTime: YYYYMMDDHHMMSSZ.
+        0x18 => time.to_string(),
+        _ => return None,
+    };
+    chrono::NaiveDateTime::parse_from_str(&full, "%Y%m%d%H%M%SZ")
+        .ok()
+        .map(|t| t.and_utc())
 }
 
 impl ResolvesServerCert for Resolver {
@@ -267,6 +381,40 @@ mod tests {
             assert!(e.message.contains(want), "{e}");
             assert!(!e.to_string().contains(&secret), "{e}");
         }
+    }
+
+    #[test]
+    fn the_expiry_is_read_from_the_certificate() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(vec!["nvr.test".to_string()]).unwrap();
+        p.not_after = rcgen::date_time_ymd(2030, 1, 2);
+        let c = p.clone().self_signed(&key).unwrap();
+        let end = not_after(c.der()).unwrap();
+        assert_eq!(end.to_rfc3339(), "2030-01-02T00:00:00+00:00");
+        // GeneralizedTime (from 2050 on).
+        p.not_after = rcgen::date_time_ymd(2051, 6, 30);
+        let c2 = p.self_signed(&key).unwrap();
+        assert_eq!(
+            not_after(c2.der()).unwrap().to_rfc3339(),
+            "2051-06-30T00:00:00+00:00"
+        );
+        assert_eq!(not_after(b"\x30\x03\x02\x01"), None);
+
+        let pair = CertifiedKey::new(
+            vec![c.der().clone()],
+            provider()
+                .key_provider
+                .load_private_key(
+                    PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
+                )
+                .unwrap(),
+        );
+        let at = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+        assert_eq!(expiry_note(&pair, at("2029-11-01T00:00:00Z")), None);
+        let (expired, m) = expiry_note(&pair, at("2029-12-23T00:00:00Z")).unwrap();
+        assert!(!expired && m.contains("in 10 days"), "{m}");
+        let (expired, m) = expiry_note(&pair, at("2030-01-03T00:00:00Z")).unwrap();
+        assert!(expired && m.contains("expired on 2030-01-02"), "{m}");
     }
 
     #[test]
