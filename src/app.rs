@@ -93,6 +93,26 @@ fn start_access(config: &Config) -> crate::access::AccessHandle {
     handle
 }
 
+/// The HTTPS listener (`[api] tls_listen`) and its TLS acceptor, or why
+/// not. The pair was checked with the config; it is read again here.
+async fn https_listener(
+    config: &Config,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<(tokio::net::TcpListener, tokio_rustls::TlsAcceptor)> {
+    let resolver = crate::tls::Resolver::new(cert, key)?;
+    let listener = tokio::net::TcpListener::bind(config.api.tls_listen)
+        .await
+        .with_context(|| format!("listening on {} (api.tls_listen)", config.api.tls_listen))?;
+    tracing::info!(
+        listen = %config.api.tls_listen,
+        cert = %cert.display(),
+        "serving the dashboard and API over HTTPS"
+    );
+    let server = crate::tls::server_config(Arc::new(resolver));
+    Ok((listener, tokio_rustls::TlsAcceptor::from(server)))
+}
+
 /// Runs the daemon until `shutdown` fires, then stops MediaMTX gracefully,
 /// the API and the alert pipeline (which stores what is still queued).
 pub async fn run(
@@ -111,6 +131,10 @@ pub async fn run(
     // Before anything touches MediaMTX or the database: one daemon per
     // state directory.
     let _lock = lock_state_dir(&config.state.dir)?;
+    let tls = match config.api.tls() {
+        Some((cert, key)) => Some(https_listener(&config, cert, key).await?),
+        None => None,
+    };
     std::fs::create_dir_all(&config.recording.path)
         .with_context(|| format!("creating {}", config.recording.path.display()))?;
     let token = Arc::new(match ApiToken::open(&config.api.token_file) {
@@ -176,21 +200,28 @@ pub async fn run(
     let (handle, ends) = daemon::channels(&config, alerts.store_error());
     let (alert_events, _) = broadcast::channel(256);
     let api_shutdown = CancellationToken::new();
-    let api_task = tokio::spawn(http::serve(
-        listener,
-        http::ApiState {
-            daemon: handle,
-            alert_events: alert_events.clone(),
-            alerts: alerts.clone(),
-            token,
-            storage: storage_db.clone(),
-            live: Arc::new(http::dashboard::LiveSettings::from_config(&config)),
-            access: access.clone(),
-            allowed_hosts: Arc::new(config.api.allowed_hosts.clone()),
-            tls: false,
-        },
-        api_shutdown.clone(),
-    ));
+    let api_state = http::ApiState {
+        daemon: handle,
+        alert_events: alert_events.clone(),
+        alerts: alerts.clone(),
+        token,
+        storage: storage_db.clone(),
+        live: Arc::new(http::dashboard::LiveSettings::from_config(&config)),
+        access: access.clone(),
+        allowed_hosts: Arc::new(config.api.allowed_hosts.clone()),
+        tls: false,
+    };
+    // HTTPS for the LAN; the plain listener stays on loopback for this
+    // box's own programs (docs/design.md, "HTTPS").
+    let tls_task = tls.map(|(tls_listener, acceptor)| {
+        tokio::spawn(http::serve_tls(
+            tls_listener,
+            acceptor,
+            api_state.clone(),
+            api_shutdown.clone(),
+        ))
+    });
+    let api_task = tokio::spawn(http::serve(listener, api_state, api_shutdown.clone()));
 
     let daemon = Daemon::new(
         Arc::new(config),
@@ -209,6 +240,9 @@ pub async fn run(
 
     api_shutdown.cancel();
     let _ = api_task.await;
+    if let Some(task) = tls_task {
+        let _ = task.await;
+    }
     alerts_shutdown.cancel();
     alerts.stopped().await;
     result

@@ -11,8 +11,9 @@
 //!    [`events`] (the alert events producers send), [`status`] (the
 //!    snapshot the daemon publishes), [`clock`], and small helpers:
 //!    [`durable`] (atomic file writes), [`sqlite`] (the owner thread of a
-//!    connection), [`token`] (the API's machine token), [`notify`] and
-//!    [`logging`] (systemd and journald).
+//!    connection), [`token`] (the API's machine token), [`tls`] (the
+//!    operator's certificate for HTTPS), [`notify`] and [`logging`]
+//!    (systemd and journald).
 //! 2. The domain: [`supervisor`] (the decisions, as synchronous state
 //!    machines tested with a fake clock), [`mediamtx`] (its generated config,
 //!    API client, child process and log lines), [`recordings`] (inotify on
@@ -51,6 +52,7 @@ pub mod sqlite;
 pub mod status;
 pub mod storage;
 pub mod supervisor;
+pub mod tls;
 pub mod token;
 
 /// The version line printed by `vms-supervisor --version`.

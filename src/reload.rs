@@ -5,7 +5,9 @@
 //! touching other paths, docs/mediamtx.md §f, so other cameras keep their segment
 //! file). A few settings need MediaMTX restarted (a new binary, a new time
 //! zone for its file names); a few need the daemon itself restarted (its
-//! listener, its state and recordings directories) and are reported so.
+//! listeners and their certificate files, its state and recordings
+//! directories) and are reported so. A renewed certificate in the same
+//! files needs nothing: the HTTPS listener reads it again by itself.
 
 use crate::config::Config;
 use crate::mediamtx::render;
@@ -112,6 +114,17 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     }
     if old.api.allowed_hosts != new.api.allowed_hosts {
         d.daemon_restart.push("api.allowed_hosts");
+    }
+    // The files' contents are read again when they change (a renewed
+    // certificate, crate::tls); which files and where is read at start.
+    if old.api.tls_cert != new.api.tls_cert {
+        d.daemon_restart.push("api.tls_cert");
+    }
+    if old.api.tls_key != new.api.tls_key {
+        d.daemon_restart.push("api.tls_key");
+    }
+    if old.api.tls_listen != new.api.tls_listen {
+        d.daemon_restart.push("api.tls_listen");
     }
     // Sessions and lockouts are read at start.
     if format!("{:?}", old.access) != format!("{:?}", new.access) {
@@ -263,6 +276,17 @@ mod tests {
                 want: ConfigDiff {
                     daemon_restart: vec!["api.listen"],
                     mediamtx_file: true,
+                    ..Default::default()
+                },
+            },
+            Case {
+                name: "the HTTPS listener needs a daemon restart",
+                new: config(
+                    "[api]\ntls_listen = \"0.0.0.0:9443\"",
+                    &[(1, "rtsp://a/1"), (2, "rtsp://a/2")],
+                ),
+                want: ConfigDiff {
+                    daemon_restart: vec!["api.tls_listen"],
                     ..Default::default()
                 },
             },

@@ -342,6 +342,16 @@ pub struct Api {
     /// `localhost` (a browser that reaches the box by another name, e.g.
     /// `nvr-escola.local:8000`). Any other is refused (DNS rebinding).
     pub allowed_hosts: Vec<String>,
+    /// The dashboard and API over HTTPS: the operator's certificate chain
+    /// (leaf first) and its private key, PEM files; both or neither. With
+    /// them, `tls_listen` serves HTTPS (the LAN) and `listen` stays plain
+    /// HTTP on loopback for this box's own programs: the CLI, MediaMTX's
+    /// authorization callback, Prometheus and Alertmanager
+    /// (docs/design.md, "HTTPS").
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Where HTTPS is served when `tls_cert` and `tls_key` are set.
+    pub tls_listen: SocketAddr,
 }
 
 impl Default for Api {
@@ -350,7 +360,17 @@ impl Default for Api {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
             token_file: PathBuf::from("/etc/vms/api-token"),
             allowed_hosts: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            tls_listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
         }
+    }
+}
+
+impl Api {
+    /// The certificate and key files when HTTPS is on.
+    pub fn tls(&self) -> Option<(&Path, &Path)> {
+        Some((self.tls_cert.as_deref()?, self.tls_key.as_deref()?))
     }
 }
 
@@ -1196,6 +1216,7 @@ fn check(config: &mut Config, daemon: bool) -> Result<(), ConfigError> {
             ),
         );
     }
+    check_tls(&config.api, daemon)?;
     for (i, h) in config.api.allowed_hosts.iter().enumerate() {
         if h.is_empty() || h.chars().any(|c| c.is_whitespace() || c == '/' || c == '@') {
             return err(
@@ -1382,6 +1403,55 @@ fn check_stream_url(url: &str) -> Result<(), String> {
     let host = authority.rsplit('@').next().unwrap_or("");
     if host.is_empty() || host.starts_with(':') {
         return Err(format!("{:?} has no host", redact_url(url)));
+    }
+    Ok(())
+}
+
+/// `[api] tls_cert`, `tls_key`, `tls_listen`; with `daemon`, the pair is
+/// read and checked too (a key that is not the certificate's, a key file
+/// every user may read).
+fn check_tls(api: &Api, daemon: bool) -> Result<(), ConfigError> {
+    let err = |key: &str, msg: String| Err(ConfigError::new(key, msg));
+    let (cert, key) = match (&api.tls_cert, &api.tls_key) {
+        (None, None) => return Ok(()),
+        (Some(_), None) => {
+            return err(
+                "api.tls_key",
+                "api.tls_cert is set: tls_key (the certificate's private key, a PEM file) must be set too".into(),
+            )
+        }
+        (None, Some(_)) => {
+            return err(
+                "api.tls_cert",
+                "api.tls_key is set: tls_cert (the certificate chain, a PEM file) must be set too"
+                    .into(),
+            )
+        }
+        (Some(c), Some(k)) => (c, k),
+    };
+    for (name, path) in [("api.tls_cert", cert), ("api.tls_key", key)] {
+        if !path.is_absolute() {
+            return err(name, format!("{} must be an absolute path", path.display()));
+        }
+    }
+    if !api.listen.ip().is_loopback() {
+        return err(
+            "api.listen",
+            format!(
+                "{} is not a loopback address: with HTTPS on (api.tls_cert), api.listen is the plain-HTTP listener for this box's own programs and stays on loopback (\"127.0.0.1:8000\"); the LAN is served on api.tls_listen ({})",
+                api.listen, api.tls_listen
+            ),
+        );
+    }
+    let (a, b) = (api.tls_listen, api.listen);
+    if a.port() == b.port() && (a.ip().is_unspecified() || a.ip() == b.ip()) {
+        return err(
+            "api.tls_listen",
+            format!("{a} takes the port of api.listen ({b}); give HTTPS its own port (8443)"),
+        );
+    }
+    if daemon {
+        crate::tls::load(cert, key).map_err(|e| ConfigError::new(e.key, e.message))?;
     }
     Ok(())
 }
@@ -1647,6 +1717,67 @@ mod tests {
 
         write("[api\nlisten = ");
         assert!(Config::load_for_client(&path).is_err(), "not TOML at all");
+    }
+
+    #[test]
+    fn https_needs_both_files_a_loopback_listen_and_a_usable_pair() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let c = rcgen::generate_simple_self_signed(vec!["nvr.test".into()]).unwrap();
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        std::fs::write(&cert, c.cert.pem()).unwrap();
+        std::fs::write(&key, c.key_pair.serialize_pem()).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let files = format!("tls_cert = {cert:?}\ntls_key = {key:?}\n");
+
+        let on = Config::from_toml(&with_dirs(&format!("[api]\n{files}"))).unwrap();
+        assert_eq!(on.api.tls(), Some((cert.as_path(), key.as_path())));
+        assert_eq!(on.api.tls_listen, "0.0.0.0:8443".parse().unwrap());
+        let off = Config::from_toml(&with_dirs("")).unwrap();
+        assert_eq!(off.api.tls(), None);
+
+        let missing = dir.path().join("missing.pem");
+        let cases = [
+            (format!("tls_cert = {cert:?}\n"), "api.tls_key"),
+            (format!("tls_key = {key:?}\n"), "api.tls_cert"),
+            (
+                format!("tls_cert = \"cert.pem\"\ntls_key = {key:?}\n"),
+                "api.tls_cert",
+            ),
+            (
+                format!("tls_cert = {missing:?}\ntls_key = {key:?}\n"),
+                "api.tls_cert",
+            ),
+            (
+                format!("tls_cert = {cert:?}\ntls_key = {missing:?}\n"),
+                "api.tls_key",
+            ),
+            (format!("listen = \"0.0.0.0:8000\"\n{files}"), "api.listen"),
+            (
+                format!("tls_listen = \"0.0.0.0:8000\"\n{files}"),
+                "api.tls_listen",
+            ),
+            (
+                format!("tls_listen = \"nvr:443\"\n{files}"),
+                "api.tls_listen",
+            ),
+        ];
+        for (api, want) in cases {
+            assert_eq!(key_of(&format!("[api]\n{api}")), want, "{api}");
+        }
+        // A key every user may read.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = Config::from_toml(&with_dirs(&format!("[api]\n{files}"))).unwrap_err();
+        assert_eq!(e.key, "api.tls_key");
+        assert!(e.message.contains("every user"), "{e}");
+        // A client command (`status`) reads neither file.
+        let text = with_dirs(&format!("[api]\n{files}"));
+        let path = dir.path().join("vms.toml");
+        std::fs::write(&path, text).unwrap();
+        let (client, error) = Config::load_for_client(&path).unwrap();
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(client.api.listen, "127.0.0.1:8000".parse().unwrap());
     }
 }
 

@@ -200,7 +200,8 @@ pub fn host_allowed(host: &str, local: SocketAddr, allowed: &[String]) -> bool {
         format!("127.0.0.1:{port}"),
         format!("[::1]:{port}"),
     ];
-    if port == 80 {
+    // A browser leaves out the scheme's own port (80, or 443 for HTTPS).
+    if port == 80 || port == 443 {
         let bare: Vec<String> = names
             .iter()
             .map(|n| {
@@ -434,6 +435,9 @@ mod tests {
         }
         let lan: SocketAddr = "192.168.1.5:8000".parse().unwrap();
         assert!(host_allowed("192.168.1.5:8000", lan, &[]));
+        let https: SocketAddr = "192.168.1.5:443".parse().unwrap();
+        assert!(host_allowed("192.168.1.5", https, &[]));
+        assert!(!host_allowed("evil.example", https, &[]));
     }
 
     #[test]

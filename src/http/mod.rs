@@ -87,8 +87,29 @@ pub async fn serve(
     state: ApiState,
     shutdown: CancellationToken,
 ) {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto::Builder;
+    serve_on(listener, None, state, shutdown).await
+}
+
+/// [`serve`] over TLS (`[api] tls_listen`): each connection's handshake,
+/// within [`HEADER_READ_TIMEOUT`], then the same routes, with the session
+/// cookie `Secure`. A client that speaks plain HTTP to this port is told
+/// in one 400 answer to use `https://`.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    state: ApiState,
+    shutdown: CancellationToken,
+) {
+    let state = ApiState { tls: true, ..state };
+    serve_on(listener, Some(acceptor), state, shutdown).await
+}
+
+async fn serve_on(
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: ApiState,
+    shutdown: CancellationToken,
+) {
     use hyper_util::service::TowerToHyperService;
 
     let app = router(state);
@@ -114,23 +135,85 @@ pub async fn serve(
                 .layer(axum::Extension(auth::Conn { peer, local })),
         );
         let shutdown = shutdown.clone();
+        let tls = tls.clone();
         connections.spawn(async move {
-            let mut builder = Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                _ = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
+            let Some(acceptor) = tls else {
+                return connection(stream, service, shutdown).await;
+            };
+            let handshake = async {
+                if !starts_tls(&stream).await {
+                    refuse_plain(stream).await;
+                    return None;
+                }
+                match acceptor.accept(stream).await {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        // Scanners and browsers that distrust the
+                        // certificate: not worth more than debug.
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        None
+                    }
+                }
+            };
+            let stream = tokio::select! {
+                s = tokio::time::timeout(HEADER_READ_TIMEOUT, handshake) => s.ok().flatten(),
+                _ = shutdown.cancelled() => None,
+            };
+            if let Some(stream) = stream {
+                connection(stream, service, shutdown).await;
             }
-            let _ = tokio::time::timeout(DRAIN, conn).await;
         });
     }
     connections.close();
     connections.wait().await;
+}
+
+/// One connection's HTTP/1.1, until it ends or `shutdown` (then [`DRAIN`]).
+async fn connection<I>(
+    io: I,
+    service: hyper_util::service::TowerToHyperService<Router>,
+    shutdown: CancellationToken,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
+    }
+    let _ = tokio::time::timeout(DRAIN, conn).await;
+}
+
+/// Whether a connection begins with a TLS handshake record (content type
+/// 22), without reading it.
+async fn starts_tls(stream: &tokio::net::TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    matches!(stream.peek(&mut first).await, Ok(1) if first[0] == 0x16)
+}
+
+/// The answer to plain HTTP on the HTTPS port (someone typed `http://`).
+async fn refuse_plain(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    // The request is read first: a socket closed with unread bytes is
+    // reset, and the client would see that instead of the answer.
+    let mut request = [0u8; 4096];
+    let _ = stream.read(&mut request).await;
+    let body = r#"{"error":"this port speaks HTTPS: use https:// in the address"}"#;
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(answer.as_bytes()).await;
+    let _ = stream.shutdown().await;
 }
 
 /// Every route, behind [`auth::guard`].

@@ -75,6 +75,19 @@ pub fn record_delete_after(_config: &Config) -> Span {
     Span::secs(0)
 }
 
+/// With HTTPS on (`[api] tls_cert`), MediaMTX serves HLS and WebRTC's
+/// signalling with the same certificate: a page that came over HTTPS may
+/// not fetch video over plain HTTP (mixed content).
+fn encryption(y: &mut String, server: &str, config: &Config) {
+    let Some((cert, key)) = config.api.tls() else {
+        return;
+    };
+    let path = |p: &std::path::Path| Value::Str(p.display().to_string()).to_yaml();
+    let _ = writeln!(y, "{server}Encryption: true");
+    let _ = writeln!(y, "{server}ServerKey: {}", path(key));
+    let _ = writeln!(y, "{server}ServerCert: {}", path(cert));
+}
+
 /// A YAML scalar or list as we emit it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -216,6 +229,7 @@ pub fn render(config: &Config) -> String {
     y.push_str("\n# HLS: the live fallback (standard fMP4 HLS, 4-6 s latency).\n");
     kv(&mut y, 0, "hls", Value::Bool(true));
     kv(&mut y, 0, "hlsAddress", Value::Str(m.hls_address.clone()));
+    encryption(&mut y, "hls", config);
     kv(
         &mut y,
         0,
@@ -250,6 +264,7 @@ pub fn render(config: &Config) -> String {
         "webrtcAddress",
         Value::Str(m.webrtc_address.clone()),
     );
+    encryption(&mut y, "webrtc", config);
     kv(
         &mut y,
         0,

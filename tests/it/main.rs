@@ -24,3 +24,4 @@ mod scrape;
 mod soak;
 mod storage;
 mod survive;
+mod tls;

@@ -163,13 +163,15 @@ class VmsPlayer extends HTMLElement {
     const s = await liveSettings();
     if (gen !== this.gen) return;
     this.s = s;
-    const host = location.hostname;
-    this.whepUrl = `http://${host}:${s.webrtc_port}/cam_${this.cameraId}/whep`;
+    // MediaMTX speaks what the page came over: HTTPS when the daemon does
+    // (it is given the same certificate), else HTTP.
+    const origin = `${location.protocol}//${location.hostname}`;
+    this.whepUrl = `${origin}:${s.webrtc_port}/cam_${this.cameraId}/whep`;
     // The media token in the query as well: MediaMTX authorizes the request
     // that follows its redirect to ?cookieCheck=1, which keeps the query
     // (docs/mediamtx.md §b2).
     const token = session.media ? `?token=${encodeURIComponent(session.media)}` : '';
-    this.hlsUrl = `http://${host}:${s.hls_port}/cam_${this.cameraId}/index.m3u8${token}`;
+    this.hlsUrl = `${origin}:${s.hls_port}/cam_${this.cameraId}/index.m3u8${token}`;
     this.set('none', 'connecting');
     this.note('start');
     // HLS on the hidden video from the start (see the top of the file).

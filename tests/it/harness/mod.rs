@@ -154,6 +154,8 @@ pub struct Setup {
     pub env: Vec<(String, String)>,
     /// Listen on every interface instead of loopback (token required).
     pub api_any: bool,
+    /// `[api]` lines beyond `listen` and `token_file`.
+    pub api: String,
     /// Files written (relative to the test directory) before the start.
     pub files: Vec<(String, Vec<u8>)>,
     /// Mount a tmpfs of this many bytes on the recordings directory before
@@ -172,6 +174,7 @@ impl Default for Setup {
             faults: None,
             env: Vec::new(),
             api_any: false,
+            api: String::new(),
             files: Vec::new(),
             recordings_tmpfs: None,
         }
@@ -191,6 +194,7 @@ pub struct Daemon {
     http: reqwest::Client,
     setup_mediamtx: String,
     setup_recording: String,
+    setup_api: String,
     listen: String,
     pub ports: Ports,
     env: Vec<(String, String)>,
@@ -264,6 +268,7 @@ impl Daemon {
             http: reqwest::Client::new(),
             setup_mediamtx: setup.mediamtx.clone(),
             setup_recording: setup.recording.clone(),
+            setup_api: setup.api.clone(),
             listen,
             ports,
             env: Vec::new(),
@@ -352,7 +357,7 @@ impl Daemon {
              webrtc_local_udp_address = \"127.0.0.1:{}\"\nrtsp_address = \"127.0.0.1:{}\"\n{}\n\
              [recording]\npath = {:?}\n{}\n\
              [state]\ndir = {:?}\n\
-             [api]\nlisten = \"{}\"\ntoken_file = {:?}\n\
+             [api]\nlisten = \"{}\"\ntoken_file = {:?}\n{}\n\
              [monitor]\n{monitor}\n{extra}\n",
             p.mtx_api,
             p.metrics,
@@ -367,6 +372,7 @@ impl Daemon {
             self.dir.path().join("state"),
             self.listen,
             self.dir.path().join("api-token"),
+            self.setup_api,
             sim = sim_binary(),
         );
         for (id, name) in cameras {
@@ -693,6 +699,11 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The stand-in's HLS listener.
+    pub fn hls(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.ports.hls))
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
