@@ -131,6 +131,8 @@ pub async fn run(
     // Before anything touches MediaMTX or the database: one daemon per
     // state directory.
     let _lock = lock_state_dir(&config.state.dir)?;
+    // Before the TLS pair is read: its expiry is a metric.
+    crate::metrics::install();
     let tls = match config.api.tls() {
         Some((cert, key)) => Some(https_listener(&config, cert, key).await?),
         None => None,
@@ -149,7 +151,6 @@ pub async fn run(
             ApiToken::watching(&config.api.token_file)
         }
     });
-    crate::metrics::install();
 
     // Alerts: stored in SQLite before anything is sent.
     let (sink, alert_rx) = AlertSink::channel(1024);

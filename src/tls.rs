@@ -166,6 +166,11 @@ impl Resolver {
         // Stamped before the read: a change during it is read again.
         let seen = (stamp(cert), stamp(key));
         let pair = Arc::new(load(cert, key)?);
+        metrics::describe_gauge!(
+            EXPIRY_METRIC,
+            "When the dashboard's TLS certificate (api.tls_cert) expires, as a Unix time"
+        );
+        publish_expiry(&pair);
         warn_on_expiry(&pair, chrono::Utc::now());
         Ok(Resolver {
             cert: cert.to_path_buf(),
@@ -188,6 +193,7 @@ impl Resolver {
             match load(&self.cert, &self.key) {
                 Ok(pair) => {
                     cur.pair = Arc::new(pair);
+                    publish_expiry(&cur.pair);
                     cur.expiry_checked = std::time::Instant::now();
                     tracing::info!(cert = %self.cert.display(), "the TLS certificate was read again after a change");
                     warn_on_expiry(&cur.pair, chrono::Utc::now());
@@ -233,6 +239,17 @@ pub fn expiry_note(
         ))
     } else {
         None
+    }
+}
+
+/// `vms_tls_certificate_expiry_timestamp_seconds`: the shipped rule
+/// `TlsCertificateExpiring` pages two weeks ahead, whether or not anyone
+/// opened the dashboard (the log line needs a handshake).
+pub const EXPIRY_METRIC: &str = "vms_tls_certificate_expiry_timestamp_seconds";
+
+fn publish_expiry(pair: &CertifiedKey) {
+    if let Some(end) = pair.cert.first().and_then(|c| not_after(c.as_ref())) {
+        metrics::gauge!(EXPIRY_METRIC).set(end.timestamp() as f64);
     }
 }
 

@@ -131,6 +131,8 @@ const DAEMON_EXTRA_METRICS: &[&str] = &[
     "vms_storage_retention_required_days",
     "vms_storage_segments",
     "vms_storage_write_bytes_per_second",
+    // With [api] tls_cert only.
+    "vms_tls_certificate_expiry_timestamp_seconds",
 ];
 
 /// The daemon's histograms: only their `_bucket`, `_sum` and `_count`

@@ -120,6 +120,20 @@ async fn the_dashboard_over_https_with_the_operator_s_certificate() {
     assert_eq!(status["cameras"].as_array().unwrap().len(), 2, "{status}");
     let page = b.get(url(tls, "/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
+    // The certificate's end is a metric (the shipped rule pages two weeks
+    // ahead): in the future, as this certificate's is.
+    let metrics = d.metrics().await;
+    let expiry: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("vms_tls_certificate_expiry_timestamp_seconds "))
+        .unwrap_or_else(|| panic!("no expiry metric in {metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        expiry > chrono::Utc::now().timestamp() as f64 + 86400.0,
+        "{expiry}"
+    );
 
     // A client that does not trust the city hall's authority gets nothing.
     let stranger = reqwest::Client::builder()
