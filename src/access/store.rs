@@ -134,7 +134,7 @@ pub struct AuditEntry {
     /// `live_view`, `playback`, `alert_ack`, `camera_reset`,
     /// `silence_add`, `silence_remove`, `config_reload`, `user_add`,
     /// `user_passwd`, `user_disable`, `user_enable`, `user_remove`,
-    /// `user_unlock`, `evidence_export`.
+    /// `user_unlock`, `evidence_export`, `evidence_download`.
     pub action: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub camera: Option<u32>,

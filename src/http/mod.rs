@@ -6,6 +6,7 @@
 //! * [`cameras`]: health, cameras, status, reset, latency reports.
 //! * [`alerts`]: alert history, incidents, silences, Alertmanager's webhook.
 //! * [`events`]: `GET /api/events`.
+//! * [`exports`]: evidence export (admins).
 //! * [`session`]: login, logout, `/api/me`, the audit trail;
 //!   [`mediamtx_auth`]: MediaMTX's authorization callback.
 //! * [`auth`]: who may do what (the guard in front of every route);
@@ -21,6 +22,7 @@ pub mod cameras;
 pub mod dashboard;
 pub mod error;
 pub mod events;
+pub mod exports;
 pub mod mediamtx_auth;
 pub mod playback;
 pub mod recordings;
@@ -64,6 +66,8 @@ pub struct ApiState {
     pub access: AccessHandle,
     /// `[api] allowed_hosts`.
     pub allowed_hosts: Arc<Vec<String>>,
+    /// Evidence exports (`[state] dir`/exports).
+    pub exports: Arc<crate::evidence::Exports>,
     /// Whether the listener serves TLS (the cookie is then `Secure`).
     pub tls: bool,
 }
@@ -149,6 +153,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/cameras/{id}/reset", post(cameras::reset))
         .route("/api/cameras/{id}/latency", post(cameras::latency))
         .route("/api/cameras/{id}/recordings", get(recordings::ledger))
+        .route("/api/cameras/{id}/exports", post(exports::create))
+        .route("/api/exports", get(exports::list))
+        .route("/api/exports/{id}", get(exports::one))
+        .route("/api/exports/{id}/{file}", get(exports::file))
         .route("/api/events", get(events::stream))
         .route("/api/status", get(cameras::status))
         .route("/metrics", get(metrics))
