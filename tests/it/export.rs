@@ -147,8 +147,8 @@ async fn an_admin_exports_a_range_that_sha256sum_verifies() {
     let start = end - chrono::Duration::seconds(8);
     let range = json!({"start": rfc(start), "end": rfc(end), "reason": "Ofício 123/2026"});
 
-    // Nobody else: no session, the token, a viewer, an operator, an admin
-    // of another camera.
+    // Nobody else: no session, the token, the admin's session without its
+    // CSRF token, a viewer, an operator, an admin of another camera.
     let url = format!("http://{}/api/cameras/1/exports", d.api);
     let r = reqwest::Client::new()
         .post(&url)
@@ -159,6 +159,15 @@ async fn an_admin_exports_a_range_that_sha256sum_verifies() {
     assert_eq!(r.status(), 401);
     let r = d.client().post(&url).json(&range).send().await.unwrap();
     assert_eq!(r.status(), 403, "the API token reads no video");
+    // A session's change without its CSRF token (a page of another origin).
+    let r = reqwest::Client::new()
+        .post(&url)
+        .header("cookie", &ada.cookie)
+        .json(&range)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "no X-CSRF-Token");
     for who in [&vera, &otto, &alice] {
         let (code, body) = export(who, 1, range.clone()).await;
         assert_eq!(code, 403, "{body}");
