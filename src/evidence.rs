@@ -13,7 +13,14 @@
 //!    is therefore fetched on its own, `format=mp4` (a regular MP4, which
 //!    every player opens), and becomes one file. The manifest lists the
 //!    files and the gaps between them: what the range does *not* contain is
-//!    part of the evidence too.
+//!    part of the evidence too. A span longer than [`MAX_FILE_SECS`] is
+//!    cut into files of that length: with `format=mp4` MediaMTX keeps every
+//!    sample's index in memory and writes nothing until it has read the
+//!    whole span, so an hour per request bounds both its memory and the
+//!    wait for the first byte (and a 20-40 GB single file helps nobody).
+//!    Each `/get` starts at the keyframe at or before its start, so
+//!    neighbouring files of one span overlap by less than a keyframe
+//!    interval; they never leave a hole.
 //! 3. Each file is streamed to disk while its SHA-256 is computed, then
 //!    fsynced. MediaMTX cuts the connection when it fails after the first
 //!    byte (docs/mediamtx.md §h), so a body that ends with an error fails
@@ -51,6 +58,9 @@ use tokio::io::AsyncWriteExt as _;
 /// typical 2-4 Mbit/s is 20-40 GB: more than that in one request would tie
 /// the box up for a long time; a longer case is several exports.
 pub const MAX_RANGE_SECS: i64 = 86_400;
+
+/// The longest file of an export, in seconds of footage.
+pub const MAX_FILE_SECS: i64 = 3600;
 
 /// The longest free-text reason (a case number, an official letter).
 pub const MAX_REASON: usize = 500;
@@ -218,6 +228,26 @@ pub fn gaps(start: DateTime<Utc>, end: DateTime<Utc>, spans: &[Span]) -> Vec<Spa
     out
 }
 
+/// `spans` cut into pieces of at most `max` each.
+pub fn pieces(spans: &[Span], max: chrono::Duration) -> Vec<Span> {
+    let mut out = Vec::new();
+    for s in spans {
+        let mut from = s.start;
+        while s.end - from > max {
+            out.push(Span {
+                start: from,
+                end: from + max,
+            });
+            from += max;
+        }
+        out.push(Span {
+            start: from,
+            end: s.end,
+        });
+    }
+    out
+}
+
 /// The `SHA256SUMS` text of `files`.
 pub fn sums(files: &[ExportFile]) -> String {
     files
@@ -335,6 +365,7 @@ impl Exports {
         if spans.is_empty() {
             return Err(no_footage(req));
         }
+        let spans = pieces(&spans, chrono::Duration::seconds(MAX_FILE_SECS));
         let mut files: Vec<ExportFile> = Vec::new();
         for span in &spans {
             let mut name = format!(
@@ -471,7 +502,10 @@ impl Exports {
                 ("format", "mp4".to_string()),
             ])
             .send();
-        let mut resp = tokio::time::timeout(UPSTREAM_TIMEOUT, resp)
+        // With `format=mp4` MediaMTX answers only once it has indexed the
+        // whole piece: a second more per minute of footage.
+        let first_byte = UPSTREAM_TIMEOUT + Duration::from_secs_f64(seconds / 60.0);
+        let mut resp = tokio::time::timeout(first_byte, resp)
             .await
             .map_err(|_| ExportError::Upstream("no answer to /get".into()))?
             .map_err(|e| ExportError::Upstream(e.to_string()))?;
@@ -628,6 +662,34 @@ mod tests {
                 span("2026-11-29T10:00:00Z", "2026-11-29T10:05:00Z"),
                 span("2026-11-29T10:30:00Z", "2026-11-29T10:40:00Z"),
             ]
+        );
+    }
+
+    #[test]
+    fn long_spans_are_cut_into_contiguous_pieces() {
+        let hour = chrono::Duration::hours(1);
+        let spans = [
+            span("2026-11-29T10:00:00Z", "2026-11-29T12:30:00Z"),
+            span("2026-11-29T13:00:00Z", "2026-11-29T14:00:00Z"),
+        ];
+        assert_eq!(
+            pieces(&spans, hour),
+            vec![
+                span("2026-11-29T10:00:00Z", "2026-11-29T11:00:00Z"),
+                span("2026-11-29T11:00:00Z", "2026-11-29T12:00:00Z"),
+                span("2026-11-29T12:00:00Z", "2026-11-29T12:30:00Z"),
+                span("2026-11-29T13:00:00Z", "2026-11-29T14:00:00Z"),
+            ]
+        );
+        let covered = pieces(&spans, hour);
+        assert_eq!(
+            gaps(
+                t("2026-11-29T10:00:00Z"),
+                t("2026-11-29T14:00:00Z"),
+                &covered
+            ),
+            vec![span("2026-11-29T12:30:00Z", "2026-11-29T13:00:00Z")],
+            "the cuts are no gaps"
         );
     }
 
