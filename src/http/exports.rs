@@ -11,7 +11,8 @@
 //!   newest first.
 //! * `GET /api/exports/{id}`: one manifest.
 //! * `GET /api/exports/{id}/{file}`: a file of the export (an MP4,
-//!   `manifest.json` or `SHA256SUMS`) as an attachment; audited as
+//!   `manifest.json` or `SHA256SUMS`) as an attachment (the last two saved
+//!   as `<id>_manifest.json`, `<id>_SHA256SUMS`); audited as
 //!   `evidence_download`.
 //!
 //! While an export reads the footage, a storage hold over its camera and
@@ -302,8 +303,17 @@ pub async fn file(
         )
         .await;
     let body = Body::from_stream(chunks(f));
-    // Names are ours (letters, digits, `_`, `-`, `.`): no quoting needed.
-    let disposition = format!("attachment; filename=\"{name}\"");
+    // The MP4s are named by camera and time already; the manifest and the
+    // checksums get the export's id in front, so that several exports can
+    // sit in one downloads folder (`sha256sum -c` does not care what the
+    // checksum file is called). Names are ours (letters, digits, `_`, `-`,
+    // `.`): no quoting needed.
+    let saved_as = if name.ends_with(".mp4") {
+        name.clone()
+    } else {
+        format!("{id}_{name}")
+    };
+    let disposition = format!("attachment; filename=\"{saved_as}\"");
     Ok((
         [
             (header::CONTENT_TYPE, mime.to_string()),

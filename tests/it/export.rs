@@ -205,6 +205,16 @@ async fn an_admin_exports_a_range_that_sha256sum_verifies() {
         headers["content-disposition"],
         format!("attachment; filename=\"{name}\"").as_str()
     );
+    // The checksum list and the manifest are saved under the export's id.
+    let r = ada
+        .request(Method::GET, &format!("/api/exports/{id}/SHA256SUMS"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["content-disposition"],
+        format!("attachment; filename=\"{id}_SHA256SUMS\"").as_str()
+    );
     let out = Command::new("sha256sum")
         .args(["-c", "SHA256SUMS"])
         .current_dir(dir.path())

@@ -146,7 +146,7 @@ function showExport(m) {
   const link = (file, text) => {
     const a = document.createElement('a');
     a.href = `/api/exports/${encodeURIComponent(m.id)}/${encodeURIComponent(file)}`;
-    a.download = file;
+    a.download = file.endsWith('.mp4') ? file : `${m.id}_${file}`;
     a.textContent = text;
     return a;
   };
