@@ -84,6 +84,12 @@ describe('evidence export', { skip: URL_ && process.env.DASH_ADMIN ? false : 'DA
     assert.equal(hash, shown);
     assert.match(download.suggestedFilename(), /^cam1_.*\.mp4$/);
     await page.screenshot({ path: path.join(SHOTS, 'export-1366.png') });
+    // On a phone the form and the long hashes wrap: no sideways scrolling.
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.locator('#export').scrollIntoViewIfNeeded();
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(wide <= 390, `the page is ${wide} px wide at 390`);
+    await page.screenshot({ path: path.join(SHOTS, 'export-390.png') });
     assert.deepEqual(consoleErrors, []);
   });
 });
