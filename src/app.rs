@@ -210,6 +210,10 @@ pub async fn run(
         live: Arc::new(http::dashboard::LiveSettings::from_config(&config)),
         access: access.clone(),
         allowed_hosts: Arc::new(config.api.allowed_hosts.clone()),
+        exports: Arc::new(crate::evidence::Exports::new(
+            config.state.dir.join(crate::evidence::DIR),
+            config.mediamtx.playback_address,
+        )),
         tls: false,
     };
     // HTTPS for the LAN; the plain listener stays on loopback for this

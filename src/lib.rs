@@ -18,6 +18,7 @@
 //!    machines tested with a fake clock), [`mediamtx`] (its generated config,
 //!    API client, child process and log lines), [`recordings`] (inotify on
 //!    the recordings tree), [`access`] (users, sessions, the audit trail),
+//!    [`evidence`] (exports of footage with their checksums),
 //!    [`alerts`] (SQLite history, durable outbox,
 //!    Telegram, e-mail), [`storage`] (the footage the daemon owns), and
 //!    [`reload`] (what a config edit changes).
@@ -41,6 +42,7 @@ pub mod config;
 pub mod daemon;
 pub mod durable;
 pub mod events;
+pub mod evidence;
 pub mod http;
 pub mod logging;
 pub mod mediamtx;

@@ -135,7 +135,7 @@ pub struct AuditEntry {
     /// `silence_add`, `silence_remove`, `config_reload`,
     /// `config_reload_refused`, `hold_add`, `hold_release`, `user_add`,
     /// `user_passwd`, `user_disable`, `user_enable`, `user_remove`,
-    /// `user_unlock`, `evidence_export`.
+    /// `user_unlock`, `evidence_export`, `evidence_download`.
     pub action: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub camera: Option<u32>,

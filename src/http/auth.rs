@@ -16,8 +16,8 @@
 //!    to a loopback peer (local monitoring); MediaMTX's authorization
 //!    callback only to a loopback peer; everything else needs the role of
 //!    [`need`]'s table, and for a camera route, a user whose camera list
-//!    has the camera. The token may do everything but watch video (live or
-//!    playback): it is for machines.
+//!    has the camera. The token may do everything but watch video (live,
+//!    playback or evidence exports): it is for machines.
 //!
 //! The caller is left in the request's extensions ([`Caller`]) for the
 //! handlers that audit what they did.
@@ -112,9 +112,9 @@ pub enum Need {
     /// A user with this permission (for a camera, also in its list), or
     /// the token unless the permission is video.
     Role(Permission, Option<u32>),
-    /// Video: a user with this permission (and the camera); never the
-    /// token.
-    Video(Permission, u32),
+    /// Video: a user with this permission (and the camera, when the path
+    /// names one; otherwise the handler checks it); never the token.
+    Video(Permission, Option<u32>),
 }
 
 /// The table of the API: what `method path` needs.
@@ -133,7 +133,8 @@ pub fn need(method: &Method, path: &str) -> Need {
             // A segment that is not a camera id: the handler answers 400.
             let camera = id.parse::<u32>().ok();
             match (rest, camera) {
-                (["playback", _], Some(c)) => Need::Video(Permission::Playback, c),
+                (["playback", _], Some(c)) => Need::Video(Permission::Playback, Some(c)),
+                (["exports"], _) => Need::Video(Permission::Administer, camera),
                 (["playback", _], None) => Need::Role(Permission::Playback, None),
                 (["recordings"], _) => Need::Role(Permission::Playback, camera),
                 (["reset"], _) => Need::Role(Permission::Operate, camera),
@@ -141,6 +142,7 @@ pub fn need(method: &Method, path: &str) -> Need {
                 _ => Need::Role(Permission::Read, camera),
             }
         }
+        ["api", "exports", ..] => Need::Video(Permission::Administer, None),
         ["api", "alerts", ..] if !get => Need::Role(Permission::Operate, None),
         // Holds name cameras in their body: the handler checks the user's
         // camera list.
@@ -334,7 +336,7 @@ fn allowed(need: Need, caller: &Caller) -> Result<(), ApiError> {
         (Need::LocalOrRead | Need::Role(..), Caller::Token { .. }) => Ok(()),
         (Need::LocalOrRead, Caller::User { .. }) => Ok(()),
         (Need::Role(p, camera), Caller::User { user, .. }) => user_may(user, p, camera),
-        (Need::Video(p, camera), Caller::User { user, .. }) => user_may(user, p, Some(camera)),
+        (Need::Video(p, camera), Caller::User { user, .. }) => user_may(user, p, camera),
         _ => forbidden("refused".into()),
     }
 }
@@ -450,8 +452,15 @@ mod tests {
         assert_eq!(need(&g, "/api/status"), Need::Role(Permission::Read, None));
         assert_eq!(
             need(&g, "/api/cameras/2/playback/get"),
-            Need::Video(Permission::Playback, 2)
+            Need::Video(Permission::Playback, Some(2))
         );
+        assert_eq!(
+            need(&p, "/api/cameras/2/exports"),
+            Need::Video(Permission::Administer, Some(2))
+        );
+        for path in ["/api/exports", "/api/exports/x", "/api/exports/x/a.mp4"] {
+            assert_eq!(need(&g, path), Need::Video(Permission::Administer, None));
+        }
         assert_eq!(
             need(&p, "/api/cameras/2/reset"),
             Need::Role(Permission::Operate, Some(2))

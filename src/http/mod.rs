@@ -8,6 +8,7 @@
 //! * [`events`]: `GET /api/events`.
 //! * [`recordings`], [`holds`], [`playback`]: the gap ledger, legal holds,
 //!   recorded video.
+//! * [`exports`]: evidence export (admins).
 //! * [`session`]: login, logout, `/api/me`, the audit trail;
 //!   [`mediamtx_auth`]: MediaMTX's authorization callback.
 //! * [`auth`]: who may do what (the guard in front of every route);
@@ -23,6 +24,7 @@ pub mod cameras;
 pub mod dashboard;
 pub mod error;
 pub mod events;
+pub mod exports;
 pub mod holds;
 pub mod mediamtx_auth;
 pub mod playback;
@@ -67,6 +69,8 @@ pub struct ApiState {
     pub access: AccessHandle,
     /// `[api] allowed_hosts`.
     pub allowed_hosts: Arc<Vec<String>>,
+    /// Evidence exports (`[state] dir`/exports).
+    pub exports: Arc<crate::evidence::Exports>,
     /// Whether the listener serves TLS (the cookie is then `Secure`).
     pub tls: bool,
 }
@@ -237,6 +241,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/cameras/{id}/recordings", get(recordings::ledger))
         .route("/api/holds", get(holds::list).post(holds::add))
         .route("/api/holds/{id}/release", post(holds::release))
+        .route("/api/cameras/{id}/exports", post(exports::create))
+        .route("/api/exports", get(exports::list))
+        .route("/api/exports/{id}", get(exports::one))
+        .route("/api/exports/{id}/{file}", get(exports::file))
         .route("/api/events", get(events::stream))
         .route("/api/status", get(cameras::status))
         .route("/metrics", get(metrics))

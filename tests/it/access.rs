@@ -192,6 +192,35 @@ async fn every_route_answers_each_role_as_the_table_says() {
             None,
             [401, 403, 0, 0, 403],
         ),
+        // Evidence: admins only, never the token (an export is video).
+        (
+            Method::POST,
+            "/api/cameras/{id}/exports",
+            "/api/cameras/1/exports".into(),
+            Some(json!({"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:05:00Z"})),
+            [401, 403, 403, 404, 403],
+        ),
+        (
+            Method::GET,
+            "/api/exports",
+            "/api/exports".into(),
+            None,
+            [401, 403, 403, 200, 403],
+        ),
+        (
+            Method::GET,
+            "/api/exports/{id}",
+            "/api/exports/20260101T000000Z_cam1".into(),
+            None,
+            [401, 403, 403, 404, 403],
+        ),
+        (
+            Method::GET,
+            "/api/exports/{id}/{file}",
+            "/api/exports/20260101T000000Z_cam1/SHA256SUMS".into(),
+            None,
+            [401, 403, 403, 404, 403],
+        ),
         (
             Method::POST,
             "/api/cameras/{id}/reset",

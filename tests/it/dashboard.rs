@@ -161,6 +161,8 @@ async fn dashboard_in_chromium() {
     let d = Daemon::start(Setup::default());
     all_online(&d).await;
     d.add_user("porteiro", "viewer", "", "senha-do-porteiro");
+    // The evidence export's test (web/dashboard-tests/export.test.mjs).
+    d.add_user("promotora", "admin", "", "senha-da-promotora");
     let token = d.token();
     let shots = repo.join("target/dashboard");
     std::fs::create_dir_all(&shots).unwrap();
@@ -185,6 +187,8 @@ async fn dashboard_in_chromium() {
                 .env("DASH_USER", "porteiro")
                 .env("DASH_PASSWORD", "senha-do-porteiro")
                 .env("DASH_TOKEN", token)
+                .env("DASH_ADMIN", "promotora")
+                .env("DASH_ADMIN_PASSWORD", "senha-da-promotora")
                 .output()
                 .expect("run node")
         }

@@ -12,6 +12,7 @@ mod bench;
 mod config_cli;
 mod daemon;
 mod dashboard;
+mod export;
 mod fleet;
 mod harness;
 mod latency;

@@ -21,6 +21,12 @@ const words = {
     'login.title': 'Entrar', 'login.user': 'Usuário', 'login.password': 'Senha', 'login.submit': 'Entrar',
     'login.wrong': 'Usuário ou senha incorretos.', 'login.locked': 'Muitas tentativas: acesso bloqueado por alguns minutos.',
     'login.unreachable': 'O servidor não responde.', logout: 'Sair',
+    'ex.title': 'Exportar evidência', 'ex.start': 'Início', 'ex.end': 'Fim',
+    'ex.reason': 'Motivo (ofício, processo)', 'ex.here': 'Usar posição atual', 'ex.go': 'Exportar evidência',
+    'ex.working': 'Exportando… (um intervalo longo leva alguns minutos)',
+    'ex.done': 'Exportação {id} concluída. Confira com: sha256sum -c SHA256SUMS',
+    'ex.failed': 'A exportação falhou: {why}', 'ex.gaps': 'Sem gravação em: {gaps}',
+    'ex.manifest': 'Manifesto (JSON)', 'ex.sums': 'SHA256SUMS',
   },
   en: {
     'nav.overview': 'Overview', 'nav.playback': 'Recordings',
@@ -43,6 +49,12 @@ const words = {
     'login.title': 'Log in', 'login.user': 'User', 'login.password': 'Password', 'login.submit': 'Log in',
     'login.wrong': 'Wrong user or password.', 'login.locked': 'Too many attempts: locked for a few minutes.',
     'login.unreachable': 'The server does not answer.', logout: 'Log out',
+    'ex.title': 'Export evidence', 'ex.start': 'Start', 'ex.end': 'End',
+    'ex.reason': 'Reason (letter, case)', 'ex.here': 'Use current position', 'ex.go': 'Export evidence',
+    'ex.working': 'Exporting… (a long range takes a few minutes)',
+    'ex.done': 'Export {id} done. Verify with: sha256sum -c SHA256SUMS',
+    'ex.failed': 'The export failed: {why}', 'ex.gaps': 'No recording in: {gaps}',
+    'ex.manifest': 'Manifest (JSON)', 'ex.sums': 'SHA256SUMS',
   },
 };
 

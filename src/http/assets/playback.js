@@ -1,7 +1,10 @@
 // The playback view: one camera, one day; a timeline of recorded spans
 // (MediaMTX's /list through the daemon), click or keys to play from a
-// moment (a new /get with a new start), 1x/2x/4x, previous/next gap.
+// moment (a new /get with a new start), 1x/2x/4x, previous/next gap; and
+// for admins, the evidence export of a range (MP4 files, manifest,
+// SHA256SUMS) with its hashes and downloads.
 import { t } from './i18n.js';
+import { api, session } from './session.js';
 
 const $ = (id) => document.getElementById(id);
 const DAY = 86400;
@@ -119,12 +122,87 @@ function wire() {
     });
   }
   $('pb-video').addEventListener('timeupdate', moveCursor);
+  $('export').addEventListener('submit', exportRange);
+  $('ex-here').addEventListener('click', exportHere);
   window.vms.playAt = playAt;
   window.vms.playbackPosition = position;
 }
 
+// datetime-local values are local time, to the second.
+const local = (ms) => {
+  const d = new Date(ms);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${hhmmss(ms)}`;
+};
+
+function exportHere() {
+  const at = position() ?? Date.now() - 300000;
+  $('ex-start').value = local(at);
+  $('ex-end').value = local(at + 300000);
+}
+
+function showExport(m) {
+  const out = $('ex-result');
+  out.innerHTML = '';
+  const link = (file, text) => {
+    const a = document.createElement('a');
+    a.href = `/api/exports/${encodeURIComponent(m.id)}/${encodeURIComponent(file)}`;
+    a.download = file.endsWith('.mp4') ? file : `${m.id}_${file}`;
+    a.textContent = text;
+    return a;
+  };
+  for (const f of m.files) {
+    const p = document.createElement('p');
+    p.className = 'ex-file';
+    p.dataset.file = f.name;
+    p.dataset.sha256 = f.sha256;
+    const code = document.createElement('code');
+    code.textContent = `SHA-256 ${f.sha256}`;
+    p.append(link(f.name, f.name), ` (${(f.size / 1048576).toFixed(1)} MB, ${hhmmss(new Date(f.start).getTime())}–${hhmmss(new Date(f.end).getTime())}) `, code);
+    out.append(p);
+  }
+  if (m.gaps.length) {
+    const p = document.createElement('p');
+    p.className = 'muted';
+    p.textContent = t('ex.gaps', { gaps: m.gaps.map((g) => `${hhmmss(new Date(g.start).getTime())}–${hhmmss(new Date(g.end).getTime())}`).join(', ') });
+    out.append(p);
+  }
+  const p = document.createElement('p');
+  p.append(link('manifest.json', t('ex.manifest')), ' · ', link('SHA256SUMS', t('ex.sums')));
+  out.append(p);
+  out.hidden = false;
+}
+
+async function exportRange(e) {
+  e.preventDefault();
+  const form = $('export');
+  const start = new Date($('ex-start').value);
+  const end = new Date($('ex-end').value);
+  form.dataset.state = 'working';
+  $('ex-result').hidden = true;
+  $('ex-status').textContent = t('ex.working');
+  $('ex-go').disabled = true;
+  try {
+    const body = JSON.stringify({ start: start.toISOString(), end: end.toISOString(), reason: $('ex-reason').value });
+    const r = await api(`/api/cameras/${camera()}/exports`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body });
+    const j = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(j.error || r.statusText);
+    form.dataset.state = 'done';
+    form.dataset.exportId = j.id;
+    $('ex-status').textContent = t('ex.done', { id: j.id });
+    showExport(j);
+  } catch (err) {
+    form.dataset.state = 'failed';
+    $('ex-status').textContent = t('ex.failed', { why: Number.isNaN(start.getTime()) || Number.isNaN(end.getTime()) ? 'start/end' : err.message });
+  } finally {
+    $('ex-go').disabled = false;
+  }
+}
+
 export function showPlayback(status) {
   if (!wired) wire();
+  // Evidence export is for admins (the API refuses everyone else).
+  $('export').hidden = session.role !== 'admin';
+  if (!$('ex-start').value) exportHere();
   const sel = $('pb-camera');
   if (status && !sel.options.length) {
     for (const c of status.cameras) sel.append(new Option(`${c.name} (#${c.id})`, c.id));
