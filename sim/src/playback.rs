@@ -246,11 +246,19 @@ fn get(sim: &Sim, uri: &Uri) -> Response {
     let mut body: Vec<u8> = Vec::new();
     let mut seq = 0u32;
     let mut first_abs: Option<f64> = None;
+    // The end of the last segment served: the answer stops at the first
+    // segment that does not continue it (a gap ends what one `/get` can
+    // give, docs/mediamtx.md §h).
+    let mut served_until: Option<DateTime<FixedOffset>> = None;
     for s in segs {
         let seg_end = s.start + chrono::Duration::microseconds((s.dur * 1e6) as i64);
         if seg_end <= start || s.start >= end {
             continue;
         }
+        if served_until.is_some_and(|u| secs(s.start - u).abs() >= SAME_RUN_GAP) {
+            break;
+        }
+        served_until = Some(seg_end);
         let Ok(data) = std::fs::read(&s.file) else {
             continue;
         };

@@ -124,6 +124,15 @@ struct Recovery {
     recreated_at: Option<Instant>,
 }
 
+/// How long the inbound byte count must stay still (over polls one
+/// `api_poll_interval` apart) before the camera counts as silent: two
+/// intervals without a byte, not one. A camera at 1 or 2 fps sends a burst
+/// per frame, and a counter that moves once a second (the stand-in's) can
+/// sit still between two polls a second apart while the camera streams;
+/// taking that for silence made a stalled recorder a Warning instead of a
+/// Critical page.
+pub const FROZEN_AFTER: Duration = Duration::from_millis(1500);
+
 #[derive(Debug, Clone)]
 struct Cam {
     camera: Camera,
@@ -131,8 +140,11 @@ struct Cam {
     available: Option<bool>,
     available_since: Option<Instant>,
     inbound_bytes: u64,
-    /// Two polls in a row saw the same inbound byte count while available.
+    /// The inbound byte count has not moved for at least [`FROZEN_AFTER`]
+    /// of polls while available.
     bytes_frozen: bool,
+    /// The poll that last saw the count move (or the first one).
+    bytes_moved_at: Option<Instant>,
     /// The inbound byte count grew after this instant: the time of the poll
     /// before the one that saw it grow (the bytes arrived in between).
     bytes_grew_after: Option<Instant>,
@@ -179,6 +191,7 @@ impl Cam {
             available_since: None,
             inbound_bytes: 0,
             bytes_frozen: false,
+            bytes_moved_at: None,
             bytes_grew_after: None,
             part_gap: [Duration::ZERO; 2],
             rotation_gap: [Duration::ZERO; 2],
@@ -412,7 +425,12 @@ impl CameraMachine {
                     };
                     let c = self.cams.get_mut(&id).unwrap();
                     set_available(c, available, now.mono);
-                    c.bytes_frozen = available && bytes == c.inbound_bytes;
+                    if !available || bytes != c.inbound_bytes || c.bytes_moved_at.is_none() {
+                        c.bytes_moved_at = Some(now.mono);
+                    }
+                    c.bytes_frozen = available
+                        && c.bytes_moved_at
+                            .is_some_and(|t| now.mono.duration_since(t) >= FROZEN_AFTER);
                     if available && bytes > c.inbound_bytes {
                         c.bytes_grew_after = previous;
                     }

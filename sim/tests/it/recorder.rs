@@ -231,6 +231,41 @@ fn playback_list_and_get() {
     );
 }
 
+/// §h: one `/get` covers one run of segments: across an outage it stops at the gap, and
+/// each `/list` entry fetched alone is whole.
+#[test]
+fn playback_get_stops_at_a_gap() {
+    let sim = Sim::start(&rec_conf_paths("", "  all_others:\n"));
+    wait_until(8 * S, "two finalized segments", || {
+        sim.path_state("cam1")["segments_completed"].as_u64() >= Some(2)
+    });
+    sim.ctl("POST", "/cameras/cam1/down?mode=closed");
+    sim.wait_ready("cam1", false, 2 * S);
+    sim.ctl("POST", "/cameras/cam1/up");
+    let pb = sim.addr("playback");
+    let mut list = serde_json::Value::Null;
+    wait_until(15 * S, "two runs with 2 s after the outage", || {
+        list = http(&pb, "GET", "/list?path=cam1", None).json();
+        list.as_array().is_some_and(|items| {
+            items.len() == 2 && items[1]["duration"].as_f64().is_some_and(|d| d >= 2.0)
+        })
+    });
+    let items = list.as_array().unwrap();
+    let parts = |path: &str| -> usize {
+        let r = http(&pb, "GET", path, None);
+        assert_eq!(r.status, 200, "{}", r.text());
+        boxes(&r.body).iter().filter(|(k, _)| k == "moof").count()
+    };
+    let first = items[0]["start"].as_str().unwrap().replace('+', "%2B");
+    let d0 = items[0]["duration"].as_f64().unwrap();
+    // A range from the first run's start to well past the second run's.
+    let across = parts(&format!("/get?path=cam1&start={first}&duration=3600"));
+    let alone = parts(&format!("/get?path=cam1&start={first}&duration={d0}"));
+    assert_eq!(across, alone, "the answer stops at the gap");
+    let second = items[1]["start"].as_str().unwrap().replace('+', "%2B");
+    assert!(parts(&format!("/get?path=cam1&start={second}&duration=2")) >= 1);
+}
+
 /// §f: a file reload that only adds a path leaves the other paths alone: same source,
 /// same segment file.
 #[test]

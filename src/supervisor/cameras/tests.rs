@@ -783,7 +783,10 @@ fn a_camera_silent_after_a_partial_part_is_a_stream_problem_not_a_stall() {
         "bytes of the unfinished part are no proof of a stalled recorder: {:?}",
         w.alerts()
     );
-    poll(&mut w); // frozen
+    poll(&mut w); // still for 1 s: not yet frozen (FROZEN_AFTER)
+    w.run(Duration::from_millis(1000));
+    assert!(w.firing(Issue::StreamDown).is_empty(), "{:?}", w.alerts());
+    poll(&mut w); // still for 2 s: frozen
     w.run(Duration::from_millis(500));
     assert!(
         w.firing(Issue::RecordingStalled).is_empty(),
@@ -866,4 +869,55 @@ fn slow_keyframes_at_rotations_raise_nothing() {
     w.rotation_gap = secs(3);
     w.run(secs(400));
     assert!(w.alerts().is_empty(), "{:?}", w.alerts());
+}
+
+/// A counter that moves once a second, polled once a second, can sit still
+/// between two polls while the camera streams (a 1 fps camera; the
+/// stand-in). A recorder that stalls then is still a stall, paged as
+/// Critical, not taken for a silent camera: whatever the phase of the
+/// stall against the polls and of the counter's moves.
+#[test]
+fn a_counter_that_moves_once_a_second_is_not_silence() {
+    for offset_ms in [0u64, 250, 500, 750] {
+        for parity in [0, 1] {
+            let mut w = World::new(2);
+            w.run(secs(70));
+            w.next_poll = w.now.mono + secs(3600);
+            let poll = |w: &mut World, shown: u64| {
+                let list = w
+                    .cams
+                    .iter()
+                    .map(|(id, c)| PathObs {
+                        name: format!("cam_{id}"),
+                        available: true,
+                        inbound_bytes: if *id == 1 { shown } else { c.bytes },
+                    })
+                    .collect();
+                w.feed(Event::Paths(list));
+            };
+            w.run(Duration::from_millis(offset_ms));
+            w.cams.get_mut(&1).unwrap().recorder_ok = false;
+            let mut shown = w.cams[&1].bytes;
+            for i in 0..8 {
+                // The count moves at every other poll only.
+                if i % 2 == parity {
+                    shown = w.cams[&1].bytes;
+                }
+                poll(&mut w, shown);
+                w.run(secs(1));
+            }
+            let case = format!("offset {offset_ms} ms, parity {parity}");
+            assert!(
+                w.firing(Issue::StreamDown).is_empty(),
+                "{case}: {:?}",
+                w.alerts()
+            );
+            assert_eq!(
+                w.firing(Issue::RecordingStalled).len(),
+                1,
+                "{case}: {:?}",
+                w.alerts()
+            );
+        }
+    }
 }
