@@ -191,9 +191,7 @@ pub async fn latency(
             "\"seconds\" must be between 0 and {MAX_LATENCY_SECONDS}"
         )));
     }
-    if !snapshot(&state).cameras.iter().any(|c| c.id == id) {
-        return Err(ApiError::not_found(format!("no camera with id {id}")));
-    }
+    state.known_camera(id)?;
     crate::metrics::stream_latency(id, report.protocol.as_str(), report.seconds);
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -101,19 +101,7 @@ pub async fn add(
     body: Result<Json<HoldRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Hold>), ApiError> {
     let Json(req) = body?;
-    if !state
-        .daemon
-        .snapshot
-        .borrow()
-        .cameras
-        .iter()
-        .any(|c| c.id == req.camera)
-    {
-        return Err(ApiError::not_found(format!(
-            "no camera with id {}",
-            req.camera
-        )));
-    }
+    state.known_camera(req.camera)?;
     if !caller.may_see(req.camera) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -75,6 +75,26 @@ pub struct ApiState {
     pub tls: bool,
 }
 
+impl ApiState {
+    /// A camera of the current configuration, or the API's 404.
+    pub fn known_camera(&self, id: u32) -> Result<(), error::ApiError> {
+        if self
+            .daemon
+            .snapshot
+            .borrow()
+            .cameras
+            .iter()
+            .any(|c| c.id == id)
+        {
+            Ok(())
+        } else {
+            Err(error::ApiError::not_found(format!(
+                "no camera with id {id}"
+            )))
+        }
+    }
+}
+
 /// How long a client may take to send a request's headers before the
 /// connection is closed: a client that trickles them (slowloris) must not
 /// hold a connection, and a file descriptor, forever.

@@ -44,16 +44,7 @@ fn camera(state: &ApiState, raw: Result<Path<String>, PathRejection>) -> Result<
     let id: u32 = raw
         .parse()
         .map_err(|_| ApiError::bad_request(format!("camera id {raw:?} is not a number")))?;
-    if !state
-        .daemon
-        .snapshot
-        .borrow()
-        .cameras
-        .iter()
-        .any(|c| c.id == id)
-    {
-        return Err(ApiError::not_found(format!("no camera with id {id}")));
-    }
+    state.known_camera(id)?;
     Ok(id)
 }
 

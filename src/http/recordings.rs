@@ -37,16 +37,7 @@ pub async fn ledger(
             "a range of at most {MAX_RANGE_DAYS} days"
         )));
     }
-    if !state
-        .daemon
-        .snapshot
-        .borrow()
-        .cameras
-        .iter()
-        .any(|c| c.id == camera)
-    {
-        return Err(ApiError::not_found(format!("no camera with id {camera}")));
-    }
+    state.known_camera(camera)?;
     let Some(db) = state.storage.clone() else {
         return Err(ApiError::unavailable(
             "the segment catalog is not available (see the daemon's log)",

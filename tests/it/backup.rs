@@ -81,6 +81,62 @@ fn start_moto(bin: &Path, port: u16) -> Server {
     Server { child, port }
 }
 
+/// A moto bucket for a daemon under test: the server, the key files the
+/// box reads, the `[backup]` section that points at them, and a client to
+/// read the bucket back.
+struct MotoBucket {
+    server: Option<Server>,
+    port: u16,
+    keys: tempfile::TempDir,
+}
+
+impl MotoBucket {
+    fn start() -> MotoBucket {
+        let port = free_port();
+        let server = start_moto(&moto_binary(), port);
+        let keys = tempfile::tempdir().unwrap();
+        std::fs::write(keys.path().join("id"), "AKIDTEST\n").unwrap();
+        std::fs::write(keys.path().join("secret"), "secret-for-moto\n").unwrap();
+        MotoBucket {
+            server: Some(server),
+            port,
+            keys,
+        }
+    }
+
+    /// `[backup]` on, to this bucket, with `extra` lines.
+    fn section(&self, extra: &str) -> String {
+        format!(
+            "[backup]\nenabled = true\nendpoint = \"http://127.0.0.1:{}\"\nbucket = \"{BUCKET}\"\n\
+             path_style = true\nstorage_class = \"STANDARD\"\naccess_key_id_file = \"{}\"\n\
+             secret_access_key_file = \"{}\"\n{extra}",
+            self.port,
+            self.keys.path().join("id").display(),
+            self.keys.path().join("secret").display()
+        )
+    }
+
+    /// The service goes away (`false`) or comes back on the same port.
+    fn set_up(&mut self, up: bool) {
+        self.server = up.then(|| start_moto(&moto_binary(), self.port));
+    }
+
+    fn client(&self) -> vms_supervisor::storage::backup::s3::S3Client {
+        use vms_supervisor::config::Secret;
+        vms_supervisor::storage::backup::s3::S3Client::new(
+            vms_supervisor::storage::backup::s3::S3Settings {
+                endpoint: format!("http://127.0.0.1:{}", self.port),
+                region: "us-east-1".into(),
+                bucket: BUCKET.into(),
+                path_style: true,
+                access_key_id: Secret::new("AKIDTEST"),
+                secret_access_key: Secret::new("secret-for-moto"),
+            },
+            None,
+        )
+    }
+}
+
 fn start_s3s(bin: &Path, dir: &Path) -> Server {
     let port = free_port();
     std::fs::create_dir_all(dir.join(BUCKET)).unwrap();
@@ -468,20 +524,8 @@ fn wrong_credentials_and_refused_storage_class_raise_one_config_alert() {
 #[test]
 fn the_daemon_backs_up_what_it_records_restores_it_and_pages_on_lag() {
     use crate::harness::{Daemon, Setup};
-    let moto = moto_binary();
-    let port = free_port();
-    let server = start_moto(&moto, port);
-    let keys = tempfile::tempdir().unwrap();
-    let (id_file, secret_file) = (keys.path().join("id"), keys.path().join("secret"));
-    std::fs::write(&id_file, "AKIDTEST\n").unwrap();
-    std::fs::write(&secret_file, "secret-for-moto\n").unwrap();
-    let extra = format!(
-        "[backup]\nenabled = true\nendpoint = \"http://127.0.0.1:{port}\"\nbucket = \"{BUCKET}\"\n\
-         path_style = true\nstorage_class = \"STANDARD\"\naccess_key_id_file = \"{}\"\n\
-         secret_access_key_file = \"{}\"\nlag_warning = \"6s\"\nlag_critical = \"1h\"\nretry_max = \"2s\"\n",
-        id_file.display(),
-        secret_file.display()
-    );
+    let mut bucket = MotoBucket::start();
+    let extra = bucket.section("lag_warning = \"6s\"\nlag_critical = \"1h\"\nretry_max = \"2s\"\n");
     let d = Daemon::start(Setup {
         recording: "segment_duration = \"2s\"\n".into(),
         extra,
@@ -513,7 +557,8 @@ fn the_daemon_backs_up_what_it_records_restores_it_and_pages_on_lag() {
     assert!(status.contains("backup: on"), "{status}");
 
     // Restore camera 1's footage into a new folder: every file checked.
-    let out_dir = keys.path().join("restored");
+    let restore = tempfile::tempdir().unwrap();
+    let out_dir = restore.path().join("restored");
     let to = chrono::Utc::now().to_rfc3339();
     let out = d.cli(&[
         "backup",
@@ -545,7 +590,7 @@ fn the_daemon_backs_up_what_it_records_restores_it_and_pages_on_lag() {
     }
 
     // The service goes away: the lag alert fires; back: it clears.
-    drop(server);
+    bucket.set_up(false);
     let lag = |phase: &'static str| {
         let d = &d;
         move || async move {
@@ -561,7 +606,7 @@ fn the_daemon_backs_up_what_it_records_restores_it_and_pages_on_lag() {
         lag("firing"),
     ));
     assert_eq!(firing["severity"], "warning", "{firing}");
-    let _server = start_moto(&moto, port);
+    bucket.set_up(true);
     rt.block_on(d.wait_for(
         "the backup lag resolved",
         Duration::from_secs(90),
@@ -654,23 +699,8 @@ fn bench_backup_throughput() {
 #[test]
 fn backup_settings_apply_on_reload_without_a_restart() {
     use crate::harness::{Daemon, Setup};
-    use vms_supervisor::storage::backup::s3::{S3Client, S3Settings};
-    let moto = moto_binary();
-    let port = free_port();
-    let _server = start_moto(&moto, port);
-    let keys = tempfile::tempdir().unwrap();
-    let (id_file, secret_file) = (keys.path().join("id"), keys.path().join("secret"));
-    std::fs::write(&id_file, "AKIDTEST\n").unwrap();
-    std::fs::write(&secret_file, "secret-for-moto\n").unwrap();
-    let backup = |prefix: &str| {
-        format!(
-            "[backup]\nenabled = true\nendpoint = \"http://127.0.0.1:{port}\"\nbucket = \"{BUCKET}\"\n\
-             prefix = \"{prefix}\"\npath_style = true\nstorage_class = \"STANDARD\"\n\
-             access_key_id_file = \"{}\"\nsecret_access_key_file = \"{}\"\n",
-            id_file.display(),
-            secret_file.display()
-        )
-    };
+    let bucket = MotoBucket::start();
+    let backup = |prefix: &str| bucket.section(&format!("prefix = \"{prefix}\"\n"));
     let setup = Setup {
         recording: "segment_duration = \"2s\"\n".into(),
         ..Setup::default()
@@ -714,17 +744,7 @@ fn backup_settings_apply_on_reload_without_a_restart() {
         );
     }
     // Each is really in the bucket.
-    let client = S3Client::new(
-        S3Settings {
-            endpoint: format!("http://127.0.0.1:{port}"),
-            region: "us-east-1".into(),
-            bucket: BUCKET.into(),
-            path_style: true,
-            access_key_id: vms_supervisor::config::Secret::new("AKIDTEST"),
-            secret_access_key: vms_supervisor::config::Secret::new("secret-for-moto"),
-        },
-        None,
-    );
+    let client = bucket.client();
     for key in uploaded_keys() {
         rt.block_on(client.head_object(&key))
             .unwrap_or_else(|e| panic!("{key} not in the bucket: {e}"));
@@ -744,23 +764,8 @@ fn backup_settings_apply_on_reload_without_a_restart() {
 #[test]
 fn daemon_killed_mid_upload_resumes_with_nothing_lost_or_doubled() {
     use crate::harness::{Daemon, Setup};
-    use vms_supervisor::storage::backup::s3::{S3Client, S3Settings};
-    let moto = moto_binary();
-    let port = free_port();
-    let _server = start_moto(&moto, port);
-    let keys = tempfile::tempdir().unwrap();
-    let (id_file, secret_file) = (keys.path().join("id"), keys.path().join("secret"));
-    std::fs::write(&id_file, "AKIDTEST\n").unwrap();
-    std::fs::write(&secret_file, "secret-for-moto\n").unwrap();
-    let backup = |limit: &str| {
-        format!(
-            "[backup]\nenabled = true\nendpoint = \"http://127.0.0.1:{port}\"\nbucket = \"{BUCKET}\"\n\
-             path_style = true\nstorage_class = \"STANDARD\"\nmax_bytes_per_second = \"{limit}\"\n\
-             access_key_id_file = \"{}\"\nsecret_access_key_file = \"{}\"\n",
-            id_file.display(),
-            secret_file.display()
-        )
-    };
+    let bucket = MotoBucket::start();
+    let backup = |limit: &str| bucket.section(&format!("max_bytes_per_second = \"{limit}\"\n"));
     let setup = Setup {
         recording: "segment_duration = \"2s\"\n".into(),
         extra: backup("16KiB"),
@@ -808,17 +813,7 @@ fn daemon_killed_mid_upload_resumes_with_nothing_lost_or_doubled() {
             before_kill.iter().all(|r| up.contains(&(r.0, r.1)))
         },
     );
-    let client = S3Client::new(
-        S3Settings {
-            endpoint: format!("http://127.0.0.1:{port}"),
-            region: "us-east-1".into(),
-            bucket: BUCKET.into(),
-            path_style: true,
-            access_key_id: vms_supervisor::config::Secret::new("AKIDTEST"),
-            secret_access_key: vms_supervisor::config::Secret::new("secret-for-moto"),
-        },
-        None,
-    );
+    let client = bucket.client();
     let rows = query(uploaded);
     for (camera, start, key, sha) in rows
         .iter()
