@@ -375,6 +375,11 @@ async fn stalls_to_page() -> Paging {
             page_after(&d, &tg, t0, &format!("Camera {i:02}"), "recording_stalled").await;
         p.to_page.push(page);
         p.decision_to_page.push(decision);
+        // Each stall ends once paged: left stalled, the tenth would find
+        // every camera failing, which the daemon rightly takes for
+        // MediaMTX's fault (a restart), and that run would measure the
+        // restart instead of one camera's stall.
+        d.sim("POST", &format!("/recorder/cam_{i}/resume")).await;
     }
     p
 }
@@ -409,6 +414,9 @@ async fn silent_to_warning() -> Vec<f64> {
         })
         .await;
         out.push(t0.elapsed().as_secs_f64());
+        // Back up once seen (as the stalls above: every camera silent at
+        // once would be MediaMTX's fault, not ten silent cameras).
+        d.sim("POST", &format!("/cameras/cam_{i}/up")).await;
     }
     out
 }
