@@ -212,6 +212,21 @@ impl World {
         }
     }
 
+    /// A `/v3/paths/list` answer placed by the test (every path available),
+    /// camera 1's byte count replaced by `camera_1_bytes` when given.
+    fn poll_by_hand(&mut self, camera_1_bytes: Option<u64>) {
+        let list = self
+            .cams
+            .iter()
+            .map(|(id, c)| PathObs {
+                name: format!("cam_{id}"),
+                available: true,
+                inbound_bytes: camera_1_bytes.filter(|_| *id == 1).unwrap_or(c.bytes),
+            })
+            .collect();
+        self.feed(Event::Paths(list));
+    }
+
     fn alerts(&self) -> Vec<&AlertEvent> {
         self.actions
             .iter()
@@ -758,18 +773,7 @@ fn a_camera_silent_after_a_partial_part_is_a_stream_problem_not_a_stall() {
     w.run(secs(70)); // a rotation: the cadence is known
                      // From here on the polls are the test's.
     w.next_poll = w.now.mono + secs(3600);
-    let poll = |w: &mut World| {
-        let list = w
-            .cams
-            .iter()
-            .map(|(id, c)| PathObs {
-                name: format!("cam_{id}"),
-                available: true,
-                inbound_bytes: c.bytes,
-            })
-            .collect();
-        w.feed(Event::Paths(list));
-    };
+    let poll = |w: &mut World| w.poll_by_hand(None);
     poll(&mut w);
     let next = w.cams[&1].next_part.expect("recording");
     let last_write = next - secs(1);
@@ -883,18 +887,7 @@ fn a_counter_that_moves_once_a_second_is_not_silence() {
             let mut w = World::new(2);
             w.run(secs(70));
             w.next_poll = w.now.mono + secs(3600);
-            let poll = |w: &mut World, shown: u64| {
-                let list = w
-                    .cams
-                    .iter()
-                    .map(|(id, c)| PathObs {
-                        name: format!("cam_{id}"),
-                        available: true,
-                        inbound_bytes: if *id == 1 { shown } else { c.bytes },
-                    })
-                    .collect();
-                w.feed(Event::Paths(list));
-            };
+            let poll = |w: &mut World, shown: u64| w.poll_by_hand(Some(shown));
             w.run(Duration::from_millis(offset_ms));
             w.cams.get_mut(&1).unwrap().recorder_ok = false;
             let mut shown = w.cams[&1].bytes;
