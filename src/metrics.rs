@@ -38,9 +38,15 @@ pub fn install() -> PrometheusHandle {
                 "commit" => env!("VMS_GIT_COMMIT")
             )
             .set(1.0);
+            live_views(0);
             handle
         })
         .clone()
+}
+
+/// The live views MediaMTX serves now (see `access::Store::close_views`).
+pub fn live_views(n: usize) {
+    gauge!("vms_live_views").set(n as f64);
 }
 
 pub fn render() -> String {
@@ -113,6 +119,10 @@ fn describe() {
         "Age of the oldest alert message waiting for delivery, by channel"
     );
     describe_gauge!("vms_build_info", "Version and commit of this build");
+    describe_gauge!(
+        "vms_live_views",
+        "Live views being served now (readers MediaMTX lists for a logged-in person)"
+    );
 }
 
 /// Called when a recovery attempt ends.

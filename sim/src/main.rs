@@ -43,6 +43,7 @@ mod rtc;
 mod rtsp;
 mod servers;
 mod sim;
+mod tls;
 mod watcher;
 mod webrtc;
 

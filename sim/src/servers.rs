@@ -54,6 +54,9 @@ async fn start_one(
         info!("[RTSP] started with listener on {shown} (TCP/RTSP)");
         tokio::spawn(crate::rtsp::serve(sim.clone(), l))
     } else {
+        // The pair is loaded before the server starts (no "started" line
+        // when it cannot be).
+        let tls = crate::tls::acceptor(conf, name)?;
         info!("[{label}] started with listener on {shown} (TCP/HTTP)");
         let router: Router = match name {
             "api" => crate::api::router(sim.clone()),
@@ -62,13 +65,16 @@ async fn start_one(
             "hls" => crate::hls::router(sim.clone()),
             _ => crate::webrtc::router(sim.clone())?,
         };
-        tokio::spawn(async move {
-            let _ = axum::serve(
-                l,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await;
-        })
+        match tls {
+            Some(acceptor) => tokio::spawn(crate::tls::serve(l, acceptor, router)),
+            None => tokio::spawn(async move {
+                let _ = axum::serve(
+                    l,
+                    router.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .await;
+            }),
+        }
     };
     Ok((addr, task))
 }
@@ -110,7 +116,11 @@ async fn reconcile(
     } = change;
     let restart_all = *restart_all;
     for (name, en, addr_key, label) in SERVERS {
-        let changed = old.bool(en) != new.bool(en) || old.str(addr_key) != new.str(addr_key);
+        let changed = old.bool(en) != new.bool(en)
+            || old.str(addr_key) != new.str(addr_key)
+            || crate::tls::keys(name)
+                .iter()
+                .any(|k| old.str(k) != new.str(k) || old.bool(k) != new.bool(k));
         if !(changed || restart_all && new.bool(en)) {
             continue;
         }

@@ -9,6 +9,7 @@
 //! cookie, and its CSRF and media tokens are derived from the cookie
 //! ([`derive`]), so a copy of the database opens no session.
 
+use std::collections::HashSet;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,7 +22,8 @@ use super::{from_ms, ms, password, AccessError, Role, Settings};
 
 /// The schema, one migration per `PRAGMA user_version` step. Never edit a
 /// shipped one; add a new step.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE users (
     name     TEXT PRIMARY KEY,
     role     TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
@@ -66,7 +68,49 @@ CREATE TRIGGER audit_append_only BEFORE UPDATE ON audit
 BEGIN
     SELECT RAISE(ABORT, 'the audit trail is append-only');
 END;
-"];
+",
+    "
+CREATE TABLE live_views (
+    reader   TEXT PRIMARY KEY,
+    audit_id INTEGER NOT NULL,
+    actor    TEXT NOT NULL,
+    source   TEXT NOT NULL,
+    camera   INTEGER NOT NULL,
+    protocol TEXT NOT NULL,
+    started  INTEGER NOT NULL,
+    seen     INTEGER NOT NULL DEFAULT 0
+);
+",
+];
+
+/// A view whose reader MediaMTX has not listed this long after it was
+/// authorized never played (a WHEP offer that failed, an RTSP `DESCRIBE`
+/// alone): it is ended then.
+pub const VIEW_START_GRACE: Duration = Duration::from_secs(30);
+
+/// Appends an audit row on `c` (the store's connection or a transaction
+/// of it); its id.
+fn insert_audit(c: &Connection, e: &AuditEntry) -> rusqlite::Result<i64> {
+    c.execute(
+        "INSERT INTO audit (at, actor, source, action, camera, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![ms(e.at), e.actor, e.source, e.action, e.camera, e.detail],
+    )?;
+    Ok(c.last_insert_rowid())
+}
+
+/// A row of `live_views`: a reader MediaMTX was allowed to serve.
+struct OpenView {
+    reader: String,
+    audit_id: i64,
+    actor: String,
+    source: String,
+    camera: u32,
+    protocol: String,
+    /// Milliseconds since the epoch.
+    started: i64,
+    /// Whether MediaMTX has listed the reader yet.
+    seen: bool,
+}
 
 /// A person who may log in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -131,7 +175,7 @@ pub struct AuditEntry {
     /// The source address, or `cli`.
     pub source: String,
     /// What: `login`, `login_failed`, `login_locked`, `logout`,
-    /// `live_view`, `playback`, `alert_ack`, `camera_reset`,
+    /// `live_view`, `live_view_end`, `playback`, `alert_ack`, `camera_reset`,
     /// `silence_add`, `silence_remove`, `config_reload`,
     /// `config_reload_refused`, `hold_add`, `hold_release`, `user_add`,
     /// `user_passwd`, `user_disable`, `user_enable`, `user_remove`,
@@ -689,13 +733,135 @@ impl Store {
 
     /// Appends a row; its id.
     pub fn audit(&mut self, e: &AuditEntry) -> Result<i64, AccessError> {
-        self.conn
-            .execute(
-                "INSERT INTO audit (at, actor, source, action, camera, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![ms(e.at), e.actor, e.source, e.action, e.camera, e.detail],
+        insert_audit(&self.conn, e).map_err(|e| self.err(e))
+    }
+
+    // ---- live views -----------------------------------------------------
+
+    /// A reader MediaMTX is about to serve (its session id `reader`): the
+    /// `live_view` row of `start` (its actor, source and camera), once per
+    /// reader. False when the reader was already on record (MediaMTX asks
+    /// again for the same session).
+    pub fn open_view(
+        &mut self,
+        reader: &str,
+        start: &AuditEntry,
+        protocol: &str,
+    ) -> Result<bool, AccessError> {
+        let path = self.path.clone();
+        let err = |e: rusqlite::Error| Self::error(&path, e);
+        let tx = self.conn.transaction().map_err(err)?;
+        let known: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM live_views WHERE reader = ?1)",
+                [reader],
+                |r| r.get(0),
             )
-            .map_err(|e| self.err(e))?;
-        Ok(self.conn.last_insert_rowid())
+            .map_err(err)?;
+        if known {
+            return Ok(false);
+        }
+        let audit_id = insert_audit(&tx, start).map_err(err)?;
+        tx.execute(
+            "INSERT INTO live_views (reader, audit_id, actor, source, camera, protocol, started)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                reader,
+                audit_id,
+                start.actor,
+                start.source,
+                start.camera.unwrap_or(0),
+                protocol,
+                ms(start.at)
+            ],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(true)
+    }
+
+    /// Ends the views whose readers are gone: `present` is every reader
+    /// MediaMTX lists now (`None`: MediaMTX is not running, so none is).
+    /// A view ends when its reader, once listed, is no longer, or was never
+    /// listed within [`VIEW_START_GRACE`]; each end is a `live_view_end`
+    /// row naming the `live_view` row it closes and how long it lasted.
+    /// The ended rows, and how many views are being served now.
+    pub fn close_views(
+        &mut self,
+        now: DateTime<Utc>,
+        present: Option<&HashSet<String>>,
+    ) -> Result<(Vec<AuditEntry>, usize), AccessError> {
+        let path = self.path.clone();
+        let err = |e: rusqlite::Error| Self::error(&path, e);
+        let tx = self.conn.transaction().map_err(err)?;
+        let open: Vec<OpenView> = {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT reader, audit_id, actor, source, camera, protocol, started, seen
+                     FROM live_views",
+                )
+                .map_err(err)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(OpenView {
+                        reader: r.get(0)?,
+                        audit_id: r.get(1)?,
+                        actor: r.get(2)?,
+                        source: r.get(3)?,
+                        camera: r.get(4)?,
+                        protocol: r.get(5)?,
+                        started: r.get(6)?,
+                        seen: r.get(7)?,
+                    })
+                })
+                .map_err(err)?;
+            rows.collect::<Result<_, _>>().map_err(err)?
+        };
+        let mut ended = Vec::new();
+        let mut watching = 0;
+        for v in open {
+            let OpenView {
+                reader,
+                audit_id,
+                actor,
+                source,
+                camera,
+                protocol,
+                started,
+                seen,
+            } = v;
+            let listed = present.is_some_and(|p| p.contains(&reader));
+            if listed {
+                watching += 1;
+                if !seen {
+                    tx.execute(
+                        "UPDATE live_views SET seen = 1 WHERE reader = ?1",
+                        [&reader],
+                    )
+                    .map_err(err)?;
+                }
+                continue;
+            }
+            let age = (ms(now) - started).max(0);
+            let young = present.is_some() && !seen && age < VIEW_START_GRACE.as_millis() as i64;
+            if young {
+                continue;
+            }
+            let detail = if seen {
+                format!("{protocol}, {} s, ends view {audit_id}", age / 1000)
+            } else {
+                format!("{protocol}, never served, ends view {audit_id}")
+            };
+            let e = AuditEntry::new(now, &actor, &source, "live_view_end")
+                .camera(camera)
+                .detail(detail);
+            insert_audit(&tx, &e).map_err(err)?;
+            tx.execute("DELETE FROM live_views WHERE reader = ?1", [&reader])
+                .map_err(err)?;
+            ended.push(e);
+        }
+        tx.commit().map_err(err)?;
+        Ok((ended, watching))
     }
 
     /// Rows matching `f`, newest first.
@@ -1011,5 +1177,70 @@ mod tests {
         assert!(users[1].may_see(3) && !users[1].may_see(2));
         st.remove_user("bob").unwrap();
         assert!(st.user("bob").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_live_view_ends_when_its_reader_leaves_or_never_comes() {
+        let mut st = Store::open_in_memory().unwrap();
+        let start = |at, who: &str, camera| {
+            AuditEntry::new(at, who, "192.0.2.7", "live_view")
+                .camera(camera)
+                .detail("webrtc")
+        };
+        let set = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<HashSet<_>>();
+        assert!(st
+            .open_view("r1", &start(t0(), "ana", 2), "webrtc")
+            .unwrap());
+        // MediaMTX asks again for the same session: one row, not two.
+        assert!(!st
+            .open_view("r1", &start(t0() + secs(1), "ana", 2), "webrtc")
+            .unwrap());
+        assert!(st.open_view("r2", &start(t0(), "bob", 1), "hls").unwrap());
+        // r1 plays; r2 is not listed yet but is young: nothing ends.
+        let (ended, watching) = st.close_views(t0() + secs(2), Some(&set(&["r1"]))).unwrap();
+        assert!(ended.is_empty());
+        assert_eq!(watching, 1);
+        // r2 never came within the grace: ended as never served.
+        let grace = VIEW_START_GRACE.as_secs();
+        let (ended, _) = st
+            .close_views(t0() + secs(grace), Some(&set(&["r1"])))
+            .unwrap();
+        assert_eq!(ended.len(), 1);
+        assert_eq!((ended[0].actor.as_str(), ended[0].camera), ("bob", Some(1)));
+        assert!(
+            ended[0].detail.starts_with("hls, never served, ends view "),
+            "{}",
+            ended[0].detail
+        );
+        // r1 leaves after 192 s: its end names the row it closes and the time.
+        let (ended, watching) = st.close_views(t0() + secs(192), Some(&set(&[]))).unwrap();
+        assert_eq!((ended.len(), watching), (1, 0));
+        let all = st
+            .audit_rows(&AuditFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        let opened = all
+            .iter()
+            .find(|r| r.action == "live_view" && r.actor == "ana")
+            .unwrap();
+        assert_eq!(
+            ended[0].detail,
+            format!("webrtc, 192 s, ends view {}", opened.id)
+        );
+        assert_eq!(ended[0].at, t0() + secs(192));
+        assert_eq!(all.iter().filter(|r| r.action == "live_view").count(), 2);
+        assert_eq!(
+            all.iter().filter(|r| r.action == "live_view_end").count(),
+            2
+        );
+        // Nothing left open: a later poll ends nothing twice.
+        assert!(st.close_views(t0() + secs(300), None).unwrap().0.is_empty());
+        // MediaMTX stopped (None): a view ends at once, young or not.
+        assert!(st
+            .open_view("r3", &start(t0() + secs(400), "ana", 2), "hls")
+            .unwrap());
+        assert_eq!(st.close_views(t0() + secs(401), None).unwrap().0.len(), 1);
     }
 }

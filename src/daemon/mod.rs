@@ -414,6 +414,8 @@ impl Daemon {
                 self.timers.poll_in_flight = false;
                 match result {
                     Ok(list) if self.process.is_running() => {
+                        let readers = list.iter().flat_map(|p| p.readers.iter().cloned());
+                        self.end_views(now, Some(readers.collect()));
                         let acts = self.cameras.handle(now, camera_machine::Event::Paths(list));
                         self.camera_actions(now, acts).await;
                     }
@@ -427,6 +429,7 @@ impl Daemon {
                 }
                 let _ = std::fs::remove_file(child::pid_file(&self.config.state.dir));
                 tracing::info!(pid, status = %status, "MediaMTX exited");
+                self.end_views(now, None);
                 let acts = self
                     .process
                     .handle(now.mono, process_machine::Event::Exited { status });

@@ -2,6 +2,7 @@
 //! the config, the HLS listener check and the disk. Each runs in a spawned
 //! task and reports back; the decisions are the machines'.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::Instant;
 
@@ -70,6 +71,25 @@ impl Daemon {
         if let Some(text) = self.writes.due(now.mono) {
             self.write_mediamtx_config(text, now.mono);
         }
+    }
+
+    /// Ends, in the audit trail, the live views whose readers MediaMTX no
+    /// longer lists (`None`: it is not running). Off the loop: the access
+    /// database's thread does the work.
+    pub(super) fn end_views(&self, now: Now, present: Option<HashSet<String>>) {
+        let access = self.access.clone();
+        tokio::spawn(async move {
+            let r = access
+                .call(move |s, _| s.close_views(now.wall, present.as_ref()))
+                .await;
+            match r {
+                Ok(Ok((_, watching))) => crate::metrics::live_views(watching),
+                Err(e) | Ok(Err(e)) => tracing::error!(
+                    error = %e,
+                    "cannot write the end of a live view to the audit trail"
+                ),
+            }
+        });
     }
 
     /// Fetches MediaMTX's running paths and executes [`converge::plan`].

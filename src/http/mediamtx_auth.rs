@@ -8,7 +8,9 @@
 //!   <media_token>` on WHEP and HLS, which MediaMTX passes as `token`, or
 //!   `token=<media_token>` in the query) of a live session whose user may
 //!   watch live video of camera N. The start of a reader (`id` set) is
-//!   audited as `live_view`.
+//!   audited as `live_view`, once per reader; the daemon writes its
+//!   `live_view_end` when MediaMTX no longer lists the reader
+//!   ([`crate::access::Store::close_views`]).
 //! * `playback` of `cam_N`: the same with a role that may play back, or the
 //!   daemon's own credential (its playback proxy, which checked and audited
 //!   the user already).
@@ -175,22 +177,29 @@ pub async fn decide(
                 .await;
             return refuse();
         }
-        let row = match req.action.as_str() {
-            // A reader is being created (not a page, not an OPTIONS).
-            "read" if req.id.is_some() => Some(
-                AuditEntry::new(now, &user.name, &req.ip, "live_view")
+        match (req.action.as_str(), req.id.as_deref()) {
+            // A reader is being created (not a page, not an OPTIONS): on
+            // record once per reader, until the daemon sees it leave.
+            ("read", Some(reader)) => {
+                let start = AuditEntry::new(now, &user.name, &req.ip, "live_view")
                     .camera(camera)
-                    .detail(req.protocol.clone()),
-            ),
-            "playback" => Some(
-                AuditEntry::new(now, &user.name, &req.ip, "playback")
+                    .detail(req.protocol.clone());
+                let (reader, protocol) = (reader.to_string(), req.protocol.clone());
+                let r = state
+                    .access
+                    .call(move |s, _| s.open_view(&reader, &start, &protocol))
+                    .await;
+                if let Err(e) | Ok(Err(e)) = r.map(|r| r.map(|_| ())) {
+                    tracing::error!(error = %e, "cannot write the audit trail");
+                }
+            }
+            ("playback", _) => {
+                let row = AuditEntry::new(now, &user.name, &req.ip, "playback")
                     .camera(camera)
-                    .detail(req.range()),
-            ),
-            _ => None,
-        };
-        if let Some(row) = row {
-            state.access.audit(row).await;
+                    .detail(req.range());
+                state.access.audit(row).await;
+            }
+            _ => {}
         }
         return allow();
     }

@@ -47,6 +47,15 @@ struct PathItem {
     available: bool,
     #[serde(rename = "inboundBytes", default)]
     inbound_bytes: u64,
+    /// `{type, id}` of each reader (never null in v1.20.1).
+    #[serde(default)]
+    readers: Vec<Reader>,
+}
+
+#[derive(Deserialize)]
+struct Reader {
+    #[serde(default)]
+    id: String,
 }
 
 #[derive(Deserialize)]
@@ -119,6 +128,7 @@ impl Client {
                 name: p.name,
                 available: p.available,
                 inbound_bytes: p.inbound_bytes,
+                readers: p.readers.into_iter().map(|r| r.id).collect(),
             }));
             page += 1;
             if page >= list.page_count {

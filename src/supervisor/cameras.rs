@@ -67,6 +67,8 @@ pub struct PathObs {
     pub name: String,
     pub available: bool,
     pub inbound_bytes: u64,
+    /// The session ids of its readers (HLS, WebRTC, RTSP sessions).
+    pub readers: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -681,6 +681,112 @@ async fn each_action_leaves_an_audit_row_that_the_api_cannot_change() {
     assert!(!text.contains("silence_add"), "{text}");
 }
 
+/// The end of a live view is on record too. MediaMTX says when a reader
+/// starts (it asks the daemon) but not when it leaves, so the daemon
+/// watches the readers MediaMTX lists: a closed WebRTC session and an HLS
+/// session that expired each leave a `live_view_end` row (how long, and
+/// which `live_view` row it closes), also when the daemon itself was
+/// restarted while they played (the open views are in the database).
+#[tokio::test]
+async fn a_live_view_s_end_is_on_record_with_its_length_across_a_restart() {
+    let w = world(Setup::default()).await;
+    let d = &w.d;
+    d.wait_all_recording(2).await;
+    let http = reqwest::Client::new();
+    let webrtc = format!("http://127.0.0.1:{}", d.ports.webrtc);
+    let r = http
+        .post(format!("{webrtc}/cam_2/whep"))
+        .header("content-type", "application/sdp")
+        .bearer_auth(&w.viewer.media)
+        .body(include_str!("../fixtures/webrtc/offer.sdp"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let hls = format!("http://127.0.0.1:{}/cam_1/index.m3u8", d.ports.hls);
+    assert_eq!(fetch(&hls, Some(&w.operator.media)).await.0, 200);
+    let serving = |n: usize| {
+        let want = format!("\nvms_live_views {n}\n");
+        async move {
+            d.wait_for(
+                &format!("{n} live views served"),
+                Duration::from_secs(20),
+                || {
+                    let want = want.clone();
+                    // (Also while the daemon restarts: no answer is no.)
+                    let url = format!("http://{}/metrics", d.api);
+                    async move {
+                        let text = reqwest::get(url).await.ok()?.text().await.ok()?;
+                        text.contains(&want).then_some(())
+                    }
+                },
+            )
+            .await
+        }
+    };
+    serving(2).await;
+    // The supervisor restarts; MediaMTX (adopted) keeps serving both.
+    d.kill();
+    d.spawn();
+    serving(2).await;
+    let admin = &w.admin;
+    let ends = |actor: &'static str| async move {
+        let audit = admin.get_json("/api/audit?action=live_view_end").await;
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["actor"] == actor)
+            .cloned()
+    };
+    assert_eq!(ends("vera").await, None, "a view ended while it played");
+    let r = http
+        .delete(format!("{webrtc}{location}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let end = d
+        .wait_for("vera's view ends", Duration::from_secs(10), || ends("vera"))
+        .await;
+    let audit = w.admin.get_json("/api/audit?action=live_view").await;
+    let start = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["actor"] == "vera" && r["camera"] == 2)
+        .unwrap_or_else(|| panic!("no live_view by vera: {audit}"))
+        .clone();
+    assert_eq!(
+        (end["camera"].clone(), end["source"].clone()),
+        (json!(2), start["source"].clone())
+    );
+    let detail = end["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("webrtc, ")
+            && detail.ends_with(&format!(" s, ends view {}", start["id"])),
+        "{detail}"
+    );
+    serving(1).await;
+    // Nobody asks for the HLS session again: it expires after 30 s, as in
+    // MediaMTX, and its end is written then.
+    let end = d
+        .wait_for("otto's HLS view ends", Duration::from_secs(60), || {
+            ends("otto")
+        })
+        .await;
+    assert_eq!(end["camera"], 1);
+    let detail = end["detail"].as_str().unwrap();
+    let secs: u64 = detail
+        .strip_prefix("hls, ")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{detail}"));
+    assert!(secs >= 30, "{detail}");
+    serving(0).await;
+}
+
 /// The answer time of MediaMTX's authorization callback, which sits on
 /// every reader's path: 10 000 calls, each on a new connection as MediaMTX
 /// makes them (docs/mediamtx.md §b2), half allowed (a reader starting: a

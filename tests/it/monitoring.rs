@@ -116,6 +116,7 @@ const DAEMON_EXTRA_METRICS: &[&str] = &[
     "vms_backup_queue_segments",
     "vms_backup_uploaded_bytes_total",
     "vms_backup_uploaded_segments_total",
+    "vms_live_views",
     "vms_storage_bytes",
     "vms_storage_capacity_days",
     "vms_storage_catalog_bytes",

@@ -193,14 +193,35 @@ async fn the_dashboard_over_https_with_the_operator_s_certificate() {
     ] {
         assert!(yml.contains(line), "{line} in\n{yml}");
     }
-    // A live read through the stand-in, authorized by that callback with
-    // the media token of the HTTPS session.
+    // Live video over HTTPS from MediaMTX (the stand-in serves HLS and
+    // WHEP with the pair it was given), authorized by that callback with
+    // the media token of the HTTPS session; plain HTTP gets nothing.
+    let hls_at = browser(&first.ca, d.hls());
     let hls = |q: String| {
-        let u = format!("http://{}/cam_1/index.m3u8?cookieCheck=1{q}", d.hls());
-        async move { reqwest::get(u).await.unwrap().status() }
+        let u = format!(
+            "https://{NAME}:{}/cam_1/index.m3u8?cookieCheck=1{q}",
+            d.hls().port()
+        );
+        // The first answer waits for the muxer's first segment.
+        let r = hls_at.get(u).timeout(Duration::from_secs(30));
+        async move { r.send().await.unwrap().status() }
     };
     assert_eq!(hls(format!("&token={media}")).await, 200);
     assert_eq!(hls(String::new()).await, 401);
+    let plain = reqwest::get(format!("http://{}/cam_1/index.m3u8", d.hls()))
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 400);
+    let webrtc: SocketAddr = format!("127.0.0.1:{}", d.ports.webrtc).parse().unwrap();
+    let r = browser(&first.ca, webrtc)
+        .post(format!("https://{NAME}:{}/cam_1/whep", webrtc.port()))
+        .header("content-type", "application/sdp")
+        .bearer_auth(&media)
+        .body(include_str!("../fixtures/webrtc/offer.sdp"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
 
     // A renewed certificate (another authority, even) is served without a
     // restart, once both files are in place.
@@ -306,4 +327,53 @@ fn a_bad_certificate_or_key_stops_the_daemon_naming_the_key() {
         assert!(stderr.contains(want), "{want} in {stderr}");
         assert!(!stderr.contains(good.key.lines().nth(1).unwrap()));
     }
+}
+
+/// A central Prometheus that scrapes the box from the LAN once TLS is on
+/// (monitoring/README.md, "Pull instead"): the plain listener is loopback
+/// only, so it scrapes `tls_listen` with `scheme: https`, the city hall's
+/// authority, the certificate's name and the API token, and finds the
+/// box's series under its `box` label.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_central_prometheus_scrapes_the_box_over_https() {
+    let certs = tempfile::tempdir().unwrap();
+    let pki = pki(NAME);
+    let (cert, key) = install(certs.path(), &pki);
+    let tls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let d = Daemon::start(Setup {
+        api: format!(
+            "tls_cert = {cert:?}\ntls_key = {key:?}\ntls_listen = \"{tls}\"\nallowed_hosts = [\"{NAME}:{}\"]\n",
+            tls.port()
+        ),
+        ..Setup::default()
+    });
+    d.wait_all_recording(2).await;
+    let ca = certs.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca).unwrap();
+    let token = certs.path().join("vms-api-token");
+    std::fs::write(&token, d.token()).unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // What monitoring/README.md tells the IT team to write: the box's
+    // address as the target (a Host the daemon always answers: the address
+    // the connection came to) and the certificate's name as `server_name`.
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n\
+         scrape_configs:\n\
+         \x20 - job_name: vms-supervisor\n\
+         \x20   scheme: https\n\
+         \x20   authorization:\n      credentials_file: {token:?}\n\
+         \x20   tls_config:\n      ca_file: {ca:?}\n      server_name: {NAME}\n\
+         \x20   static_configs:\n      - targets: ['{tls}']\n        labels: {{box: escola-centro}}\n",
+    );
+    let prom = crate::monitoring::TestPrometheus::start(&config);
+    let up = prom.wait_for(
+        "up{job=\"vms-supervisor\",box=\"escola-centro\"} == 1",
+        Duration::from_secs(30),
+    );
+    assert_eq!(up.len(), 1);
+    let recording = prom.wait_for(
+        "sum(vms_recording_active{box=\"escola-centro\"}) == 2",
+        Duration::from_secs(30),
+    );
+    assert_eq!(recording.len(), 1);
 }

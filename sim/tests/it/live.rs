@@ -339,3 +339,124 @@ fn chrono_secs(s: &str) -> f64 {
     days as f64 * 86400.0 + t[0] * 3600.0 + t[1] * 60.0 + t[2]
         - (sign * (o[0] * 3600 + o[1] * 60)) as f64
 }
+
+/// `hlsEncryption` / `webrtcEncryption`: HLS and WHEP over HTTPS with the
+/// configured pair (files relative to the working directory); plain HTTP on
+/// those ports gets Go's one-line 400; a pair that cannot be read stops the
+/// process at start with Go's file error, exit 1.
+#[test]
+fn hls_and_whep_over_https_with_the_configured_pair() {
+    // An authority, and the certificate it signs for `nvr.test`.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["nvr.test".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("server.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("server.key"), key.serialize_pem()).unwrap();
+    let sim = Sim::start_in(
+        dir,
+        &conf("hlsEncryption: yes\nwebrtcEncryption: yes\nwebrtcServerKey: server.key\nwebrtcServerCert: server.crt\n"),
+        Opts::default(),
+    );
+    sim.wait_ready("cam1", true, 3 * S);
+    for server in ["hls", "webrtc"] {
+        let plain = http(&sim.addr(server), "GET", "/cam1/", None);
+        assert_eq!(plain.status, 400, "{server}");
+        assert_eq!(
+            plain.text(),
+            "Client sent an HTTP request to an HTTPS server.\n"
+        );
+    }
+    let (status, body) = https(
+        &sim.addr("hls"),
+        ca.der(),
+        "GET",
+        "/cam1/index.m3u8?cookieCheck=1",
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("#EXTM3U"), "{body}");
+    let (status, body) = https(&sim.addr("webrtc"), ca.der(), "POST", "/cam1/whep", OFFER);
+    assert_eq!(status, 201, "{body}");
+    assert!(body.starts_with("v=0\r\n"), "{body}");
+
+    // The default pair (server.key, server.crt) is not there: no start.
+    let mut sim = Sim::start_opts(
+        &conf("hlsEncryption: yes\n"),
+        Opts {
+            wait_ready: false,
+            ..Default::default()
+        },
+    );
+    let st = sim.wait_exit(5 * S);
+    assert_eq!(st.code(), Some(1));
+    wait_until(2 * S, "ERR line", || sim.log().contains("ERR"));
+    assert!(
+        sim.log()
+            .contains(" ERR open server.crt: no such file or directory")
+            && !sim.log().contains("[HLS] started"),
+        "{}",
+        sim.log()
+    );
+}
+
+/// One HTTPS request to `addr` as `nvr.test`, trusting authority `ca`: the
+/// status and the body.
+fn https(
+    addr: &str,
+    ca: &rustls::pki_types::CertificateDer<'static>,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("nvr.test").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(5 * S)).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let content = if method == "POST" {
+        format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n",
+            body.len()
+        )
+    } else {
+        String::new()
+    };
+    write!(
+        tls,
+        "{method} {path} HTTP/1.1\r\nHost: nvr.test\r\n{content}Connection: close\r\n\r\n{body}"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    if let Err(e) = tls.read_to_end(&mut answer) {
+        // A server that closes without TLS's close_notify, as Go's does
+        // after `Connection: close`, is fine once the answer is in.
+        assert!(!answer.is_empty(), "HTTPS {method} {path}: {e}");
+    }
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}

@@ -192,6 +192,7 @@ impl World {
                         name: format!("cam_{id}"),
                         available: Self::available(c, now),
                         inbound_bytes: if Self::available(c, now) { c.bytes } else { 0 },
+                        readers: Vec::new(),
                     })
                     .collect();
                 self.feed(Event::Paths(list));
@@ -222,6 +223,7 @@ impl World {
                 name: format!("cam_{id}"),
                 available: true,
                 inbound_bytes: camera_1_bytes.filter(|_| *id == 1).unwrap_or(c.bytes),
+                readers: Vec::new(),
             })
             .collect();
         self.feed(Event::Paths(list));

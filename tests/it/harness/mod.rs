@@ -126,6 +126,19 @@ impl Login {
         }
         r
     }
+
+    /// `GET path` as this person: the JSON body of a 200 (panics otherwise).
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let r = self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+    }
 }
 
 /// A random byte from the kernel.
