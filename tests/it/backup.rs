@@ -664,13 +664,17 @@ fn bench_backup_throughput() {
     const MIB: usize = 1 << 20;
     let free = drain(&bin, 24, 8 * MIB, None);
     let limited = drain(&bin, 6, 4 * MIB, Some(4 * MIB as u64));
-    let mut md = String::from(
+    let build = if cfg!(debug_assertions) {
+        "a debug build, so an upper bound for the shipped release build"
+    } else {
+        "a release build, as the daemon ships (`cargo test --release`)"
+    };
+    let mut md = format!(
         "<!-- backup:begin (written by bench_backup_throughput in tests/it/backup.rs) -->\n\
          ## Off-site backup: upload throughput\n\n\
          The backup worker (2 uploads at once, Content-MD5 and SHA-256 on every body) draining \
          a queue of completed segments into a local `moto` S3 server on loopback; CPU is the \
-         test process's, where the worker runs: a debug build, so an upper bound for the shipped \
-         release build (moto's own is not counted).\n\n\
+         test process's, where the worker runs: {build} (moto's own is not counted).\n\n\
          | Queue | Limit | Time | Throughput | Worker CPU (% of one core) |\n|---|---|---|---|---|\n",
     );
     let mb = |b: f64| b / 1e6;

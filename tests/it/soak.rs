@@ -5,7 +5,9 @@
 //! duration, cycling through every fault the product must survive without a
 //! human: a camera that goes silent, a camera that drops its connection, a
 //! recorder that stalls, MediaMTX killed, MediaMTX's API hung, the daemon
-//! itself killed, and a camera out long enough to be declared offline (the
+//! itself killed, the recordings root deleted, the recordings disk full, the
+//! alert database locked by another program while a camera fails, and a
+//! camera out long enough to be declared offline (the
 //! one case that ends in a manual `camera reset`, by design). After each fault
 //! the box must be back to every camera recording, then stay quiet for a
 //! while with no new alert (no false alarm).
@@ -48,18 +50,29 @@ pub(crate) enum Fault {
     MediamtxKilled,
     ApiHung,
     DaemonKilled,
+    RootDeleted,
+    DiskFilled,
+    DbLocked,
     Offline,
 }
 
-const CYCLE: [Fault; 7] = [
+const CYCLE: [Fault; 10] = [
     Fault::Silent,
     Fault::Closed,
     Fault::Stall,
     Fault::MediamtxKilled,
     Fault::ApiHung,
     Fault::DaemonKilled,
+    Fault::RootDeleted,
+    Fault::DiskFilled,
+    Fault::DbLocked,
     Fault::Offline,
 ];
+
+/// How long the alert database stays locked in [`Fault::DbLocked`].
+const DB_LOCK: Duration = Duration::from_secs(30);
+/// How long the disk stays full in [`Fault::DiskFilled`].
+const DISK_FULL: Duration = Duration::from_secs(15);
 
 impl Fault {
     fn describe(self) -> &'static str {
@@ -70,6 +83,11 @@ impl Fault {
             Fault::MediamtxKilled => "MediaMTX killed (SIGKILL)",
             Fault::ApiHung => "MediaMTX API hung",
             Fault::DaemonKilled => "vms-supervisor killed (SIGKILL) and started again",
+            Fault::RootDeleted => "Recordings root deleted (`rm -rf`) while recording",
+            Fault::DiskFilled => "Recordings disk filled to 100 % for 15 s (a foreign file)",
+            Fault::DbLocked => {
+                "Alert database locked for 30 s (an admin's `sqlite3`) while a camera fails"
+            }
             Fault::Offline => "Camera out until declared offline, then `camera reset`",
         }
     }
@@ -78,7 +96,11 @@ impl Fault {
     fn all_cameras(self) -> bool {
         matches!(
             self,
-            Fault::MediamtxKilled | Fault::ApiHung | Fault::DaemonKilled
+            Fault::MediamtxKilled
+                | Fault::ApiHung
+                | Fault::DaemonKilled
+                | Fault::RootDeleted
+                | Fault::DiskFilled
         )
     }
 }
@@ -183,6 +205,13 @@ pub(crate) async fn criticals_then_quiet(
 /// box is recording again. Returns (detection, repair) in seconds.
 pub(crate) async fn inject(d: &Daemon, fault: Fault, k: u32) -> (f64, f64) {
     let cam = format!("cam_{k}");
+    // The newest alert before the fault: what follows is this fault's.
+    let before = d
+        .alerts()
+        .await
+        .iter()
+        .filter_map(|a| a["id"].as_i64())
+        .max();
     let t0 = Instant::now();
     let not_online = |s: &serde_json::Value| camera(s, k)["state"] != "online";
     let detected = match fault {
@@ -249,6 +278,118 @@ pub(crate) async fn inject(d: &Daemon, fault: Fault, k: u32) -> (f64, f64) {
                 .await;
             t0.elapsed()
         }
+        Fault::RootDeleted => {
+            std::fs::remove_dir_all(&d.recordings).unwrap();
+            // Seen when every camera records in the re-created tree (the
+            // daemon re-arms its watches by itself).
+            d.wait_status(
+                "every camera recording in the re-created tree",
+                secs(120),
+                |s| {
+                    s["cameras"].as_array().unwrap().iter().all(|c| {
+                        c["recording"] == true
+                            && c["current_segment"]
+                                .as_str()
+                                .is_some_and(|p| Path::new(p).exists())
+                    })
+                },
+            )
+            .await;
+            t0.elapsed()
+        }
+        Fault::DiskFilled => {
+            let filler = d.recordings.join("soak-filler");
+            {
+                use std::io::Write as _;
+                let mut f = std::fs::File::create(&filler).unwrap();
+                let chunk = vec![7u8; 1 << 20];
+                while f.write_all(&chunk).is_ok() {}
+            }
+            d.wait_for("the disk-full incident", secs(60), || async {
+                d.alerts()
+                    .await
+                    .iter()
+                    .any(|a| {
+                        a["issue"] == "disk_full"
+                            && a["phase"] == "firing"
+                            && a["id"].as_i64() > before
+                    })
+                    .then_some(())
+            })
+            .await;
+            let detected = t0.elapsed();
+            d.wait_for("the disk to stay full", DISK_FULL + secs(5), || async {
+                (t0.elapsed() >= DISK_FULL).then_some(())
+            })
+            .await;
+            std::fs::remove_file(&filler).unwrap();
+            d.wait_for("the disk-full incident resolved", secs(60), || async {
+                d.alerts()
+                    .await
+                    .iter()
+                    .any(|a| {
+                        a["issue"] == "disk_full"
+                            && a["phase"] == "resolved"
+                            && a["id"].as_i64() > before
+                    })
+                    .then_some(())
+            })
+            .await;
+            detected
+        }
+        Fault::DbLocked => {
+            let db = d.dir.path().join("state/vms.db");
+            let mut lock = std::process::Command::new("sqlite3")
+                .arg(&db)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("the sqlite3 command (scripts/setup installs it)");
+            let mut stdin = lock.stdin.take().unwrap();
+            {
+                use std::io::Write as _;
+                writeln!(stdin, "BEGIN EXCLUSIVE; SELECT 1;").unwrap();
+                stdin.flush().unwrap();
+            }
+            d.wait_for("sqlite3 to hold the lock", secs(10), || async {
+                locked(&db).then_some(())
+            })
+            .await;
+            d.sim("POST", &format!("/cameras/{cam}/down?mode=closed"))
+                .await;
+            d.wait_status("the camera failure seen", secs(30), not_online)
+                .await;
+            let detected = t0.elapsed();
+            d.wait_for("the lock to last", DB_LOCK + secs(5), || async {
+                (t0.elapsed() >= DB_LOCK).then_some(())
+            })
+            .await;
+            {
+                use std::io::Write as _;
+                writeln!(stdin, "COMMIT;").unwrap();
+            }
+            drop(stdin);
+            let _ = lock.wait();
+            d.sim("POST", &format!("/cameras/{cam}/up")).await;
+            // The alert raised while the database was locked is stored.
+            d.wait_for(
+                "the camera's alert, stored after the lock",
+                secs(60),
+                || async {
+                    d.alerts()
+                        .await
+                        .iter()
+                        .any(|a| {
+                            a["camera_id"] == k
+                                && a["phase"] == "firing"
+                                && a["id"].as_i64() > before
+                        })
+                        .then_some(())
+                },
+            )
+            .await;
+            detected
+        }
         Fault::Offline => {
             d.sim("POST", &format!("/cameras/{cam}/down?mode=closed"))
                 .await;
@@ -281,6 +422,18 @@ pub(crate) async fn inject(d: &Daemon, fault: Fault, k: u32) -> (f64, f64) {
     )
     .await;
     (detected.as_secs_f64(), t1.elapsed().as_secs_f64())
+}
+
+/// Whether another connection holds a write lock on the SQLite file `db`.
+fn locked(db: &Path) -> bool {
+    let Ok(c) = rusqlite::Connection::open(db) else {
+        return false;
+    };
+    let _ = c.busy_timeout(Duration::ZERO);
+    match c.execute_batch("BEGIN IMMEDIATE; ROLLBACK;") {
+        Ok(()) => false,
+        Err(_) => true,
+    }
 }
 
 /// Every segment file of a camera as (start, end) in seconds since the
@@ -331,15 +484,47 @@ pub(crate) fn segments(root: &Path, k: u32, tz: chrono_tz::Tz) -> Vec<(f64, f64)
 async fn soak_write_soak_md() {
     let duration = soak_duration();
     let tg = FakeTelegram::ok().await;
+    // The recordings on a disk of their own (an ext4 image, sparse), so
+    // that the disk can really fill: 2 GiB and 1 GiB per hour of soak, about
+    // twice what eight cameras write, so that it fills only when the soak
+    // fills it.
+    let gib = 2 + duration.as_secs().div_ceil(3600);
     let d = Daemon::start(Setup {
         cameras: (1..=CAMERAS).map(|k| (k, format!("Câmera {k}"))).collect(),
         monitor: "grace_period = \"2s\"\n".into(),
         extra: tg.config("-1"),
         env: vec![("VMS_TELEGRAM_BOT_TOKEN".into(), "1:SOAK".into())],
+        recordings_ext4: Some(gib << 30),
         ..Setup::default()
     });
     d.wait_all_recording(CAMERAS as usize).await;
     let tz: chrono_tz::Tz = "America/Sao_Paulo".parse().unwrap();
+    // The soak's footage is its evidence: held, as an auditor would hold
+    // it, so that the full disk of `DiskFilled` cannot make the daemon
+    // evict it (eviction is tested in storage.rs).
+    let today = Utc::now().with_timezone(&tz).date_naive();
+    let last_day = today + chrono::Days::new(1 + duration.as_secs() / 86_400);
+    for k in 1..=CAMERAS {
+        let out = d.cli(&[
+            "hold",
+            "add",
+            &k.to_string(),
+            "--from",
+            &format!("{today} 00:00"),
+            "--to",
+            &format!("{last_day} 23:59"),
+            "--reason",
+            "soak evidence",
+        ]);
+        assert!(
+            out.status.success(),
+            "hold add: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Segments of files the soak deleted (`RootDeleted`), kept for the
+    // gap check at the end.
+    let mut deleted: BTreeMap<u32, Vec<(f64, f64)>> = BTreeMap::new();
     let began = now_epoch();
     let t_start = Instant::now();
     let mut times: BTreeMap<Fault, Times> = BTreeMap::new();
@@ -354,9 +539,27 @@ async fn soak_write_soak_md() {
     // (cycle, daemon pid, VmRSS KiB, fds) after each quiet period.
     let mut samples: Vec<(usize, u32, f64, usize)> = Vec::new();
     let mut cycle = 0usize;
+    // `VMS_SOAK_ONLY=RootDeleted,DbLocked`: cycle through these faults only.
+    let only = std::env::var("VMS_SOAK_ONLY").unwrap_or_default();
+    let faults: Vec<Fault> = CYCLE
+        .into_iter()
+        .filter(|f| only.is_empty() || only.split(',').any(|o| o.trim() == format!("{f:?}")))
+        .collect();
+    assert!(
+        !faults.is_empty(),
+        "VMS_SOAK_ONLY={only}: no such fault in {CYCLE:?}"
+    );
     while t_start.elapsed() < duration {
-        let fault = CYCLE[cycle % CYCLE.len()];
+        let fault = faults[cycle % faults.len()];
         let k = (cycle as u32 % CAMERAS) + 1;
+        if fault == Fault::RootDeleted {
+            for cam in 1..=CAMERAS {
+                deleted
+                    .entry(cam)
+                    .or_default()
+                    .extend(segments(&d.recordings, cam, tz));
+            }
+        }
         let from = now_epoch();
         let (detect, repair) = inject(&d, fault, k).await;
         outages.push(Outage {
@@ -379,6 +582,11 @@ async fn soak_write_soak_md() {
         criticals += n;
         if !alarms.is_empty() {
             false_alarms.push(format!("cycle {cycle}, after {fault:?}: {alarms:?}"));
+        }
+        if fault == Fault::RootDeleted && n > 0 {
+            // MediaMTX re-creates the tree and keeps recording: nothing to
+            // page about.
+            false_alarms.push(format!("cycle {cycle}, {fault:?}: {n} Critical alerts"));
         }
         let pid = d.pid();
         samples.push((cycle, pid, proc_value(pid, "VmRSS:"), fds(pid)));
@@ -409,7 +617,10 @@ async fn soak_write_soak_md() {
     // normal rotation, which should be next to nothing.
     let mut rotation_hole = 0.0f64;
     for k in 1..=CAMERAS {
-        let segs = segments(&d.recordings, k, tz);
+        let mut segs = deleted.remove(&k).unwrap_or_default();
+        segs.extend(segments(&d.recordings, k, tz));
+        segs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        segs.dedup_by(|a, b| a.0 == b.0);
         for w in segs.windows(2) {
             let (hole_from, hole_to) = (w[0].1, w[1].0);
             if hole_from < began || hole_to > ended {
@@ -557,8 +768,11 @@ async fn soak_write_soak_md() {
     for line in unexplained.iter().chain(false_alarms.iter()) {
         writeln!(md, "- {line}").unwrap();
     }
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("SOAK.md");
-    std::fs::write(&out, &md).unwrap();
+    // A run of some faults only is a check, not the record.
+    if only.is_empty() {
+        let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("SOAK.md");
+        std::fs::write(&out, &md).unwrap();
+    }
     eprintln!("{md}");
 
     assert!(

@@ -171,9 +171,12 @@ pub struct Setup {
     pub api: String,
     /// Files written (relative to the test directory) before the start.
     pub files: Vec<(String, Vec<u8>)>,
-    /// Mount a tmpfs of this many bytes on the recordings directory before
+    /// Mount a tmpfs of this many bytes under the recordings directory before
     /// the start (a real small filesystem that fills; needs root).
     pub recordings_tmpfs: Option<u64>,
+    /// The same with an ext4 image of this many bytes (sparse, on the
+    /// test directory's disk: for sizes that should not take memory).
+    pub recordings_ext4: Option<u64>,
 }
 
 impl Default for Setup {
@@ -190,6 +193,7 @@ impl Default for Setup {
             api: String::new(),
             files: Vec::new(),
             recordings_tmpfs: None,
+            recordings_ext4: None,
         }
     }
 }
@@ -200,7 +204,8 @@ pub struct Daemon {
     pub api: SocketAddr,
     pub control: SocketAddr,
     pub recordings: PathBuf,
-    /// A tmpfs is mounted on `recordings` (unmounted at drop).
+    /// A filesystem is mounted on `disk`, the parent of `recordings`
+    /// (unmounted at drop).
     tmpfs: bool,
     child: Mutex<Option<Child>>,
     pub log: Arc<Mutex<String>>,
@@ -244,26 +249,49 @@ impl Daemon {
             udp: free_port(),
             rtsp: free_port(),
         };
-        let recordings = dir.path().join("recordings");
-        if let Some(size) = setup.recordings_tmpfs {
-            std::fs::create_dir_all(&recordings).unwrap();
-            let out = Command::new("mount")
-                .args([
+        let mut recordings = dir.path().join("recordings");
+        let mounted = setup.recordings_tmpfs.is_some() || setup.recordings_ext4.is_some();
+        if mounted {
+            // The filesystem is mounted on the parent, so that the
+            // recordings root itself can be deleted as an admin would.
+            let disk = dir.path().join("disk");
+            recordings = disk.join("recordings");
+            std::fs::create_dir_all(&disk).unwrap();
+            let mut mount = Command::new("mount");
+            if let Some(size) = setup.recordings_tmpfs {
+                mount.args([
                     "-t",
                     "tmpfs",
                     "-o",
                     &format!("size={size},mode=0755"),
                     "tmpfs",
-                ])
-                .arg(&recordings)
-                .output()
-                .expect("running mount");
+                ]);
+            } else if let Some(size) = setup.recordings_ext4 {
+                let image = dir.path().join("disk.img");
+                std::fs::File::create(&image)
+                    .unwrap()
+                    .set_len(size)
+                    .unwrap();
+                let out = Command::new("mkfs.ext4")
+                    .args(["-q", "-F", "-m", "0"])
+                    .arg(&image)
+                    .output()
+                    .expect("running mkfs.ext4");
+                assert!(
+                    out.status.success(),
+                    "mkfs.ext4: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                mount.args(["-o", "loop"]).arg(&image);
+            }
+            let out = mount.arg(&disk).output().expect("running mount");
             assert!(
                 out.status.success(),
-                "mounting a tmpfs on {} (the test needs root): {}",
-                recordings.display(),
+                "mounting a filesystem on {} (the test needs root): {}",
+                disk.display(),
                 String::from_utf8_lossy(&out.stderr)
             );
+            std::fs::create_dir_all(&recordings).unwrap();
         }
         let config_path = dir.path().join("etc/vms.toml");
         std::fs::create_dir_all(config_path.parent().unwrap()).unwrap();
@@ -285,7 +313,7 @@ impl Daemon {
             listen,
             ports,
             env: Vec::new(),
-            tmpfs: setup.recordings_tmpfs.is_some(),
+            tmpfs: mounted,
             dir,
         };
         d.write_config(&setup.cameras, &setup.monitor, &setup.extra);
@@ -751,7 +779,7 @@ impl Drop for Daemon {
         if self.tmpfs {
             let _ = Command::new("umount")
                 .arg("-l")
-                .arg(&self.recordings)
+                .arg(self.dir.path().join("disk"))
                 .status();
         }
     }
