@@ -194,7 +194,7 @@ fn free_bytes(path: &std::path::Path) -> u64 {
     st.blocks_available() * st.fragment_size()
 }
 
-/// A real small filesystem (a 24 MiB tmpfs on the recordings directory)
+/// A real small filesystem (a 24 MiB tmpfs holding the recordings directory)
 /// fills up. First the floor: old footage is evicted, oldest first, so that
 /// `storage.min_free` stays free while the cameras go on recording. Then,
 /// with what is left held, the disk really fills: one "disco cheio"
@@ -226,7 +226,7 @@ async fn a_disk_that_really_fills_evicts_old_footage_then_pages_once() {
         ..Setup::default()
     });
     d.wait_all_recording(2).await;
-    let path = |p: &String| d.dir.path().join(p);
+    let path = |p: &String| d.recordings.join(p.strip_prefix("recordings/").unwrap());
     assert!(old.iter().all(|p| path(p).exists()));
 
     // 9 MiB of something else arrives: less than the floor is free, and the

@@ -169,7 +169,8 @@ pub struct Setup {
     pub api_any: bool,
     /// `[api]` lines beyond `listen` and `token_file`.
     pub api: String,
-    /// Files written (relative to the test directory) before the start.
+    /// Files written (relative to the test directory; `recordings/...`
+    /// under the recordings root) before the start.
     pub files: Vec<(String, Vec<u8>)>,
     /// Mount a tmpfs of this many bytes under the recordings directory before
     /// the start (a real small filesystem that fills; needs root).
@@ -318,7 +319,12 @@ impl Daemon {
         };
         d.write_config(&setup.cameras, &setup.monitor, &setup.extra);
         for (rel, bytes) in &setup.files {
-            let path = d.dir.path().join(rel);
+            // `recordings/...` is under the recordings root wherever it is
+            // (on a mounted filesystem: `disk/recordings`).
+            let path = match rel.strip_prefix("recordings/") {
+                Some(under) => d.recordings.join(under),
+                None => d.dir.path().join(rel),
+            };
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, bytes).unwrap();
         }
