@@ -839,14 +839,18 @@ async fn mediamtx_authorization_answer_time() {
     } else {
         "debug"
     };
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split(' ').next().unwrap_or("?");
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let md = format!(
         "\n## Authorization of MediaMTX's readers\n\n\
          `POST /internal/mediamtx/auth`, {CALLS} calls from one client, each on a new TCP\n\
          connection as MediaMTX makes them, against the {build} daemon (access database on\n\
          disk, WAL). Allowed: a viewer's media token for its camera (session lookup, idle\n\
-         clock, a `live_view` audit row); refused: the same token for another camera (and\n\
-         its `media_refused` row). `cargo test --test it -- --ignored\n\
-         mediamtx_authorization_answer_time`.\n\n\
+         clock, the reader's open view and its `live_view` audit row, one transaction);\n\
+         refused: the same token for another camera (and its `media_refused` row).\n\
+         `cargo test --test it -- --ignored mediamtx_authorization_answer_time`; load\n\
+         average {load} on {cores} cores at the end of the run.\n\n\
          | Answer | Median | p99 | Worst |\n|---|---|---|---|\n\
          | 204 allowed | {am:.2} ms | {a99:.2} ms | {amax:.1} ms |\n\
          | 401 refused | {rm:.2} ms | {r99:.2} ms | {rmax:.1} ms |\n"
