@@ -542,3 +542,70 @@ pub(crate) fn write_section(name: &str, md: &str) {
     };
     std::fs::write(&path, new).unwrap();
 }
+
+/// The browser's CPU with a 16-tile grid (the operator's dashboard in a
+/// monitoring room): headless chromium at 1920x1080 logged in to a daemon
+/// with 16 cameras, every tile in view playing, chromium's whole process
+/// tree measured over 20 s (`web/bench/grid.mjs`). Writes the "grid"
+/// section of BENCHMARKS.md; run by `scripts/bench-dashboard`.
+#[tokio::test]
+#[ignore = "benchmark: run with scripts/bench-dashboard"]
+async fn bench_dashboard_grid_cpu() {
+    let d = Daemon::start(Setup {
+        cameras: (1..=16).map(|k| (k, format!("Câmera {k}"))).collect(),
+        ..Setup::default()
+    });
+    d.wait_all_recording(16).await;
+    d.add_user("sala", "viewer", "", "senha-da-sala-de-monitoramento");
+    let web = crate::harness::files::repo().join("web");
+    let url = format!("http://{}", d.api);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg("bench/grid.mjs")
+            .current_dir(&web)
+            .env("DASH_URL", url)
+            .env("DASH_USER", "sala")
+            .env("DASH_PASSWORD", "senha-da-sala-de-monitoramento")
+            .output()
+            .expect("running node (scripts/setup installs it)")
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "web/bench/grid.mjs failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or("")).unwrap();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let md = format!(
+        "<!-- grid:begin (written by bench_dashboard_grid_cpu in tests/it/bench.rs) -->\n\
+         ## Dashboard: a 16-tile grid in the browser\n\n\
+         Run: {} UTC on {cores} cores. Headless chromium (software decoding, no GPU) at\n\
+         1920x1080, logged in to the release daemon with 16 cameras of the stand-in (640x360\n\
+         H.264); CPU of chromium's whole process tree over {} s once every tile in view plays\n\
+         (`scripts/bench-dashboard`).\n\n\
+         | Measure | Value |\n|---|---|\n\
+         | Tiles / in view / playing | {} / {} / {} |\n\
+         | On WebRTC / on HLS | {} / {} |\n\
+         | Tiles with decoded frames | {} |\n\
+         | Page load to every tile in view playing | {:.1} s |\n\
+         | Chromium CPU, all processes ({}) | {} % of one core |\n\n\
+         <!-- grid:end -->\n",
+        Utc::now().format("%Y-%m-%d %H:%M"),
+        r["seconds"],
+        r["tiles"],
+        r["visible"],
+        r["playing"],
+        r["webrtc"],
+        r["hls"],
+        r["decoding"],
+        r["all_playing_ms"].as_f64().unwrap_or(f64::NAN) / 1000.0,
+        r["processes"],
+        r["cpu_percent"],
+    );
+    write_section("grid", &md);
+    println!("{md}");
+    assert_eq!(r["tiles"], 16, "{r}");
+}
