@@ -270,13 +270,11 @@ async fn room(state: &ApiState, req: &evidence::Request) -> Option<evidence::Roo
                 crate::storage::to_micros(end),
             )
         })
-        .await;
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
     let segments = match segments {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "segment catalog: the export's free space is not checked first");
-            return None;
-        }
+        Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "segment catalog: the export's free space is not checked first");
             return None;

@@ -538,7 +538,8 @@ fn exports_in(dir: &std::path::Path) -> Vec<String> {
 /// export that fits is made; with the disk nearly full, the same export is
 /// refused up front with a 507 that names the bytes needed and free, and
 /// leaves nothing (no partial directory, no hold); with room again it is
-/// made.
+/// made; and when the disk fills during the export anyway, the export ends
+/// with a 507 and nothing partial.
 #[tokio::test]
 async fn an_export_the_disk_has_no_room_for_is_refused_before_it_starts() {
     let d = Daemon::start(Setup::default());
@@ -597,8 +598,38 @@ async fn an_export_the_disk_has_no_room_for_is_refused_before_it_starts() {
 
     // Room again: the same range is exported.
     std::fs::remove_file(&filler).unwrap();
-    let (code, again) = export(&ada, 1, range).await;
+    let (code, again) = export(&ada, 1, range.clone()).await;
     assert_eq!(code, 201, "{again}");
+
+    // A disk that fills during the export all the same (the check passes:
+    // bytes are free; but the filesystem, mounted over the first, has
+    // inodes for the export's directory only, so the first file gets the
+    // ENOSPC of a full disk): 507, and nothing partial is left.
+    let _full = mount(
+        &[
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=12m,nr_inodes=2,mode=0700",
+            "tmpfs",
+        ],
+        &exports,
+    );
+    let (code, body) = export(&ada, 1, range).await;
+    assert_eq!(code, 507, "{body}");
+    assert!(
+        body.get("needed_bytes").is_none(),
+        "not refused up front: {body}"
+    );
+    assert!(
+        body["error"].as_str().unwrap().contains("No space left"),
+        "{body}"
+    );
+    assert_eq!(
+        exports_in(&exports),
+        Vec::<String>::new(),
+        "nothing partial"
+    );
 }
 
 /// Exports on the recordings disk (a 32 MiB tmpfs with an 8 MiB floor, the
