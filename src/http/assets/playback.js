@@ -26,7 +26,10 @@ function camera() { return $('pb-camera').value; }
 
 const ms = (x) => ({ start: new Date(x.start).getTime(), end: new Date(x.end).getTime() });
 
+let loads = 0;
+
 async function load() {
+  const mine = ++loads;
   const [y, m, d] = $('pb-day').value.split('-').map(Number);
   dayStart = new Date(y, m - 1, d).getTime();
   const start = encodeURIComponent(new Date(dayStart).toISOString());
@@ -52,8 +55,8 @@ async function load() {
       }
     }
   } catch { /* shown as no recordings */ }
-  // A camera or day changed meanwhile: that answer is the one to draw.
-  if (cam !== camera()) return;
+  // A camera or day changed meanwhile: the newer load draws its answer.
+  if (mine !== loads) return;
   ({ spans, inBucket, gaps, source } = next);
   draw();
 }
