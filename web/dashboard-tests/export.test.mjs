@@ -154,8 +154,9 @@ describe('evidence export', { skip: URL_ && process.env.DASH_ADMIN ? false : 'DA
     assert.equal(sums, `${stated.files[0].sha256}  ${stated.files[0].name}\n`);
     // Its words follow the language.
     await page.click('#lang');
-    assert.match(await firstItem.textContent(), /Exported by .* 1 file\(s\)|1 file\(s\).*Exported by/s);
+    await until('the list in English', async () => /1 file\(s\).*Exported by/s.test(await firstItem.textContent()));
     await page.click('#lang');
+    await until('the list in pt-BR again', async () => /Exportada por/.test(await firstItem.textContent()));
     assert.deepEqual(consoleErrors, []);
   });
 

@@ -108,6 +108,7 @@ describe('footage only in the bucket', { skip: ready ? false : 'DASH_URL or BUCK
 
     // In English too.
     await page.click('#lang');
+    await until('the title in English', async () => /^Only in the backup/.test(await el.getAttribute('title')));
     assert.match(await el.getAttribute('title'), /^Only in the backup \(S3\).*vms-supervisor backup restore 1 --from /);
     assert.match(await page.textContent('.tl-legend'), /Only in the backup \(S3\)/);
     await page.click('#lang');
