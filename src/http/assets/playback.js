@@ -313,7 +313,9 @@ export async function loadExports() {
     box.hidden = false;
     return;
   }
-  list.sort((a, b) => (a.exported_at < b.exported_at ? 1 : a.exported_at > b.exported_at ? -1 : 0));
+  // As the API gives them (newest first), kept so if it ever did not.
+  const at = (m) => new Date(m.exported_at).getTime();
+  list.sort((a, b) => at(b) - at(a));
   items.innerHTML = '';
   $('exl-empty').textContent = t('exl.none');
   $('exl-empty').hidden = list.length > 0;
