@@ -210,10 +210,17 @@ pub async fn run(
         live: Arc::new(http::dashboard::LiveSettings::from_config(&config)),
         access: access.clone(),
         allowed_hosts: Arc::new(config.api.allowed_hosts.clone()),
-        exports: Arc::new(crate::evidence::Exports::new(
-            config.state.dir.join(crate::evidence::DIR),
-            config.mediamtx.playback_address,
-        )),
+        exports: Arc::new(
+            crate::evidence::Exports::new(
+                config.state.dir.join(crate::evidence::DIR),
+                config.mediamtx.playback_address,
+            )
+            .with_recordings(crate::evidence::RecordingsDisk {
+                root: config.recording.path.clone(),
+                min_free: config.storage.min_free.map(|b| b.0),
+                min_free_percent: config.storage.min_free_percent,
+            }),
+        ),
         tls: false,
     };
     // HTTPS for the LAN; the plain listener stays on loopback for this

@@ -41,6 +41,19 @@
 //! [`Job`] ends): they are long sequential reads and writes on a small box
 //! that is recording at the same time.
 //!
+//! # Free space
+//!
+//! Before anything is fetched, the export checks that the disk of the
+//! exports directory has room for it: the bytes the segment catalog has
+//! recorded in the range ([`recorded_bytes`]) plus a margin
+//! ([`bytes_needed`]). When that disk is also the recordings disk, the
+//! recordings' free-space floor (`storage.min_free`, the storage machine's
+//! rule) is kept free too: an export must never make the daemon evict
+//! footage. Too little room is [`ExportError::NoSpace`] (the API's 507)
+//! before a byte is written. The check is an estimate; a disk that fills
+//! during the export anyway (something else writing) still ends the export
+//! with nothing partial left.
+//!
 //! The footage must not be evicted while it is being read: the caller
 //! places a storage hold over the range for the duration of the job (see
 //! [`HOLD_REASON_PREFIX`]).
@@ -82,6 +95,14 @@ pub const HOLD_REASON_PREFIX: &str = "evidence export ";
 /// Two recorded spans closer than this are one (MediaMTX's own tolerance
 /// for joining segments, docs/mediamtx.md §h); a shorter hole is no gap.
 const GAP_TOLERANCE_MS: i64 = 1000;
+
+/// The margin an export keeps beyond the footage it copies: a share of it
+/// (MediaMTX's regular MP4 carries a sample index the recorded fMP4 parts
+/// spread out, and a segment's size in the catalog is refreshed every few
+/// seconds only) plus a fixed amount for the manifest, the checksums and
+/// the filesystem's own blocks.
+pub const SPACE_MARGIN_SHARE: u64 = 20; // 1/20 = 5 %
+pub const SPACE_MARGIN_BYTES: u64 = 4 << 20;
 
 /// How long MediaMTX may take to answer, and to send the next piece.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
@@ -162,6 +183,41 @@ pub enum ExportError {
     Upstream(String),
     #[error("writing the export: {0}")]
     Io(String),
+    /// The exports disk has too little room for the range (checked before
+    /// anything is fetched).
+    #[error("{}", no_space_text(*needed, *available, *floor))]
+    NoSpace {
+        /// The range's recorded bytes plus the margin.
+        needed: u64,
+        /// Free on the exports disk now.
+        available: u64,
+        /// The recordings' floor kept free when the exports share their
+        /// disk; 0 when they do not.
+        floor: u64,
+    },
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))
+}
+
+fn no_space_text(needed: u64, available: u64, floor: u64) -> String {
+    let mut s = format!(
+        "not enough free space for this export: it needs {needed} bytes ({}, the footage \
+         recorded in the range plus a margin) and {available} bytes ({}) are free on the \
+         exports disk",
+        mib(needed),
+        mib(available)
+    );
+    if floor > 0 {
+        s.push_str(&format!(
+            ", of which {floor} bytes ({}) are the recordings' free-space floor (the exports \
+             share the recordings disk)",
+            mib(floor)
+        ));
+    }
+    s.push_str("; free some space or export a shorter range");
+    s
 }
 
 impl From<std::io::Error> for ExportError {
@@ -182,6 +238,56 @@ pub fn check_range(start: DateTime<Utc>, end: DateTime<Utc>) -> Result<(), Expor
             "an export covers at most {} hours (\"end\" - \"start\"); make several",
             MAX_RANGE_SECS / 3600
         )));
+    }
+    Ok(())
+}
+
+/// The bytes on the box's disk recorded by a camera in `[start, end)`,
+/// from the segment catalog's intervals of that camera: segments on disk
+/// (being written or complete), each counted by the share of its time
+/// inside the range (an export of five minutes out of an hour-long segment
+/// copies about a twelfth of it).
+pub fn recorded_bytes(
+    segments: &[crate::storage::catalog::Interval],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> u64 {
+    use crate::storage::catalog::SegState;
+    let (from, to) = (
+        crate::storage::to_micros(start),
+        crate::storage::to_micros(end),
+    );
+    let mut total = 0u64;
+    for &(s, e, bytes, state, _) in segments {
+        if !matches!(state, SegState::Recording | SegState::Complete) || bytes == 0 {
+            continue;
+        }
+        let overlap = e.min(to) - s.max(from);
+        if e <= s {
+            // No length known yet: the whole of it when it starts inside.
+            if s >= from && s < to {
+                total += bytes;
+            }
+        } else if overlap > 0 {
+            total += (bytes as u128 * overlap as u128 / (e - s) as u128) as u64;
+        }
+    }
+    total
+}
+
+/// What an export of `recorded` bytes of footage needs free.
+pub fn bytes_needed(recorded: u64) -> u64 {
+    recorded + recorded / SPACE_MARGIN_SHARE + SPACE_MARGIN_BYTES
+}
+
+/// Whether `needed` bytes fit in `available` with `floor` left free.
+pub fn check_space(needed: u64, available: u64, floor: u64) -> Result<(), ExportError> {
+    if available.saturating_sub(floor) < needed {
+        return Err(ExportError::NoSpace {
+            needed,
+            available,
+            floor,
+        });
     }
     Ok(())
 }
@@ -272,6 +378,29 @@ pub struct Exports {
     playback: SocketAddr,
     client: reqwest::Client,
     busy: Arc<tokio::sync::Mutex<()>>,
+    recordings: Option<RecordingsDisk>,
+}
+
+/// The recordings disk, whose free-space floor an export keeps when it
+/// writes to the same filesystem.
+#[derive(Debug, Clone)]
+pub struct RecordingsDisk {
+    /// `[recording] path`.
+    pub root: PathBuf,
+    /// `storage.min_free`, and `storage.min_free_percent`: the floor when
+    /// the storage machine has not published its own yet.
+    pub min_free: Option<u64>,
+    pub min_free_percent: f64,
+}
+
+/// What an export may count on before it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Room {
+    /// The range's recorded bytes (from the catalog).
+    pub recorded: u64,
+    /// The recordings' floor as the storage machine computes it now, if
+    /// it has published one.
+    pub floor: Option<u64>,
 }
 
 /// An export being made: its id and partial directory, and the lock.
@@ -294,7 +423,42 @@ impl Exports {
             playback,
             client,
             busy: Arc::new(tokio::sync::Mutex::new(())),
+            recordings: None,
         }
+    }
+
+    /// The recordings disk, so that an export sharing it keeps its floor.
+    pub fn with_recordings(mut self, disk: RecordingsDisk) -> Exports {
+        self.recordings = Some(disk);
+        self
+    }
+
+    /// The job back when the exports disk has room for it
+    /// ([`Exports::check_room`]); else the job ends here, its directory
+    /// removed.
+    pub async fn ensure_room(&self, job: Job, room: Room) -> Result<Job, ExportError> {
+        match self.check_room(room) {
+            Ok(()) => Ok(job),
+            Err(e) => {
+                let _ = tokio::fs::remove_dir_all(&job.partial).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Checks that the exports disk has room for `room.recorded` bytes and
+    /// the margin, beyond the recordings' floor when the exports share
+    /// their disk.
+    pub fn check_room(&self, room: Room) -> Result<(), ExportError> {
+        let here = crate::storage::exec::disk_sample(&self.dir)?;
+        let floor = match &self.recordings {
+            Some(r) if same_filesystem(&self.dir, &r.root) => room.floor.unwrap_or_else(|| {
+                r.min_free
+                    .unwrap_or((here.total_bytes as f64 * r.min_free_percent / 100.0) as u64)
+            }),
+            _ => 0,
+        };
+        check_space(bytes_needed(room.recorded), here.available_bytes, floor)
     }
 
     pub fn dir(&self) -> &Path {
@@ -614,6 +778,14 @@ async fn upstream_ok(resp: reqwest::Response) -> Result<reqwest::Response, Expor
     Err(ExportError::Upstream(format!("{status}: {msg}")))
 }
 
+fn same_filesystem(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev(),
+        _ => false,
+    }
+}
+
 async fn make_private_dir(dir: &Path) -> std::io::Result<()> {
     let mut b = tokio::fs::DirBuilder::new();
     b.recursive(true).mode(0o700);
@@ -717,6 +889,87 @@ mod tests {
             sha256: "ab".repeat(32),
         };
         assert_eq!(sums(&[f]), format!("{}  cam1_a.mp4\n", "ab".repeat(32)));
+    }
+
+    #[test]
+    fn the_recorded_bytes_of_a_range_count_the_share_of_each_segment_on_disk() {
+        use crate::storage::catalog::SegState;
+        use crate::storage::to_micros;
+        let at = |s: &str| to_micros(t(s));
+        let segs = vec![
+            // Gone from the disk (in the bucket or not): nothing to copy.
+            (
+                at("2026-11-29T09:00:00Z"),
+                at("2026-11-29T10:00:00Z"),
+                3_600_000,
+                SegState::Deleted,
+                true,
+            ),
+            // Half inside the range.
+            (
+                at("2026-11-29T09:30:00Z"),
+                at("2026-11-29T10:30:00Z"),
+                3_600_000,
+                SegState::Complete,
+                false,
+            ),
+            // Wholly inside, still being written.
+            (
+                at("2026-11-29T10:30:00Z"),
+                at("2026-11-29T10:40:00Z"),
+                600_000,
+                SegState::Recording,
+                false,
+            ),
+            // Just started, no length yet.
+            (
+                at("2026-11-29T10:40:00Z"),
+                at("2026-11-29T10:40:00Z"),
+                1000,
+                SegState::Recording,
+                false,
+            ),
+            // After the range.
+            (
+                at("2026-11-29T11:00:00Z"),
+                at("2026-11-29T11:10:00Z"),
+                600_000,
+                SegState::Complete,
+                false,
+            ),
+        ];
+        let (s, e) = (t("2026-11-29T10:00:00Z"), t("2026-11-29T11:00:00Z"));
+        assert_eq!(recorded_bytes(&segs, s, e), 1_800_000 + 600_000 + 1000);
+        assert_eq!(recorded_bytes(&[], s, e), 0);
+    }
+
+    #[test]
+    fn an_export_keeps_the_margin_and_the_recordings_floor_free() {
+        let mib = 1u64 << 20;
+        assert_eq!(bytes_needed(0), SPACE_MARGIN_BYTES);
+        assert_eq!(bytes_needed(100 * mib), 105 * mib + SPACE_MARGIN_BYTES);
+        assert!(check_space(10 * mib, 10 * mib, 0).is_ok());
+        let e = check_space(10 * mib, 10 * mib - 1, 0).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("needs {} bytes", 10 * mib))
+                && text.contains(&format!("{} bytes", 10 * mib - 1))
+                && !text.contains("floor"),
+            "{text}"
+        );
+        // On the recordings disk, the floor is not the export's to take.
+        assert!(check_space(10 * mib, 20 * mib, 10 * mib).is_ok());
+        let e = check_space(10 * mib, 20 * mib, 10 * mib + 1).unwrap_err();
+        assert!(matches!(
+            e,
+            ExportError::NoSpace {
+                needed,
+                available,
+                floor
+            } if needed == 10 * mib && available == 20 * mib && floor == 10 * mib + 1
+        ));
+        assert!(e.to_string().contains("free-space floor"), "{e}");
+        assert!(check_space(1, 5, 10).is_err(), "less free than the floor");
     }
 
     #[tokio::test]

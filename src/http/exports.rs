@@ -53,6 +53,72 @@ pub struct ExportList {
     pub exports: Vec<Manifest>,
 }
 
+/// What `POST /api/cameras/{id}/exports` answers when it fails: the API's
+/// error, or the 507 of a range the exports disk has no room for, which
+/// also names the bytes (`needed_bytes`, `available_bytes`, `floor_bytes`)
+/// so that the page can say it in the operator's language.
+#[derive(Debug)]
+pub enum CreateError {
+    Api(ApiError),
+    NoSpace {
+        message: String,
+        needed: u64,
+        available: u64,
+        floor: u64,
+    },
+}
+
+impl From<ApiError> for CreateError {
+    fn from(e: ApiError) -> Self {
+        CreateError::Api(e)
+    }
+}
+
+impl IntoResponse for CreateError {
+    fn into_response(self) -> Response {
+        match self {
+            CreateError::Api(e) => e.into_response(),
+            CreateError::NoSpace {
+                message,
+                needed,
+                available,
+                floor,
+            } => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                Json(serde_json::json!({
+                    "error": message,
+                    "needed_bytes": needed,
+                    "available_bytes": available,
+                    "floor_bytes": floor,
+                })),
+            )
+                .into_response(),
+        }
+    }
+}
+
+impl From<ExportError> for CreateError {
+    fn from(e: ExportError) -> Self {
+        match e {
+            ExportError::NoSpace {
+                needed,
+                available,
+                floor,
+            } => {
+                let message = e.to_string();
+                tracing::warn!(error = %message, "evidence export refused");
+                CreateError::NoSpace {
+                    message,
+                    needed,
+                    available,
+                    floor,
+                }
+            }
+            e => CreateError::Api(e.into()),
+        }
+    }
+}
+
 impl From<ExportError> for ApiError {
     fn from(e: ExportError) -> ApiError {
         match e {
@@ -64,6 +130,9 @@ impl From<ExportError> for ApiError {
             }
             e @ ExportError::Io(_) => {
                 tracing::error!(error = %e, "evidence export failed");
+                ApiError::new(StatusCode::INSUFFICIENT_STORAGE, e.to_string())
+            }
+            e @ ExportError::NoSpace { .. } => {
                 ApiError::new(StatusCode::INSUFFICIENT_STORAGE, e.to_string())
             }
         }
@@ -83,24 +152,25 @@ pub async fn create(
     Extension(caller): Extension<Caller>,
     id: Result<Path<String>, PathRejection>,
     body: Result<Json<ExportRequest>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let Path(raw) = id?;
+) -> Result<Response, CreateError> {
+    let Path(raw) = id.map_err(ApiError::from)?;
     let camera: u32 = raw
         .parse()
         .map_err(|_| ApiError::bad_request(format!("camera id {raw:?} is not a number")))?;
-    let Json(body) = body?;
+    let Json(body) = body.map_err(ApiError::from)?;
     let reason = body.reason.trim().to_string();
     if reason.chars().count() > evidence::MAX_REASON {
         return Err(ApiError::bad_request(format!(
             "\"reason\" has at most {} characters",
             evidence::MAX_REASON
-        )));
+        ))
+        .into());
     }
-    evidence::check_range(body.start, body.end)?;
+    evidence::check_range(body.start, body.end).map_err(ApiError::from)?;
     let (camera_name, box_name) = {
         let snap = state.daemon.snapshot.borrow();
         let Some(c) = snap.cameras.iter().find(|c| c.id == camera) else {
-            return Err(ApiError::not_found(format!("no camera with id {camera}")));
+            return Err(ApiError::not_found(format!("no camera with id {camera}")).into());
         };
         (c.name.clone(), snap.box_name.clone())
     };
@@ -129,14 +199,18 @@ pub async fn create(
         .into_response())
 }
 
-/// One export from start to end: the lock, the hold, the files, the
-/// release, the audit row.
+/// One export from start to end: the lock, the free-space check, the
+/// hold, the files, the release, the audit row.
 async fn run(
     state: ApiState,
     caller: Caller,
     req: evidence::Request,
-) -> Result<Manifest, ApiError> {
+) -> Result<Manifest, CreateError> {
     let job = state.exports.begin(req.camera_id, Utc::now()).await?;
+    let job = match room(&state, &req).await {
+        Some(room) => state.exports.ensure_room(job, room).await?,
+        None => job,
+    };
     let hold = place_hold(&state, &req, &job.id).await;
     let result = state.exports.make(job, &req, Utc::now()).await;
     if let Some(hold) = hold {
@@ -175,6 +249,48 @@ async fn run(
         "evidence exported"
     );
     Ok(manifest)
+}
+
+/// What the export may count on: the range's recorded bytes from the
+/// catalog and the recordings' floor the storage machine published;
+/// `None` without a catalog (the export then runs unchecked, and a disk
+/// that fills still ends it with nothing partial).
+async fn room(state: &ApiState, req: &evidence::Request) -> Option<evidence::Room> {
+    let Some(db) = state.storage.clone() else {
+        tracing::warn!("no segment catalog: the export's free space is not checked first");
+        return None;
+    };
+    let (camera, start, end) = (req.camera_id, req.start, req.end);
+    let segments = db
+        .call(move |conn| {
+            crate::storage::catalog::intervals(
+                conn,
+                camera,
+                crate::storage::to_micros(start),
+                crate::storage::to_micros(end),
+            )
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    let segments = match segments {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "segment catalog: the export's free space is not checked first");
+            return None;
+        }
+    };
+    let floor = state
+        .daemon
+        .snapshot
+        .borrow()
+        .storage
+        .as_ref()
+        .and_then(|s| s.floor_bytes);
+    Some(evidence::Room {
+        recorded: evidence::recorded_bytes(&segments, start, end),
+        floor,
+    })
 }
 
 /// Holds the range while it is read (and releases export holds left by a

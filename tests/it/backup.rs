@@ -83,15 +83,15 @@ fn start_moto(bin: &Path, port: u16) -> Server {
 
 /// A moto bucket for a daemon under test: the server, the key files the
 /// box reads, the `[backup]` section that points at them, and a client to
-/// read the bucket back.
-struct MotoBucket {
+/// read the bucket back (the dashboard's timeline test uses it too).
+pub(crate) struct MotoBucket {
     server: Option<Server>,
     port: u16,
     keys: tempfile::TempDir,
 }
 
 impl MotoBucket {
-    fn start() -> MotoBucket {
+    pub(crate) fn start() -> MotoBucket {
         let port = free_port();
         let server = start_moto(&moto_binary(), port);
         let keys = tempfile::tempdir().unwrap();
@@ -105,7 +105,7 @@ impl MotoBucket {
     }
 
     /// `[backup]` on, to this bucket, with `extra` lines.
-    fn section(&self, extra: &str) -> String {
+    pub(crate) fn section(&self, extra: &str) -> String {
         format!(
             "[backup]\nenabled = true\nendpoint = \"http://127.0.0.1:{}\"\nbucket = \"{BUCKET}\"\n\
              path_style = true\nstorage_class = \"STANDARD\"\naccess_key_id_file = \"{}\"\n\

@@ -471,3 +471,210 @@ async fn a_range_across_an_outage_is_one_file_per_recorded_span_and_names_the_ga
         assert!((secs - 3.0).abs() <= 2.0, "{secs} s for a 3 s span: {m}");
     }
 }
+
+const MIB: u64 = 1 << 20;
+
+/// A filesystem a test mounted, unmounted when dropped (declare it after
+/// the daemon, so that it goes first).
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn mount(args: &[&str], on: &std::path::Path) -> Mount {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "this test mounts a filesystem: run the suite as root (CI does)"
+    );
+    std::fs::create_dir_all(on).unwrap();
+    let out = Command::new("mount")
+        .args(args)
+        .arg(on)
+        .output()
+        .expect("running mount");
+    assert!(
+        out.status.success(),
+        "mount {args:?} {}: {}",
+        on.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Mount(on.to_path_buf())
+}
+
+fn free_bytes(path: &std::path::Path) -> u64 {
+    let st = nix::sys::statvfs::statvfs(path).unwrap();
+    #[allow(clippy::useless_conversion)]
+    let free = u64::from(st.blocks_available()) * u64::from(st.fragment_size());
+    free
+}
+
+/// Fills the filesystem of `dir` with `.filler` until `leave` bytes are
+/// free (a dot name: no export id).
+fn fill_until(dir: &std::path::Path, leave: u64) -> std::path::PathBuf {
+    let path = dir.join(".filler");
+    let have = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let free = free_bytes(dir);
+    assert!(free > leave, "{free} bytes free, cannot leave {leave}");
+    // Written for real (a sparse file would take no room).
+    let data = vec![0x5au8; (have + free - leave) as usize];
+    std::fs::write(&path, data).unwrap();
+    path
+}
+
+/// The names in the exports directory (the export ids and the filler).
+fn exports_in(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The exports directory on a real small filesystem (a 12 MiB tmpfs): an
+/// export that fits is made; with the disk nearly full, the same export is
+/// refused up front with a 507 that names the bytes needed and free, and
+/// leaves nothing (no partial directory, no hold); with room again it is
+/// made; and when the disk fills during the export anyway, the export ends
+/// with a 507 and nothing partial.
+#[tokio::test]
+async fn an_export_the_disk_has_no_room_for_is_refused_before_it_starts() {
+    let d = Daemon::start(Setup::default());
+    d.wait_all_recording(2).await;
+    let exports = d.dir.path().join("state/exports");
+    let _fs = mount(
+        &["-t", "tmpfs", "-o", "size=12m,mode=0700", "tmpfs"],
+        &exports,
+    );
+    d.add_user("ada", "admin", "", PW);
+    let ada = d.login("ada", PW).await;
+    let (_, span_end) = recorded(&ada, 8).await;
+    let end = (span_end - chrono::Duration::seconds(1)).trunc_subsecs(3);
+    let range = json!({"start": rfc(end - chrono::Duration::seconds(6)), "end": rfc(end)});
+    let (code, first) = export(&ada, 1, range.clone()).await;
+    assert_eq!(code, 201, "{first}");
+    let first_id = first["id"].as_str().unwrap().to_string();
+
+    // Less free than the margin alone.
+    let filler = fill_until(&exports, 2 * MIB);
+    let free = free_bytes(&exports);
+    let (code, body) = export(&ada, 1, range.clone()).await;
+    assert_eq!(code, 507, "{body}");
+    let needed = body["needed_bytes"].as_u64().unwrap();
+    let available = body["available_bytes"].as_u64().unwrap();
+    assert_eq!(body["floor_bytes"], 0, "another disk than the recordings");
+    assert!(
+        needed >= vms_supervisor::evidence::SPACE_MARGIN_BYTES,
+        "{body}"
+    );
+    assert!(needed > available, "{body}");
+    assert!(
+        available.abs_diff(free) <= 256 * 1024,
+        "{available} bytes said free, statvfs says {free}"
+    );
+    let msg = body["error"].as_str().unwrap();
+    assert!(
+        msg.contains(&format!("needs {needed} bytes"))
+            && msg.contains(&format!("{available} bytes")),
+        "{msg}"
+    );
+    assert_eq!(
+        exports_in(&exports),
+        vec![".filler".to_string(), first_id.clone()],
+        "nothing of the refused export is left"
+    );
+    let db = rusqlite::Connection::open(d.dir.path().join("state/storage.db")).unwrap();
+    let holds: i64 = db
+        .query_row(
+            "SELECT count(*) FROM holds WHERE reason LIKE 'evidence export %'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(holds, 1, "the refused export placed no hold");
+
+    // Room again: the same range is exported.
+    std::fs::remove_file(&filler).unwrap();
+    let (code, again) = export(&ada, 1, range.clone()).await;
+    assert_eq!(code, 201, "{again}");
+
+    // A disk that fills during the export all the same (the check passes:
+    // bytes are free; but the filesystem, mounted over the first, has
+    // inodes for the export's directory only, so the first file gets the
+    // ENOSPC of a full disk): 507, and nothing partial is left.
+    let _full = mount(
+        &[
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=12m,nr_inodes=2,mode=0700",
+            "tmpfs",
+        ],
+        &exports,
+    );
+    let (code, body) = export(&ada, 1, range).await;
+    assert_eq!(code, 507, "{body}");
+    assert!(
+        body.get("needed_bytes").is_none(),
+        "not refused up front: {body}"
+    );
+    assert!(
+        body["error"].as_str().unwrap().contains("No space left"),
+        "{body}"
+    );
+    assert_eq!(
+        exports_in(&exports),
+        Vec::<String>::new(),
+        "nothing partial"
+    );
+}
+
+/// Exports on the recordings disk (a 32 MiB tmpfs with an 8 MiB floor, the
+/// exports directory bound into it) never eat into the recordings'
+/// free-space floor: with 10 MiB free, an export of a few MiB would fit
+/// the disk but not the disk minus the floor, and is refused naming the
+/// floor.
+#[tokio::test]
+async fn an_export_on_the_recordings_disk_keeps_their_floor_free() {
+    let d = Daemon::start(Setup {
+        recordings_tmpfs: Some(32 * MIB),
+        extra: "[storage]\nmin_free = \"8MiB\"\n".into(),
+        ..Setup::default()
+    });
+    d.wait_all_recording(2).await;
+    let inside = d.recordings.join(".exports");
+    std::fs::create_dir_all(&inside).unwrap();
+    let exports = d.dir.path().join("state/exports");
+    let _bind = mount(&["--bind", inside.to_str().unwrap()], &exports);
+    d.add_user("ada", "admin", "", PW);
+    let ada = d.login("ada", PW).await;
+    let (_, span_end) = recorded(&ada, 8).await;
+    let end = (span_end - chrono::Duration::seconds(1)).trunc_subsecs(3);
+    let range = json!({"start": rfc(end - chrono::Duration::seconds(6)), "end": rfc(end)});
+    // The storage machine has published its floor.
+    d.wait_status("the floor in the status", Duration::from_secs(30), |s| {
+        s["storage"]["floor_bytes"] == 8 * MIB
+    })
+    .await;
+    let filler = fill_until(&exports, 10 * MIB);
+    let (code, body) = export(&ada, 1, range.clone()).await;
+    assert_eq!(code, 507, "{body}");
+    assert_eq!(body["floor_bytes"], 8 * MIB, "{body}");
+    let needed = body["needed_bytes"].as_u64().unwrap();
+    let available = body["available_bytes"].as_u64().unwrap();
+    assert!(
+        needed < available,
+        "the disk alone had room ({needed} of {available}): the floor refused it"
+    );
+    assert!(
+        body["error"].as_str().unwrap().contains("free-space floor"),
+        "{body}"
+    );
+    assert_eq!(exports_in(&exports), vec![".filler".to_string()]);
+    std::fs::remove_file(&filler).unwrap();
+    let (code, m) = export(&ada, 1, range).await;
+    assert_eq!(code, 201, "{m}");
+}

@@ -1,8 +1,13 @@
 // Evidence export from the playback view, in headless Debian chromium:
 // an admin exports a recorded range, the page shows each file's SHA-256,
-// and the MP4 the browser downloads has that hash. Started by
-// tests/it/dashboard.rs, which passes DASH_URL, CHROMIUM, SHOTS and
-// DASH_ADMIN / DASH_ADMIN_PASSWORD (an admin to log in as).
+// and the MP4 the browser downloads has that hash; the list of exports
+// made shows it, newest first, and a download from the list has the hash
+// its manifest states; an export the exports disk has no room for is
+// refused with the bytes; an operator sees no list. Started by
+// tests/it/dashboard.rs, which passes DASH_URL, CHROMIUM, SHOTS,
+// DASH_ADMIN / DASH_ADMIN_PASSWORD (an admin to log in as),
+// DASH_OPERATOR / DASH_OPERATOR_PASSWORD (an operator) and EXPORTS_DIR
+// (the daemon's exports directory, on a small filesystem of its own).
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -91,5 +96,112 @@ describe('evidence export', { skip: URL_ && process.env.DASH_ADMIN ? false : 'DA
     assert.ok(wide <= 390, `the page is ${wide} px wide at 390`);
     await page.screenshot({ path: path.join(SHOTS, 'export-390.png') });
     assert.deepEqual(consoleErrors, []);
+    await page.setViewportSize({ width: 1366, height: 768 });
+  });
+
+  const local = (ms) => {
+    const d = new Date(ms);
+    const p = (n) => String(n).padStart(2, '0');
+    return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+  };
+  const sha256 = (file) => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+  async function save(locator) {
+    const [download] = await Promise.all([page.waitForEvent('download'), locator.click()]);
+    const saved = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'vms-export-')), download.suggestedFilename());
+    await download.saveAs(saved);
+    return saved;
+  }
+
+  test('the exports made are listed newest first, and a download from the list has the SHA-256 of its manifest', async () => {
+    const first = await page.getAttribute('#export', 'data-export-id');
+    const firstItem = page.locator(`#ex-list .exl-item[data-export-id="${first}"]`);
+    await firstItem.waitFor();
+    assert.equal(await page.isVisible('#ex-list'), true);
+    // A second, shorter export of the same span: it goes to the top.
+    const start = new Date(await page.inputValue('#ex-start')).getTime();
+    await page.fill('#ex-start', local(start));
+    await page.fill('#ex-end', local(start + 3000));
+    await page.fill('#ex-reason', 'segunda via');
+    await page.click('#ex-go');
+    await until('the second export done', async () => {
+      const id = await page.getAttribute('#export', 'data-export-id');
+      return (await page.getAttribute('#export', 'data-state')) === 'done' && id !== first;
+    });
+    const second = await page.getAttribute('#export', 'data-export-id');
+    await page.locator(`#ex-list .exl-item[data-export-id="${second}"]`).waitFor();
+    const ids = await page.$$eval('#ex-list .exl-item', (els) => els.map((e) => e.dataset.exportId));
+    assert.deepEqual(ids.slice(0, 2), [second, first]);
+    // What each row says: camera, range, reason, who, when, total size.
+    const manifest = await page.evaluate(async (id) => (await fetch(`/api/exports/${id}`)).json(), first);
+    const text = await firstItem.textContent();
+    assert.match(text, /Portaria \(#1\)/);
+    assert.match(text, /Motivo: teste do navegador/);
+    assert.match(text, new RegExp(`Exportada por ${process.env.DASH_ADMIN} em `));
+    assert.match(text, /1 arquivo\(s\), [\d.]+ (kB|MB) no total/);
+    assert.equal(Number(await firstItem.getAttribute('data-bytes')), manifest.files.reduce((n, f) => n + f.size, 0));
+    assert.equal(await firstItem.getAttribute('data-start'), manifest.start);
+    assert.equal(await firstItem.getAttribute('data-end'), manifest.end);
+    // The MP4 and the manifest, downloaded from the list: the file's
+    // SHA-256 is the one the downloaded manifest states, and SHA256SUMS
+    // says the same.
+    const mp4 = await save(firstItem.locator('.exl-files a[href$=".mp4"]'));
+    const saved = await save(firstItem.locator('.exl-files a[href$="/manifest.json"]'));
+    const stated = JSON.parse(fs.readFileSync(saved, 'utf8'));
+    assert.equal(stated.id, first);
+    assert.equal(sha256(mp4), stated.files[0].sha256);
+    assert.equal(path.basename(mp4), stated.files[0].name);
+    const sums = fs.readFileSync(await save(firstItem.locator('.exl-files a[href$="/SHA256SUMS"]')), 'utf8');
+    assert.equal(sums, `${stated.files[0].sha256}  ${stated.files[0].name}\n`);
+    // Its words follow the language.
+    await page.click('#lang');
+    await until('the list in English', async () => /1 file\(s\).*Exported by/s.test(await firstItem.textContent()));
+    await page.click('#lang');
+    await until('the list in pt-BR again', async () => /Exportada por/.test(await firstItem.textContent()));
+    assert.deepEqual(consoleErrors, []);
+  });
+
+  test('an export the exports disk has no room for is refused up front, and the page says how many bytes', { skip: process.env.EXPORTS_DIR ? false : 'EXPORTS_DIR not set' }, async () => {
+    const dir = process.env.EXPORTS_DIR;
+    const before = await page.$$eval('#ex-list .exl-item', (els) => els.length);
+    // Leave 1 MiB free: less than the margin of any export.
+    const st = fs.statfsSync(dir);
+    const filler = path.join(dir, '.filler');
+    fs.writeFileSync(filler, Buffer.alloc(st.bavail * st.bsize - (1 << 20), 0x5a));
+    try {
+      await page.click('#ex-go');
+      await until('refused', async () => (await page.getAttribute('#export', 'data-state')) === 'failed');
+      assert.equal(await page.getAttribute('#export', 'data-reason'), 'no-space');
+      const said = await page.textContent('#ex-status');
+      assert.match(said, /^Sem espaço para esta exportação: ela precisa de [\d.]+ MB e há [\d.]+ (kB|MB) livres no disco das exportações\. Libere espaço ou exporte um intervalo menor\.$/);
+      // The daemon's own words, with the bytes, in the title.
+      assert.match(await page.getAttribute('#ex-status', 'title'), /needs \d+ bytes .* \d+ bytes .* are free/);
+      await page.screenshot({ path: path.join(SHOTS, 'export-no-space-1366.png') });
+    } finally {
+      fs.rmSync(filler);
+    }
+    // Nothing was made: the list is as it was.
+    const ids = await page.evaluate(async () => (await (await fetch('/api/exports')).json()).exports.length);
+    assert.equal(ids, before);
+    // Chromium logs the 507 as a failed load; nothing else.
+    assert.deepEqual(consoleErrors.filter((m) => !m.startsWith('Failed to load resource')), []);
+  });
+
+  test('an operator plays back but sees no export form and no list, and never asks for one', { skip: process.env.DASH_OPERATOR ? false : 'DASH_OPERATOR not set' }, async () => {
+    const ctx = await browser.newContext({ viewport: { width: 1366, height: 768 } });
+    const op = await ctx.newPage();
+    const asked = [];
+    op.on('request', (r) => { if (new URL(r.url()).pathname.startsWith('/api/exports')) asked.push(r.url()); });
+    await op.goto(`${URL_}/#/playback?camera=1`);
+    await op.waitForSelector('#login:not([hidden])');
+    await op.fill('#login-user', process.env.DASH_OPERATOR);
+    await op.fill('#login-password', process.env.DASH_OPERATOR_PASSWORD);
+    await op.click('#login-submit');
+    await op.waitForSelector('#playback:not([hidden])');
+    await until('the timeline drawn', async () => (await op.getAttribute('#timeline', 'data-spans')) !== null);
+    assert.equal(await op.isHidden('#export'), true);
+    assert.equal(await op.isHidden('#ex-list'), true);
+    assert.equal(await op.locator('.exl-item').count(), 0);
+    assert.deepEqual(asked, []);
+    await ctx.close();
   });
 });

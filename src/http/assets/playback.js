@@ -1,14 +1,19 @@
-// The playback view: one camera, one day; a timeline of recorded spans
-// (MediaMTX's /list through the daemon), click or keys to play from a
-// moment (a new /get with a new start), 1x/2x/4x, previous/next gap; and
-// for admins, the evidence export of a range (MP4 files, manifest,
-// SHA256SUMS) with its hashes and downloads.
-import { t } from './i18n.js';
+// The playback view: one camera, one day; a timeline from the daemon's gap
+// ledger (`/recordings`: footage on the box's disk, footage only in the
+// backup bucket, gaps with their cause; MediaMTX's /list through the daemon
+// when the ledger cannot be had), click or keys to play from a moment (a
+// new /get with a new start), 1x/2x/4x, previous/next gap; and for admins,
+// the evidence export of a range (MP4 files, manifest, SHA256SUMS) with its
+// hashes and downloads, and the list of the exports made.
+import { language, t } from './i18n.js';
 import { api, session } from './session.js';
 
 const $ = (id) => document.getElementById(id);
 const DAY = 86400;
-let spans = [];
+let spans = []; // on the box's disk: playable
+let inBucket = []; // only in the backup bucket: not playable here
+let gaps = []; // no footage anywhere, with the cause (ledger only)
+let source = 'ledger';
 let dayStart = 0; // ms, local midnight
 let playingFrom = null; // ms of the moment the current /get starts at
 let rate = 1;
@@ -19,42 +24,93 @@ const hhmmss = (ms) => { const d = new Date(ms); return `${pad(d.getHours())}:${
 
 function camera() { return $('pb-camera').value; }
 
+const ms = (x) => ({ start: new Date(x.start).getTime(), end: new Date(x.end).getTime() });
+
+let loads = 0;
+
 async function load() {
+  const mine = ++loads;
   const [y, m, d] = $('pb-day').value.split('-').map(Number);
   dayStart = new Date(y, m - 1, d).getTime();
-  const start = new Date(dayStart).toISOString();
-  const end = new Date(dayStart + DAY * 1000).toISOString();
-  spans = [];
+  const start = encodeURIComponent(new Date(dayStart).toISOString());
+  const end = encodeURIComponent(new Date(dayStart + DAY * 1000).toISOString());
+  const cam = camera();
+  let next = { spans: [], inBucket: [], gaps: [], source: 'ledger' };
   try {
-    const r = await fetch(`/api/cameras/${camera()}/playback/list?start=${encodeURIComponent(start)}&end=${encodeURIComponent(end)}`);
+    const r = await fetch(`/api/cameras/${cam}/recordings?from=${start}&to=${end}`);
     if (r.ok) {
-      spans = (await r.json()).map((s) => {
-        const a = new Date(s.start).getTime();
-        return { start: a, end: a + s.duration * 1000 };
-      });
+      const l = await r.json();
+      next.spans = l.spans.map(ms);
+      next.inBucket = (l.in_bucket || []).map(ms);
+      next.gaps = l.gaps.map((g) => ({ ...ms(g), cause: g.cause }));
+    } else {
+      // No segment catalog on this box: what MediaMTX lists.
+      next.source = 'list';
+      const r2 = await fetch(`/api/cameras/${cam}/playback/list?start=${start}&end=${end}`);
+      if (r2.ok) {
+        next.spans = (await r2.json()).map((s) => {
+          const a = new Date(s.start).getTime();
+          return { start: a, end: a + s.duration * 1000 };
+        });
+      }
     }
   } catch { /* shown as no recordings */ }
+  // A camera or day changed meanwhile: the newer load draws its answer.
+  if (mine !== loads) return;
+  ({ spans, inBucket, gaps, source } = next);
   draw();
+}
+
+const iso = (t0) => new Date(t0).toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+// The command that brings footage back from the bucket (whole seconds
+// around the span).
+function restoreCommand(s) {
+  const from = iso(Math.floor(s.start / 1000) * 1000);
+  const to = iso(Math.ceil(s.end / 1000) * 1000);
+  return `vms-supervisor backup restore ${camera()} --from ${from} --to ${to} --dir ${language() === 'en' ? 'FOLDER' : 'PASTA'}`;
+}
+
+function bar(cls, s) {
+  const el = document.createElement('div');
+  el.className = cls;
+  el.style.left = `${((s.start - dayStart) / (DAY * 10))}%`;
+  el.style.width = `${Math.max(0.1, (s.end - s.start) / (DAY * 10))}%`;
+  el.dataset.start = new Date(s.start).toISOString();
+  el.dataset.end = new Date(s.end).toISOString();
+  return el;
 }
 
 function draw() {
   const tl = $('timeline');
   tl.innerHTML = '';
-  for (const s of spans) {
-    const el = document.createElement('div');
-    el.className = 'span';
-    el.style.left = `${((s.start - dayStart) / (DAY * 10))}%`;
-    el.style.width = `${Math.max(0.1, (s.end - s.start) / (DAY * 10))}%`;
-    el.dataset.start = new Date(s.start).toISOString();
-    el.dataset.end = new Date(s.end).toISOString();
+  tl.dataset.source = source;
+  for (const g of gaps) {
+    const el = bar('gap', g);
+    el.dataset.cause = g.cause;
+    el.title = t('pb.gap', { cause: t(`cause.${g.cause}`) });
     tl.append(el);
   }
+  for (const s of inBucket) {
+    const el = bar('in-bucket', s);
+    el.title = t('pb.inBucket', { cmd: restoreCommand(s) });
+    tl.append(el);
+  }
+  for (const s of spans) tl.append(bar('span', s));
   const cur = document.createElement('div');
   cur.className = 'cursor';
   tl.append(cur);
   tl.dataset.spans = spans.length;
+  tl.dataset.inBucket = inBucket.length;
+  $('pb-note').textContent = '';
   $('pb-pos').textContent = spans.length ? '' : t('pb.none');
   moveCursor();
+}
+
+// Footage only in the bucket at `at` (and not on the disk too).
+function bucketAt(at) {
+  if (spans.some((x) => at >= x.start && at < x.end)) return null;
+  return inBucket.find((x) => at >= x.start && at < x.end) || null;
 }
 
 function position() {
@@ -102,7 +158,15 @@ function wire() {
   $('pb-day').addEventListener('change', load);
   $('timeline').addEventListener('click', (e) => {
     const r = e.currentTarget.getBoundingClientRect();
-    playAt(dayStart + ((e.clientX - r.left) / r.width) * DAY * 1000);
+    const at = dayStart + ((e.clientX - r.left) / r.width) * DAY * 1000;
+    // The box cannot play what only the bucket has: say how to get it back.
+    const b = bucketAt(at);
+    if (b) {
+      $('pb-note').textContent = t('pb.inBucket', { cmd: restoreCommand(b) });
+      return;
+    }
+    $('pb-note').textContent = '';
+    playAt(at);
   });
   $('timeline').addEventListener('keydown', (e) => {
     const at = position() ?? dayStart;
@@ -126,6 +190,12 @@ function wire() {
   $('ex-here').addEventListener('click', exportHere);
   window.vms.playAt = playAt;
   window.vms.playbackPosition = position;
+  // Words drawn by this view follow the language.
+  document.addEventListener('vms-language', () => {
+    if ($('playback').hidden) return;
+    draw();
+    loadExports();
+  });
 }
 
 // datetime-local values are local time, to the second.
@@ -140,16 +210,27 @@ function exportHere() {
   $('ex-end').value = local(at + 300000);
 }
 
+// Bytes as people read them: "12.3 MB" (decimal, as file managers show).
+function size(b) {
+  if (b >= 1e9) return `${(b / 1e9).toFixed(2)} GB`;
+  if (b >= 1e6) return `${(b / 1e6).toFixed(1)} MB`;
+  return `${Math.max(1, Math.round(b / 1e3))} kB`;
+}
+
+// A download link to a file of export `m` (saved under the name the
+// daemon gives it).
+function exportLink(m, file, text) {
+  const a = document.createElement('a');
+  a.href = `/api/exports/${encodeURIComponent(m.id)}/${encodeURIComponent(file)}`;
+  a.download = file.endsWith('.mp4') ? file : `${m.id}_${file}`;
+  a.textContent = text;
+  return a;
+}
+
 function showExport(m) {
   const out = $('ex-result');
   out.innerHTML = '';
-  const link = (file, text) => {
-    const a = document.createElement('a');
-    a.href = `/api/exports/${encodeURIComponent(m.id)}/${encodeURIComponent(file)}`;
-    a.download = file.endsWith('.mp4') ? file : `${m.id}_${file}`;
-    a.textContent = text;
-    return a;
-  };
+  const link = (file, text) => exportLink(m, file, text);
   for (const f of m.files) {
     const p = document.createElement('p');
     p.className = 'ex-file';
@@ -178,6 +259,8 @@ async function exportRange(e) {
   const start = new Date($('ex-start').value);
   const end = new Date($('ex-end').value);
   form.dataset.state = 'working';
+  delete form.dataset.reason;
+  $('ex-status').title = '';
   $('ex-result').hidden = true;
   $('ex-status').textContent = t('ex.working');
   $('ex-go').disabled = true;
@@ -185,11 +268,22 @@ async function exportRange(e) {
     const body = JSON.stringify({ start: start.toISOString(), end: end.toISOString(), reason: $('ex-reason').value });
     const r = await api(`/api/cameras/${camera()}/exports`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body });
     const j = await r.json().catch(() => ({}));
+    if (r.status === 507 && j.needed_bytes != null) {
+      // Refused before it started: too little room on the exports disk.
+      form.dataset.state = 'failed';
+      form.dataset.reason = 'no-space';
+      let text = t('ex.noSpace', { needed: size(j.needed_bytes), available: size(j.available_bytes) });
+      if (j.floor_bytes) text += t('ex.noSpaceFloor', { floor: size(j.floor_bytes) });
+      $('ex-status').textContent = text + t('ex.noSpaceHint');
+      $('ex-status').title = j.error;
+      return;
+    }
     if (!r.ok) throw new Error(j.error || r.statusText);
     form.dataset.state = 'done';
     form.dataset.exportId = j.id;
     $('ex-status').textContent = t('ex.done', { id: j.id });
     showExport(j);
+    loadExports();
   } catch (err) {
     form.dataset.state = 'failed';
     $('ex-status').textContent = t('ex.failed', { why: Number.isNaN(start.getTime()) || Number.isNaN(end.getTime()) ? 'start/end' : err.message });
@@ -198,10 +292,72 @@ async function exportRange(e) {
   }
 }
 
+const when = (x) => new Date(x).toLocaleString(language());
+
+// The exports made, newest first (admins only: the API refuses everyone
+// else, so nobody else asks).
+export async function loadExports() {
+  const box = $('ex-list');
+  if (session.role !== 'admin') { box.hidden = true; return; }
+  const items = $('exl-items');
+  let list;
+  try {
+    const r = await api('/api/exports');
+    const j = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(j.error || r.statusText);
+    list = j.exports;
+  } catch (err) {
+    items.innerHTML = '';
+    $('exl-empty').hidden = false;
+    $('exl-empty').textContent = t('exl.failed', { why: err.message });
+    box.hidden = false;
+    return;
+  }
+  // As the API gives them (newest first), kept so if it ever did not.
+  const at = (m) => new Date(m.exported_at).getTime();
+  list.sort((a, b) => at(b) - at(a));
+  items.innerHTML = '';
+  $('exl-empty').textContent = t('exl.none');
+  $('exl-empty').hidden = list.length > 0;
+  for (const m of list) {
+    const li = document.createElement('li');
+    li.className = 'exl-item';
+    li.dataset.exportId = m.id;
+    li.dataset.cameraId = m.camera_id;
+    li.dataset.start = m.start;
+    li.dataset.end = m.end;
+    const total = m.files.reduce((n, f) => n + f.size, 0);
+    li.dataset.bytes = total;
+    const head = document.createElement('p');
+    const b = document.createElement('b');
+    b.textContent = `${m.camera_name} (#${m.camera_id})`;
+    head.append(b, ` · ${when(m.start)} – ${when(m.end)} · `, t('exl.total', { n: m.files.length, size: size(total) }));
+    const reason = document.createElement('p');
+    reason.className = 'exl-reason';
+    reason.textContent = `${t('exl.reason')}: ${m.reason || t('exl.noReason')}`;
+    const by = document.createElement('p');
+    by.className = 'muted exl-by';
+    by.textContent = `${t('exl.by', { who: m.exported_by, when: when(m.exported_at) })} · ${m.id}`;
+    const files = document.createElement('p');
+    files.className = 'exl-files';
+    for (const f of m.files) {
+      const a = exportLink(m, f.name, f.name);
+      a.dataset.sha256 = f.sha256;
+      a.title = `SHA-256 ${f.sha256} · ${size(f.size)}`;
+      files.append(a, ' ');
+    }
+    files.append('· ', exportLink(m, 'manifest.json', t('ex.manifest')), ' · ', exportLink(m, 'SHA256SUMS', t('ex.sums')));
+    li.append(head, reason, by, files);
+    items.append(li);
+  }
+  box.hidden = false;
+}
+
 export function showPlayback(status) {
   if (!wired) wire();
   // Evidence export is for admins (the API refuses everyone else).
   $('export').hidden = session.role !== 'admin';
+  loadExports();
   if (!$('ex-start').value) exportHere();
   const sel = $('pb-camera');
   if (status && !sel.options.length) {
