@@ -117,6 +117,9 @@ pub(crate) struct Outage {
 struct Times {
     detect: Vec<f64>,
     repair: Vec<f64>,
+    /// Per injection, the longest hole between two segment files of an
+    /// affected camera within the outage (0 when recording went on).
+    gap: Vec<f64>,
 }
 
 pub(crate) fn now_epoch() -> f64 {
@@ -529,6 +532,8 @@ async fn soak_write_soak_md() {
     let t_start = Instant::now();
     let mut times: BTreeMap<Fault, Times> = BTreeMap::new();
     let mut outages: Vec<Outage> = Vec::new();
+    // The fault of each outage, in the same order.
+    let mut faults_of_outages: Vec<Fault> = Vec::new();
     let mut false_alarms = Vec::new();
     let mut last_alert = 0i64;
     let mut criticals = new_alerts(&d, &mut last_alert)
@@ -562,6 +567,7 @@ async fn soak_write_soak_md() {
         }
         let from = now_epoch();
         let (detect, repair) = inject(&d, fault, k).await;
+        faults_of_outages.push(fault);
         outages.push(Outage {
             cameras: if fault.all_cameras() {
                 (1..=CAMERAS).collect()
@@ -616,11 +622,24 @@ async fn soak_write_soak_md() {
     // The largest hole between two segment files outside every outage: the
     // normal rotation, which should be next to nothing.
     let mut rotation_hole = 0.0f64;
+    let mut holes_in: Vec<f64> = vec![0.0; outages.len()];
     for k in 1..=CAMERAS {
         let mut segs = deleted.remove(&k).unwrap_or_default();
         segs.extend(segments(&d.recordings, k, tz));
         segs.sort_by(|a, b| a.0.total_cmp(&b.0));
         segs.dedup_by(|a, b| a.0 == b.0);
+        // What each outage cost this camera: its longest hole.
+        for (i, o) in outages.iter().enumerate() {
+            if !o.cameras.contains(&k) {
+                continue;
+            }
+            for w in segs.windows(2) {
+                let (hole_from, hole_to) = (w[0].1, w[1].0);
+                if hole_to > o.from - SLACK && hole_from < o.to + SLACK {
+                    holes_in[i] = holes_in[i].max(hole_to - hole_from);
+                }
+            }
+        }
         for w in segs.windows(2) {
             let (hole_from, hole_to) = (w[0].1, w[1].0);
             if hole_from < began || hole_to > ended {
@@ -647,6 +666,10 @@ async fn soak_write_soak_md() {
                 ));
             }
         }
+    }
+
+    for (fault, hole) in faults_of_outages.iter().zip(&holes_in) {
+        times.entry(*fault).or_default().gap.push(*hole);
     }
 
     // Growth: the same daemon process, from its first sample to its last.
@@ -689,19 +712,21 @@ async fn soak_write_soak_md() {
     .unwrap();
     writeln!(
         md,
-        "| Fault | Runs | Seen by the daemon, median | worst | Every camera recording again, median | worst |\n|---|---|---|---|---|---|"
+        "| Fault | Runs | Seen by the daemon, median | worst | Every camera recording again, median | worst | Longest recording gap it caused, median | worst |\n|---|---|---|---|---|---|---|---|"
     )
     .unwrap();
     for (fault, t) in &times {
         writeln!(
             md,
-            "| {} | {} | {:.2} s | {:.2} s | {:.2} s | {:.2} s |",
+            "| {} | {} | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.2} s |",
             fault.describe(),
             t.detect.len(),
             median(&t.detect),
             worst(&t.detect),
             median(&t.repair),
-            worst(&t.repair)
+            worst(&t.repair),
+            median(&t.gap),
+            worst(&t.gap)
         )
         .unwrap();
     }
@@ -760,6 +785,10 @@ async fn soak_write_soak_md() {
          again\" runs from the end of the fault (camera back, recorder cleared once the\n  \
          daemon re-created the path, `camera reset` done; for MediaMTX and the daemon, from\n  \
          detection) to every camera online and recording.\n\
+         - \"Longest recording gap it caused\" is, per injection, the longest hole between two\n  \
+         segment files of an affected camera during the outage; a hole under {GAP_MIN} s is\n  \
+         the normal rotation (MediaMTX starts the next file at a keyframe). A killed daemon\n  \
+         leaves MediaMTX recording (the next daemon adopts it), so its gap is a rotation's.\n\
          - The daemon is restarted once per {} faults (the `vms-supervisor killed` row), so\n  \
          growth is judged within the last daemon process.",
         CYCLE.len()
