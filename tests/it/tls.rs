@@ -75,11 +75,12 @@ fn url(tls: SocketAddr, path: &str) -> String {
     format!("https://{NAME}:{}{path}", tls.port())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_over_https_with_the_operator_s_certificate() {
-    let certs = tempfile::tempdir().unwrap();
-    let first = pki(NAME);
-    let (cert, key) = install(certs.path(), &first);
+/// A daemon serving HTTPS with a certificate for `nvr.test` signed by a
+/// test authority (installed in `certs`), both cameras recording: the
+/// daemon, the authority's PKI, the HTTPS address and the pair's files.
+async fn https_daemon(certs: &Path) -> (Daemon, Pki, SocketAddr, PathBuf, PathBuf) {
+    let pki = pki(NAME);
+    let (cert, key) = install(certs, &pki);
     let tls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let d = Daemon::start(Setup {
         api: format!(
@@ -90,6 +91,13 @@ async fn the_dashboard_over_https_with_the_operator_s_certificate() {
     });
     // The harness reads the status through the plain loopback listener.
     d.wait_all_recording(2).await;
+    (d, pki, tls, cert, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_over_https_with_the_operator_s_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    let (d, first, tls, cert, key) = https_daemon(certs.path()).await;
     d.add_user("ana", "viewer", "", PW);
 
     // Log in over HTTPS, as the page does: the cookie is Secure.
@@ -337,17 +345,7 @@ fn a_bad_certificate_or_key_stops_the_daemon_naming_the_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_central_prometheus_scrapes_the_box_over_https() {
     let certs = tempfile::tempdir().unwrap();
-    let pki = pki(NAME);
-    let (cert, key) = install(certs.path(), &pki);
-    let tls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let d = Daemon::start(Setup {
-        api: format!(
-            "tls_cert = {cert:?}\ntls_key = {key:?}\ntls_listen = \"{tls}\"\nallowed_hosts = [\"{NAME}:{}\"]\n",
-            tls.port()
-        ),
-        ..Setup::default()
-    });
-    d.wait_all_recording(2).await;
+    let (d, pki, tls, _, _) = https_daemon(certs.path()).await;
     let ca = certs.path().join("ca.pem");
     std::fs::write(&ca, &pki.ca).unwrap();
     let token = certs.path().join("vms-api-token");
