@@ -439,7 +439,7 @@ fn locked(db: &Path) -> bool {
     }
 }
 
-/// Every segment file of a camera as (start, end) in seconds since the
+/// Every segment file of a camera that holds anything, as (start, end) in seconds since the
 /// epoch: the start from its name (local time of the box), the end from its
 /// last write.
 pub(crate) fn segments(root: &Path, k: u32, tz: chrono_tz::Tz) -> Vec<(f64, f64)> {
@@ -471,7 +471,15 @@ pub(crate) fn segments(root: &Path, k: u32, tz: chrono_tz::Tz) -> Vec<(f64, f64)
             let Some(start) = tz.from_local_datetime(&naive).earliest() else {
                 continue;
             };
-            let end: DateTime<Utc> = file.metadata().unwrap().modified().unwrap().into();
+            let Ok(meta) = file.metadata() else {
+                continue;
+            };
+            // An empty file is no footage (MediaMTX on a full disk creates
+            // them and cannot write).
+            if meta.len() == 0 {
+                continue;
+            }
+            let end: DateTime<Utc> = meta.modified().unwrap().into();
             out.push((
                 start.timestamp_millis() as f64 / 1000.0,
                 end.timestamp_millis() as f64 / 1000.0,
