@@ -72,11 +72,13 @@ try {
   const allPlayingMs = Date.now() - t0;
   // Settle, then measure.
   await sleep(3000);
-  const pid = browser.process().pid;
-  const before = new Map(tree(pid).map((p) => [p, ticks(p)]));
+  // Chromium is this script's child: every process below this one but
+  // this one.
+  const browserProcesses = () => tree(process.pid).filter((p) => p !== process.pid);
+  const before = new Map(browserProcesses().map((p) => [p, ticks(p)]));
   const start = Date.now();
   await sleep(SECONDS * 1000);
-  const after = tree(pid);
+  const after = browserProcesses();
   let used = 0;
   for (const p of after) used += ticks(p) - (before.get(p) || 0);
   const cpu = (used / 100) / ((Date.now() - start) / 1000) * 100;
