@@ -84,7 +84,7 @@ class VmsPlayer extends HTMLElement {
     this.dataset.cameraId = this.cameraId;
     this.innerHTML = '<video muted playsinline autoplay></video><video class="standby" muted playsinline autoplay></video>'
       + '<span class="badge" aria-live="polite"></span>'
-      + `<button type="button" class="full" aria-label="${t('live.full')}">⛶</button>`;
+      + `<button type="button" class="full" aria-label="${t('live.full')}"><svg viewBox="0 0 16 16" width="14" height="14" aria-hidden="true"><path d="M1 6V1h5M10 1h5v5M15 10v5h-5M6 15H1v-5" fill="none" stroke="currentColor" stroke-width="2"/></svg></button>`;
     this.querySelector('.full').addEventListener('click', () => this.toggleFull());
     this.log = [];
     this.timers = new Set();
