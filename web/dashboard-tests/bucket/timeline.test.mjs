@@ -11,20 +11,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium } from 'playwright-core';
+import { CHROMIUM, until as poll } from '../../tests/lib.mjs';
 
 const URL_ = process.env.DASH_URL;
 const SHOTS = process.env.SHOTS || os.tmpdir();
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
-async function until(what, f, ms = 30000, every = 100) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms: ${what}`);
-    await new Promise((ok) => setTimeout(ok, every));
-  }
-}
+// The shared poll, with this file's longer default wait.
+const until = (what, f, ms = 30000, every = 100) => poll(what, f, ms, every);
 
 const ready = URL_ && process.env.BUCKET_LEDGER;
 describe('footage only in the bucket', { skip: ready ? false : 'DASH_URL or BUCKET_LEDGER not set (run through cargo test, tests/it/dashboard.rs)' }, () => {
