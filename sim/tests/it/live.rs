@@ -427,7 +427,9 @@ fn https(
     let name = rustls::pki_types::ServerName::try_from("nvr.test").unwrap();
     let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
     let tcp = std::net::TcpStream::connect(addr).unwrap();
-    tcp.set_read_timeout(Some(5 * S)).unwrap();
+    // The first playlist of a muxer waits for two whole segments (4 to 6 s,
+    // more on a loaded machine): the same 15 s as the plain `http` helper.
+    tcp.set_read_timeout(Some(15 * S)).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
     let content = if method == "POST" {
         format!(
