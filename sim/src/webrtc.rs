@@ -50,7 +50,7 @@ async fn handle(
     if let Some(name) = path.strip_suffix("/whep") {
         return cors(match method {
             Method::OPTIONS => match check_outside_session(&s, name, &uri, &headers, peer).await {
-                Ok(()) => whep_options(),
+                Ok(()) => with_ice_links(whep_options(), &s.sim.conf()),
                 Err(r) => r,
             },
             Method::POST => whep(&s, name, peer, &uri, &headers, &body).await,
@@ -152,7 +152,37 @@ fn preflight() -> Response {
     r
 }
 
-/// The answer to a non-preflight `OPTIONS /NAME/whep` (ICE servers: none configured).
+/// `response` with one `Link` header per ICE server of `webrtcICEServers2`
+/// (all of them, `clientOnly` too: they are the client's configuration), as
+/// MediaMTX writes them: `<URL>; rel="ice-server"`, and for a server with a
+/// username `; username="U"; credential="P"; credential-type="password"`
+/// (backslashes and double quotes escaped). MediaMTX's `AUTH_SECRET`
+/// username (time-limited TURN credentials) is not modelled: the username is
+/// sent as written.
+fn with_ice_links(mut response: Response, conf: &crate::config::Conf) -> Response {
+    let Some(serde_json::Value::Array(servers)) = conf.global.get("webrtcICEServers2") else {
+        return response;
+    };
+    let quote = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
+    for server in servers {
+        let field = |k: &str| server.get(k).and_then(|v| v.as_str()).unwrap_or("");
+        let mut link = format!("<{}>; rel=\"ice-server\"", field("url"));
+        if !field("username").is_empty() {
+            link.push_str(&format!(
+                "; username=\"{}\"; credential=\"{}\"; credential-type=\"password\"",
+                quote(field("username")),
+                quote(field("password"))
+            ));
+        }
+        if let Ok(v) = HeaderValue::from_str(&link) {
+            response.headers_mut().append("Link", v);
+        }
+    }
+    response
+}
+
+/// The answer to a non-preflight `OPTIONS /NAME/whep`, without its `Link`
+/// headers ([`with_ice_links`]).
 fn whep_options() -> Response {
     let mut r = StatusCode::NO_CONTENT.into_response();
     let h = r.headers_mut();
@@ -292,7 +322,7 @@ async fn whep(
     h.insert("ID", hv(&id));
     h.insert("Accept-Patch", hv("application/trickle-ice-sdpfrag"));
     h.insert(header::LOCATION, hv(&location));
-    r
+    with_ice_links(r, &sim.conf())
 }
 
 fn session(s: &Server, secret: &str) -> Option<Arc<Mutex<WebRtcSession>>> {

@@ -462,3 +462,66 @@ fn https(
         .unwrap_or_default();
     (status, body)
 }
+
+/// `webrtcICEServers2` reaches the client as `Link` headers, one per server
+/// (`clientOnly` ones too), on the 201 of a WHEP POST and on a plain
+/// `OPTIONS`; a server with a username carries the username and credential,
+/// quoted with `\` and `"` escaped. None configured: no `Link` at all.
+#[test]
+fn whep_link_headers_list_the_ice_servers() {
+    let sim = Sim::start(&conf(concat!(
+        "webrtcICEServers2:\n",
+        "  - url: stun:stun.example.net:3478\n",
+        "  - url: turn:turn.example.net:3478?transport=tcp\n",
+        "    username: op\"s\\1\n",
+        "    password: p@ss\n",
+        "    clientOnly: yes\n",
+    )));
+    sim.wait_ready("cam1", true, 3 * S);
+    let w = sim.addr("webrtc");
+    let expected = [
+        "<stun:stun.example.net:3478>; rel=\"ice-server\"".to_string(),
+        concat!(
+            "<turn:turn.example.net:3478?transport=tcp>; rel=\"ice-server\"; ",
+            "username=\"op\\\"s\\\\1\"; credential=\"p@ss\"; credential-type=\"password\""
+        )
+        .to_string(),
+    ];
+    let post = format!(
+        "POST /cam1/whep HTTP/1.1\r\nHost: x\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{OFFER}",
+        OFFER.len()
+    );
+    let (status, links) = links_of(&w, &post);
+    assert_eq!((status, links), (201, expected.to_vec()));
+    let options = "OPTIONS /cam1/whep HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let (status, links) = links_of(&w, options);
+    assert_eq!((status, links), (204, expected.to_vec()));
+
+    let bare = Sim::start(&conf(""));
+    let (status, links) = links_of(&bare.addr("webrtc"), options);
+    assert_eq!((status, links), (204, Vec::<String>::new()));
+}
+
+/// One raw request: the status and every `Link` header, in order.
+fn links_of(addr: &str, request: &str) -> (u16, Vec<String>) {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(15 * S)).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    let head = raw.split("\r\n\r\n").next().unwrap_or("");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let links = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.eq_ignore_ascii_case("link"))
+        .map(|(_, v)| v.trim().to_string())
+        .collect();
+    (status, links)
+}
