@@ -173,6 +173,7 @@ fn state(sim: &Sim) -> Value {
     for p in paths {
         let st = p.status.lock().unwrap().clone();
         let rec = p.rec.lock().unwrap().clone();
+        let picture = sim.live.state(&p.name);
         let camera = match faults.camera(&p.name) {
             Some(CameraMode::Silent) => "silent",
             Some(CameraMode::Closed) => "closed",
@@ -187,6 +188,9 @@ fn state(sim: &Sim) -> Value {
                 "segment": rec.segment.as_ref().map(|s| s.display().to_string()),
                 "parts_written": rec.parts_written,
                 "segments_completed": rec.segments_completed,
+                // The camera's picture: its code, and whether it is its own (rendered)
+                // or still the shared one (code 0).
+                "picture": {"code": picture.0, "own": picture.1},
             }),
         );
     }

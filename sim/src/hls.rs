@@ -232,7 +232,7 @@ async fn multivariant(
     if !matches!(sim.check_path(name), Check::Ready) {
         return json_error(StatusCode::INTERNAL_SERVER_ERROR, "terminated");
     }
-    let fx = &sim.live;
+    let fx = sim.live.shared();
     let bw = fx.bitrate;
     let body = format!(
         "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-INDEPENDENT-SEGMENTS\n\n\
@@ -280,7 +280,7 @@ fn segment_wall(g: u64, gop: Duration) -> DateTime<Local> {
 }
 
 fn gop_duration(sim: &Sim) -> Duration {
-    let fx = &sim.live;
+    let fx = sim.live.shared();
     let n = fx.gops().len().max(1) as f64;
     Duration::from_secs_f64(fx.loop_duration as f64 / fx.timescale as f64 / n)
 }
@@ -334,7 +334,10 @@ fn media(
         }
     };
     let id = id.unwrap();
-    let fx = &sim.live;
+    // The camera's own picture once rendered: it has the shared fixture's parameter
+    // sets and GOPs, so the switch falls on a segment boundary unseen by the player.
+    let media = sim.live.for_path(name);
+    let fx = &media.fx;
     let gops = fx.gops();
     let gop = gop_duration(sim);
     let gop_ms = gop.as_millis().max(1) as u64;

@@ -31,6 +31,7 @@ mod control;
 mod faults;
 mod hls;
 mod http;
+mod livemedia;
 mod log;
 mod metrics;
 mod mp4;
@@ -137,7 +138,7 @@ async fn run(arg: Option<String>, t0: std::time::Instant) -> i32 {
     };
     let sim = Arc::new(sim::Sim {
         fixture,
-        live,
+        live: Arc::new(livemedia::LiveMedia::new(live)),
         live_recordings,
         started: chrono::Local::now(),
         faults,

@@ -94,6 +94,13 @@ impl Recorder {
     }
 
     /// Drops samples until the next keyframe (after a stall or a gap in the data).
+    /// From the next sample on, the samples come from `fixture` (one of the same shape:
+    /// the same parameter sets and GOPs): the part so far is written from the old one.
+    pub fn switch_fixture(&mut self, fixture: Arc<Fixture>) {
+        self.flush();
+        self.fixture = fixture;
+    }
+
     pub fn skip(&mut self) {
         self.pending.clear();
         self.need_key = true;

@@ -9,6 +9,7 @@
 //! 90 kHz, with the frame's wall time given to str0m, whose RTCP sender reports then map
 //! RTP time to NTP time (what lets a browser compute `estimatedPlayoutTimestamp`).
 
+use crate::livemedia::Media;
 use crate::log::{debug, info};
 use crate::mp4::Fixture;
 use crate::readers::WebRtcSession;
@@ -49,6 +50,8 @@ pub enum Command {
 
 pub struct NewSession {
     pub secret: String,
+    /// What the session sends: the camera's own picture, or the shared one.
+    pub media: Arc<Media>,
     pub rtc: Rtc,
     pub feed: Feed,
     /// Shared with the API and metrics (`/v3/webrtcsessions`).
@@ -142,6 +145,7 @@ pub fn accept(offer_sdp: &str, candidate: SocketAddr) -> Result<(Rtc, String), S
 }
 
 struct Session {
+    media: Arc<Media>,
     rtc: Rtc,
     feed: Feed,
     info: Arc<Mutex<WebRtcSession>>,
@@ -232,8 +236,6 @@ async fn run(
 ) {
     let fps = fx.fps();
     let frames = fx.samples.len() as u64;
-    // Access units, converted once.
-    let units: Vec<Arc<[u8]>> = fx.samples.iter().map(|s| fx.annexb(s).into()).collect();
     let ticks_per_frame = (90_000.0 / fps).round() as u64;
     let mut sessions: HashMap<String, Session> = HashMap::new();
     let mut last_frame = current_frame(fps);
@@ -261,6 +263,7 @@ async fn run(
                 Some(Command::Add(n)) => {
                     let n = *n;
                     sessions.insert(n.secret, Session {
+                        media: n.media,
                         rtc: n.rtc,
                         feed: n.feed,
                         info: n.info,
@@ -323,7 +326,7 @@ async fn run(
                         let wall = instant_of(frame_time(f, fps));
                         let rtp = MediaTime::new(f * ticks_per_frame, Frequency::NINETY_KHZ);
                         for s in sessions.values_mut() {
-                            feed(s, idx, &fx, &units, wall, rtp, now);
+                            feed(s, idx, wall, rtp, now);
                         }
                     }
                     last_frame = cur;
@@ -338,15 +341,7 @@ async fn run(
     }
 }
 
-fn feed(
-    s: &mut Session,
-    idx: usize,
-    fx: &Fixture,
-    units: &[Arc<[u8]>],
-    wall: Instant,
-    rtp: MediaTime,
-    now: Instant,
-) {
+fn feed(s: &mut Session, idx: usize, wall: Instant, rtp: MediaTime, now: Instant) {
     let Some((mid, pt)) = s.video.filter(|_| s.connected) else {
         return;
     };
@@ -356,13 +351,13 @@ fn feed(
         _ => {}
     }
     if s.first_frame.is_none() {
-        if !fx.samples[idx].key {
+        if !s.media.fx.samples[idx].key {
             return;
         }
         s.first_frame = Some(now);
     }
     if let Some(w) = s.rtc.writer(mid) {
-        if w.write(pt, wall, rtp, units[idx].clone()).is_ok() {
+        if w.write(pt, wall, rtp, s.media.units[idx].clone()).is_ok() {
             s.info.lock().unwrap().frames_sent += 1;
         }
     }

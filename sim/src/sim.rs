@@ -30,8 +30,9 @@ pub const CONNECT_TIME: Duration = Duration::from_millis(500);
 
 pub struct Sim {
     pub fixture: Arc<Fixture>,
-    /// The live view's media (WebRTC and HLS).
-    pub live: Arc<Fixture>,
+    /// The live view's media (WebRTC and HLS): the live fixture, each camera with its
+    /// own name burned in once rendered.
+    pub live: Arc<crate::livemedia::LiveMedia>,
     /// `MTXSIM_LIVE_RECORDINGS=1`: cameras "send" the live fixture aligned to the wall
     /// clock (then `fixture` is `live`), so recordings show the same burned-in clock as
     /// the live view.
@@ -415,7 +416,12 @@ async fn run_ready(
     read_timeout: Duration,
 ) -> Outcome {
     let name = &sh.name;
-    let fx = sim.fixture.clone();
+    sim.live.prepare(name);
+    let mut fx = if sim.live_recordings {
+        sim.live.for_path(name).fx.clone()
+    } else {
+        sim.fixture.clone()
+    };
     let mut wall0 = Local::now();
     let t0 = Instant::now();
     // With live recordings the camera's frames follow the wall clock: the first sample is
@@ -438,13 +444,13 @@ async fn run_ready(
         st.inbound_bytes = 0;
     }
     info!("[path {name}] stream is available and online, 1 track (H264)");
-    let make_rec = |pc: &Map<String, Value>| {
+    let make_rec = |pc: &Map<String, Value>, fx: &Arc<Fixture>| {
         config::path_bool(pc, "record")
             .then(|| Recorder::new(fx.clone(), name, pc, wall0, sh.rec.clone()))
     };
     sh.record_changed.store(false, Ordering::SeqCst);
     let pc = sh.conf.lock().unwrap().clone();
-    let mut rec = make_rec(&pc);
+    let mut rec = make_rec(&pc, &fx);
     let conf = sim.conf();
     if conf.bool("hls") && conf.bool("hlsAlwaysRemux") {
         match crate::readers::muxer_config_error(&conf) {
@@ -476,7 +482,7 @@ async fn run_ready(
                 r.close();
             }
             let pc = sh.conf.lock().unwrap().clone();
-            rec = make_rec(&pc);
+            rec = make_rec(&pc, &fx);
             ticker = tokio::time::interval(period(&pc));
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
@@ -504,6 +510,16 @@ async fn run_ready(
                 last_data = now;
                 let mut bytes = 0u64;
                 while fx.sample_at(next).1 - base <= target {
+                    if sim.live_recordings && fx.sample_at(next).0.key {
+                        // The camera's own picture, once rendered, from a keyframe on.
+                        let own = sim.live.for_path(name).fx.clone();
+                        if !Arc::ptr_eq(&own, &fx) {
+                            fx = own;
+                            if let Some(r) = rec.as_mut() {
+                                r.switch_fixture(fx.clone());
+                            }
+                        }
+                    }
                     let (s, dts) = fx.sample_at(next);
                     let dts = dts - base;
                     bytes += s.data.len() as u64;

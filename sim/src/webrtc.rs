@@ -28,7 +28,7 @@ pub fn router(sim: Arc<Sim>) -> Result<Router, String> {
     let conf = sim.conf();
     let udp = conf.str("webrtcLocalUDPAddress");
     let udp = if udp.is_empty() { "127.0.0.1:0" } else { udp };
-    let engine = Engine::start(udp, sim.live.clone())?;
+    let engine = Engine::start(udp, sim.live.shared().clone())?;
     let s = Arc::new(Server { sim, engine });
     Ok(Router::new().fallback(handle).with_state(s))
 }
@@ -300,6 +300,7 @@ async fn whep(
     let path_ready = Box::new(move || path.as_ref().is_some_and(|p| p.ready()));
     let _ = s.engine.tx.send(Command::Add(Box::new(NewSession {
         secret: secret.clone(),
+        media: sim.live.for_path(name),
         rtc,
         feed,
         info,

@@ -55,7 +55,7 @@ export async function until(what, f, ms = 10000, every = 100) {
   }
 }
 
-async function get(url, init) {
+export async function get(url, init) {
   try {
     const r = await fetch(url, init);
     return { status: r.status, body: await r.text() };

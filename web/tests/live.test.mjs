@@ -3,7 +3,7 @@
 // sees it. Run by sim/tests/it/browser.rs inside `unshare -n` (loopback only).
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { events, missing, openPage, startSim, until } from './lib.mjs';
+import { events, get, missing, openPage, startSim, until } from './lib.mjs';
 
 const skip = missing();
 if (skip) console.log(`# browser tests skipped: ${skip}`);
@@ -49,6 +49,21 @@ describe('live view from the stand-in', { skip: skip || false }, () => {
     assert.equal(list.itemCount, 1);
     assert.equal(list.items[0].path, 'cam1');
     assert.equal(list.items[0].peerConnectionEstablished, true);
+  });
+
+  test('WHEP: each camera shows its own picture', async () => {
+    // The stand-in renders each camera's picture in the background (cached on disk).
+    const state = async () => JSON.parse((await get(`${sim.ctlUrl}/state`)).body).paths;
+    const paths = await until('both cameras\' own pictures',
+      async () => { const p = await state(); return p.cam1.picture.own && p.cam2.picture.own && p; },
+      90000);
+    assert.notEqual(paths.cam1.picture.code, paths.cam2.picture.code);
+    for (const cam of ['cam1', 'cam2']) {
+      const page = await fresh();
+      assert.equal(await page.evaluate((u) => playWhep(u), `${sim.webrtc}/${cam}/whep`), 201);
+      await until(`${cam} decoded`, async () => (await page.evaluate(() => whepStats())).framesDecoded > 0, 10000);
+      assert.equal(await page.evaluate(() => frameCode()), paths[cam].picture.code, cam);
+    }
   });
 
   test('HLS: hls.js plays and currentTime advances', async () => {

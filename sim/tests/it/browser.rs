@@ -46,6 +46,7 @@ fn browser_plays_the_live_view_and_sees_every_fault() {
     let out = cmd
         .current_dir(&web)
         .env("MTXSIM_BIN", env!("CARGO_BIN_EXE_mediamtx-sim"))
+        .env("MTXSIM_CACHE_DIR", crate::harness::PICTURE_CACHE)
         .env("CHROMIUM", &chromium)
         .output()
         .expect("run node");

@@ -173,6 +173,8 @@ impl Sim {
             .current_dir(dir.path())
             .env("MTXSIM_CONTROL", "127.0.0.1:0")
             .env("MTXSIM_FAULTS", &faults)
+            // The cameras' rendered pictures, shared by the tests (not in $HOME).
+            .env("MTXSIM_CACHE_DIR", PICTURE_CACHE)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in &o.env {
@@ -417,3 +419,47 @@ pub fn check_fmp4(file: &Path) -> (usize, f64) {
 
 /// A browser-like receive-only H.264 offer (no candidates: ICE is not exercised here).
 pub const OFFER: &str = include_str!("../../../tests/fixtures/webrtc/offer.sdp");
+
+/// Where the sims of the tests keep the cameras' rendered pictures.
+pub const PICTURE_CACHE: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/mediamtx-sim-cache");
+
+/// The first frame of the video in `file` (anything ffmpeg reads), 640x360 grey.
+pub fn first_frame_gray(file: &Path) -> Option<Vec<u8>> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(file)
+        .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"])
+        .output()
+        .ok()?;
+    (out.status.success() && out.stdout.len() == 640 * 360).then_some(out.stdout)
+}
+
+/// The number carried by `bits` white squares of a 640x360 grey frame, square k's
+/// centre at (`x0` + `step` k, `y`) (sim/README.md, "The live view's media").
+fn squares(frame: &[u8], bits: usize, x0: usize, step: usize, y: usize) -> u64 {
+    (0..bits).fold(0, |n, k| {
+        if frame[y * 640 + x0 + step * k] > 128 {
+            n | 1 << k
+        } else {
+            n
+        }
+    })
+}
+
+/// The frame number burned into a live-fixture frame (ten squares at the bottom).
+pub fn frame_number(frame: &[u8]) -> u64 {
+    squares(frame, 10, 60, 56, 320)
+}
+
+/// The camera code burned into a live-fixture frame (sixteen small squares; 0 on the
+/// shared picture).
+pub fn picture_code(frame: &[u8]) -> u64 {
+    squares(frame, 16, 52, 36, 262)
+}
+
+pub fn have_ffmpeg() -> bool {
+    Command::new("ffmpeg")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}

@@ -525,3 +525,93 @@ fn links_of(addr: &str, request: &str) -> (u16, Vec<String>) {
         .collect();
     (status, links)
 }
+
+/// Each camera shows its own name and code (sim/README.md, "The live view's media"):
+/// rendered with ffmpeg into a fresh cache, then served by HLS and written by the
+/// recorder (live recordings), each camera's picture carrying its own code, never
+/// another camera's; the shared picture (code 0) only until the render is ready.
+#[test]
+fn each_camera_shows_its_own_picture_in_hls_and_recordings() {
+    if !have_ffmpeg() {
+        eprintln!("SKIPPED: ffmpeg not found (scripts/setup installs it)");
+        return;
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let sim = Sim::start_opts(
+        &format!(
+            "{LISTENERS}webrtcLocalUDPAddress: 127.0.0.1:0\nhlsVariant: fmp4\nhlsSegmentCount: 3\n\
+             pathDefaults:\n  record: yes\n  recordSegmentDuration: 2s\n  recordPath: ./rec/%path/%s-%f\n\
+             paths:\n  cam_1:\n    source: rtsp://10.0.0.1/s\n  cam_2:\n    source: rtsp://10.0.0.2/s\n"
+        ),
+        Opts {
+            env: vec![
+                ("MTXSIM_LIVE_RECORDINGS", "1"),
+                ("MTXSIM_CACHE_DIR", cache.path().to_str().unwrap()),
+            ],
+            ..Default::default()
+        },
+    );
+    // Rendered in the background, one camera after the other.
+    wait_until(90 * S, "both cameras' own pictures", || {
+        ["cam_1", "cam_2"]
+            .iter()
+            .all(|c| sim.path_state(c)["picture"]["own"] == true)
+    });
+    let code = |c: &str| sim.path_state(c)["picture"]["code"].as_u64().unwrap();
+    let (c1, c2) = (code("cam_1"), code("cam_2"));
+    assert!(c1 != 0 && c2 != 0 && c1 != c2, "{c1} {c2}");
+    assert_eq!(
+        std::fs::read_dir(cache.path()).unwrap().count(),
+        2,
+        "one cached render per camera"
+    );
+
+    let hls = sim.addr("hls");
+    for (cam, expected) in [("cam_1", c1), ("cam_2", c2)] {
+        let mv = http(
+            &hls,
+            "GET",
+            &format!("/{cam}/index.m3u8?cookieCheck=1"),
+            None,
+        );
+        assert_eq!(mv.status, 200, "{}", mv.text());
+        let uri = mv
+            .text()
+            .lines()
+            .find(|l| l.starts_with("main_stream"))
+            .unwrap()
+            .to_string();
+        let session = uri.split("session=").nth(1).unwrap().to_string();
+        let playlist = http(&hls, "GET", &format!("/{cam}/{uri}"), None).text();
+        let segment = playlist
+            .lines()
+            .rfind(|l| l.starts_with("main_seg"))
+            .unwrap_or_else(|| panic!("{playlist}"));
+        let mut file = http(
+            &hls,
+            "GET",
+            &format!("/{cam}/main_init.mp4?session={session}"),
+            None,
+        )
+        .body;
+        file.extend(http(&hls, "GET", &format!("/{cam}/{segment}"), None).body);
+        let at = sim.path().join(format!("{cam}-hls.mp4"));
+        std::fs::write(&at, file).unwrap();
+        let frame = first_frame_gray(&at).expect("ffmpeg decodes the HLS segment");
+        assert_eq!(picture_code(&frame), expected, "{cam} over HLS ({segment})");
+    }
+
+    // The recorder switched to the camera's picture at a keyframe: the newest
+    // finished segment shows it.
+    for (cam, expected) in [("cam_1", c1), ("cam_2", c2)] {
+        let done = sim.path_state(cam)["segments_completed"].as_u64().unwrap();
+        wait_until(10 * S, "two more segments", || {
+            sim.path_state(cam)["segments_completed"].as_u64().unwrap() >= done + 2
+        });
+        let mut files = files_under(&sim.path().join(format!("rec/{cam}")));
+        files.sort();
+        let newest_done = &files[files.len() - 2];
+        let frame = first_frame_gray(newest_done).expect("ffmpeg decodes the segment");
+        assert_eq!(picture_code(&frame), expected, "{cam}: {newest_done:?}");
+    }
+}

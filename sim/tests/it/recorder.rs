@@ -312,38 +312,12 @@ fn recorder_error_restarts_after_2s() {
     assert_eq!(sim.path_state("cam1")["ready"], true);
 }
 
-/// The frame number the live fixture carries in ten squares (y 300..340, square k at
-/// x = 40 + 56k, white = bit k), read from the first frame of a file with ffmpeg.
-fn burned_frame_number(file: &std::path::Path) -> Option<u64> {
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(file)
-        .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"])
-        .output()
-        .ok()?;
-    if !out.status.success() || out.stdout.len() != 640 * 360 {
-        return None;
-    }
-    let px = |x: usize, y: usize| out.stdout[y * 640 + x];
-    Some((0..10).fold(0, |n, k| {
-        if px(40 + 56 * k + 20, 320) > 128 {
-            n | 1 << k
-        } else {
-            n
-        }
-    }))
-}
-
 /// With `MTXSIM_LIVE_RECORDINGS=1` a recording shows the live view's frames: the first
 /// frame of a segment is the frame of the wall time its name says (what lets a player
 /// check a recorded moment against the burned-in clock).
 #[test]
 fn live_recordings_carry_the_wall_clock() {
-    let have_ffmpeg = std::process::Command::new("ffmpeg")
-        .arg("-version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !have_ffmpeg {
+    if !have_ffmpeg() {
         eprintln!("SKIPPED: ffmpeg not found (scripts/setup installs it)");
         return;
     }
@@ -365,7 +339,7 @@ fn live_recordings_carry_the_wall_clock() {
     let (secs, micros) = stem.split_once('-').unwrap();
     let wall = secs.parse::<f64>().unwrap() + micros.parse::<f64>().unwrap() / 1e6;
     let expected = ((wall * 25.0).round() as u64) % 750;
-    let got = burned_frame_number(file).expect("ffmpeg decodes the segment");
+    let got = frame_number(&first_frame_gray(file).expect("ffmpeg decodes the segment"));
     eprintln!("segment {stem}: burned-in frame {got}, wall-clock frame {expected}");
     assert_eq!(got, expected, "{stem}");
 }

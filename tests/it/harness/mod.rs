@@ -360,6 +360,12 @@ impl Daemon {
             // wrong credential, as MediaMTX does: not in tests that only
             // check who is refused.
             .env("MTXSIM_AUTH_PAUSE_MS", "0")
+            // The stand-in's rendered camera pictures, shared by the tests
+            // (not in $HOME).
+            .env(
+                "MTXSIM_CACHE_DIR",
+                concat!(env!("CARGO_TARGET_TMPDIR"), "/mediamtx-sim-cache"),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in &self.env {
