@@ -49,7 +49,15 @@ impl Daemon {
         let t = &mut self.timers;
         if running && !t.poll_in_flight && now.mono >= t.next_poll {
             t.poll_in_flight = true;
-            t.next_poll = now.mono + self.config.monitor.api_poll_interval.get();
+            // On the interval's own beat (not "an interval after the tick
+            // that ran it", which made polls 1.0 to 1.25 s apart): the byte
+            // counts the camera machine compares are an interval apart.
+            let interval = self.config.monitor.api_poll_interval.get();
+            t.next_poll = if now.mono < t.next_poll + interval {
+                t.next_poll + interval
+            } else {
+                now.mono + interval
+            };
             let client = self.client.clone();
             let tx = self.reports_tx.clone();
             tokio::spawn(async move {

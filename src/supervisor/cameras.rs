@@ -127,13 +127,21 @@ struct Recovery {
 }
 
 /// How long the inbound byte count must stay still (over polls one
-/// `api_poll_interval` apart) before the camera counts as silent: two
-/// intervals without a byte, not one. A camera at 1 or 2 fps sends a burst
-/// per frame, and a counter that moves once a second (the stand-in's) can
-/// sit still between two polls a second apart while the camera streams;
-/// taking that for silence made a stalled recorder a Warning instead of a
-/// Critical page.
+/// `api_poll_interval` apart) before the camera counts as silent, unless
+/// its counter is known to be steady: two intervals without a byte, not
+/// one. A camera at 1 or 2 fps sends a burst per frame, and a counter that
+/// moves once a second can sit still between two polls a second apart while
+/// the camera streams; taking that for silence made a stalled recorder a
+/// Warning instead of a Critical page.
 pub const FROZEN_AFTER: Duration = Duration::from_millis(1500);
+/// A camera whose counter has moved at every one of this many polls in a
+/// row, and has not paused for a poll within the last [`GAP_WINDOW`] or two,
+/// has a steady counter (a camera at 5 fps or more sends within every poll
+/// interval): one poll interval without a byte is silence.
+const STEADY_POLLS: u32 = 10;
+/// For a steady counter: still for at least this long (one poll interval,
+/// whatever `api_poll_interval` is above it) is silence.
+const FROZEN_AFTER_STEADY: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone)]
 struct Cam {
@@ -147,6 +155,15 @@ struct Cam {
     bytes_frozen: bool,
     /// The poll that last saw the count move (or the first one).
     bytes_moved_at: Option<Instant>,
+    /// Polls in a row that saw the count move while available (kept while
+    /// it stands still: the run before the stillness).
+    moving_polls: u32,
+    /// Polls in a row that saw the count stand still while available.
+    still_polls: u32,
+    /// The count stood still at a poll and then moved again while the path
+    /// stayed available (a counter that pauses while the camera streams),
+    /// in the current and the previous half of [`GAP_WINDOW`].
+    counter_paused: [bool; 2],
     /// The inbound byte count grew after this instant: the time of the poll
     /// before the one that saw it grow (the bytes arrived in between).
     bytes_grew_after: Option<Instant>,
@@ -194,6 +211,9 @@ impl Cam {
             inbound_bytes: 0,
             bytes_frozen: false,
             bytes_moved_at: None,
+            moving_polls: 0,
+            still_polls: 0,
+            counter_paused: [false; 2],
             bytes_grew_after: None,
             part_gap: [Duration::ZERO; 2],
             rotation_gap: [Duration::ZERO; 2],
@@ -218,6 +238,40 @@ impl Cam {
         }
     }
 
+    /// One poll's inbound byte count: whether it moved, what that says of
+    /// the counter's cadence, and whether the count is now frozen.
+    fn count_poll(&mut self, available: bool, bytes: u64, now: Instant) {
+        let moved = bytes != self.inbound_bytes;
+        if !available {
+            self.moving_polls = 0;
+            self.still_polls = 0;
+        } else if moved {
+            if self.still_polls > 0 {
+                // Still, then moving again on a path that stayed available:
+                // this counter pauses while the camera streams.
+                self.counter_paused[0] = true;
+                self.moving_polls = 0;
+            }
+            self.still_polls = 0;
+            self.moving_polls = self.moving_polls.saturating_add(1);
+        } else {
+            self.still_polls = self.still_polls.saturating_add(1);
+        }
+        if !available || moved || self.bytes_moved_at.is_none() {
+            self.bytes_moved_at = Some(now);
+        }
+        let steady = self.moving_polls >= STEADY_POLLS && !self.counter_paused.contains(&true);
+        let needed = if steady {
+            FROZEN_AFTER_STEADY
+        } else {
+            FROZEN_AFTER
+        };
+        self.bytes_frozen = available
+            && self
+                .bytes_moved_at
+                .is_some_and(|t| now.duration_since(t) >= needed);
+    }
+
     fn data_since(&self, t: Instant) -> bool {
         self.last_data.is_some_and(|d| d > t)
     }
@@ -227,6 +281,7 @@ impl Cam {
     fn learn_gap(&mut self, now: Instant, cap: Duration, file: &std::path::Path) {
         let since = *self.gap_since.get_or_insert(now);
         if now.saturating_duration_since(since) >= GAP_WINDOW {
+            self.counter_paused = [false, self.counter_paused[0]];
             self.part_gap = [Duration::ZERO, self.part_gap[0]];
             self.rotation_gap = [Duration::ZERO, self.rotation_gap[0]];
             self.gap_since = Some(now);
@@ -427,12 +482,7 @@ impl CameraMachine {
                     };
                     let c = self.cams.get_mut(&id).unwrap();
                     set_available(c, available, now.mono);
-                    if !available || bytes != c.inbound_bytes || c.bytes_moved_at.is_none() {
-                        c.bytes_moved_at = Some(now.mono);
-                    }
-                    c.bytes_frozen = available
-                        && c.bytes_moved_at
-                            .is_some_and(|t| now.mono.duration_since(t) >= FROZEN_AFTER);
+                    c.count_poll(available, bytes, now.mono);
                     if available && bytes > c.inbound_bytes {
                         c.bytes_grew_after = previous;
                     }
@@ -611,7 +661,8 @@ impl CameraMachine {
     /// What is wrong with this camera now, if anything.
     ///
     /// A quiet file is a stream problem when the camera's inbound bytes
-    /// stopped too (two polls saw the same count), a recording stall when
+    /// stopped too (still at a poll for a steady counter, two for one that
+    /// pauses: `count_poll`), a recording stall when
     /// bytes arrived after the next part was due (grown between two polls
     /// of which the first came at least one part after the file's last
     /// write: the camera sends, MediaMTX does not write; bytes of the part

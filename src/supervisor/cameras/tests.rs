@@ -768,7 +768,8 @@ fn a_full_disk_is_not_blamed_on_the_cameras() {
 /// Critical page. The polls are placed by hand where the old rule ("bytes
 /// grew in a poll after the last write") paged: the poll that sees the last
 /// bytes grow comes 1.7 s after the write, the one that sees them frozen
-/// only after the 2.5 s stall threshold.
+/// only after the 2.5 s stall threshold. The camera's counter has moved at
+/// every poll for a minute (steady): that one still poll is silence.
 #[test]
 fn a_camera_silent_after_a_partial_part_is_a_stream_problem_not_a_stall() {
     let mut w = World::new(2);
@@ -789,10 +790,8 @@ fn a_camera_silent_after_a_partial_part_is_a_stream_problem_not_a_stall() {
         "bytes of the unfinished part are no proof of a stalled recorder: {:?}",
         w.alerts()
     );
-    poll(&mut w); // still for 1 s: not yet frozen (FROZEN_AFTER)
-    w.run(Duration::from_millis(1000));
     assert!(w.firing(Issue::StreamDown).is_empty(), "{:?}", w.alerts());
-    poll(&mut w); // still for 2 s: frozen
+    poll(&mut w); // still for 1 s: a steady counter, frozen
     w.run(Duration::from_millis(500));
     assert!(
         w.firing(Issue::RecordingStalled).is_empty(),
@@ -878,10 +877,10 @@ fn slow_keyframes_at_rotations_raise_nothing() {
 }
 
 /// A counter that moves once a second, polled once a second, can sit still
-/// between two polls while the camera streams (a 1 fps camera; the
-/// stand-in). A recorder that stalls then is still a stall, paged as
-/// Critical, not taken for a silent camera: whatever the phase of the
-/// stall against the polls and of the counter's moves.
+/// between two polls while the camera streams (a 1 fps camera). Its pauses
+/// are learned: a recorder that stalls then is still a stall, paged as
+/// Critical, not taken for a silent camera, whatever the phase of the stall
+/// against the polls and of the counter's moves.
 #[test]
 fn a_counter_that_moves_once_a_second_is_not_silence() {
     for offset_ms in [0u64, 250, 500, 750] {
@@ -890,9 +889,19 @@ fn a_counter_that_moves_once_a_second_is_not_silence() {
             w.run(secs(70));
             w.next_poll = w.now.mono + secs(3600);
             let poll = |w: &mut World, shown: u64| w.poll_by_hand(Some(shown));
+            // Camera 1's counter as a 1 fps camera's: it moves at every
+            // other poll, while the camera records.
+            let mut shown = w.cams[&1].bytes;
+            for i in 0..20 {
+                if i % 2 == parity {
+                    shown = w.cams[&1].bytes;
+                }
+                poll(&mut w, shown);
+                w.run(secs(1));
+            }
+            assert!(w.alerts().is_empty(), "{:?}", w.alerts());
             w.run(Duration::from_millis(offset_ms));
             w.cams.get_mut(&1).unwrap().recorder_ok = false;
-            let mut shown = w.cams[&1].bytes;
             for i in 0..8 {
                 // The count moves at every other poll only.
                 if i % 2 == parity {
@@ -915,4 +924,69 @@ fn a_counter_that_moves_once_a_second_is_not_silence() {
             );
         }
     }
+}
+
+/// A camera whose counter has moved at every poll (any camera at 5 fps or
+/// more, MediaMTX counting its packets) is silent at the first poll that
+/// sees the count still, once its file has been quiet for the within-segment
+/// threshold: within 2.5 s of the silence (one poll interval after the last
+/// moving poll, or 2.5 s after the last write), whatever its phase against
+/// the polls and the writes; and a Warning, never a Critical.
+#[test]
+fn a_steady_camera_silent_is_seen_at_the_first_still_poll() {
+    let mut worst = Duration::ZERO;
+    for offset_ms in (0..1000).step_by(125) {
+        let mut w = World::new(2);
+        w.run(secs(70) + Duration::from_millis(offset_ms));
+        let since = w.now.mono;
+        w.cams.get_mut(&1).unwrap().silent_at = Some(since);
+        let took = until_stream_down(&mut w, since, secs(10));
+        assert!(
+            took <= Duration::from_millis(2500) + STEP,
+            "offset {offset_ms} ms: {took:?}"
+        );
+        worst = worst.max(took);
+        assert!(
+            w.firing(Issue::RecordingStalled).is_empty(),
+            "{:?}",
+            w.alerts()
+        );
+    }
+    // The rule before (two still polls) took up to 3 s here.
+    assert!(worst < secs(3), "{worst:?}");
+}
+
+/// A counter that paused while its camera streamed (still at one poll,
+/// moving at the next, the path available throughout) is not steady: its
+/// camera needs two still poll intervals before it counts as silent, for
+/// the rest of the window.
+#[test]
+fn a_counter_that_paused_once_needs_two_still_polls() {
+    let mut w = World::new(2);
+    w.run(secs(70));
+    w.next_poll = w.now.mono + secs(3600);
+    let held = w.cams[&1].bytes;
+    w.poll_by_hand(None);
+    w.run(secs(1));
+    w.poll_by_hand(Some(held)); // still for a poll while recording
+    w.run(secs(1));
+    for _ in 0..12 {
+        w.poll_by_hand(None); // moving again
+        w.run(secs(1));
+    }
+    w.cams.get_mut(&1).unwrap().silent_at = Some(w.now.mono);
+    w.run(Duration::from_millis(500));
+    w.poll_by_hand(None); // the last bytes
+    w.run(secs(1));
+    w.poll_by_hand(None); // still for one interval
+    w.run(Duration::from_millis(1250)); // the file quiet for 2.75 s
+    assert!(
+        w.firing(Issue::StreamDown).is_empty(),
+        "a steady counter would be silent by now, this one is not: {:?}",
+        w.alerts()
+    );
+    w.poll_by_hand(None); // still for two intervals
+    w.run(STEP);
+    assert_eq!(w.firing(Issue::StreamDown).len(), 1, "{:?}", w.alerts());
+    assert!(w.firing(Issue::RecordingStalled).is_empty());
 }
