@@ -25,6 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 /// The retry pause of static sources (fixed, no backoff).
 pub const RETRY_PAUSE: Duration = Duration::from_secs(5);
+/// How often a connected camera's data is accounted (see `run_ready`).
+const FRAME_TICK: Duration = Duration::from_millis(100);
 /// The simulated connection time.
 pub const CONNECT_TIME: Duration = Duration::from_millis(500);
 
@@ -458,17 +460,23 @@ async fn run_ready(
             None => sim.state.lock().unwrap().hls.always_remux(name),
         }
     }
+    // The camera's data arrives frame by frame (10 fps in the recorder's fixture): the
+    // byte count moves every 100 ms as MediaMTX's moves with every packet, never once a
+    // second (a count that moves once a second, polled once a second, can stand still
+    // between two polls while the camera streams). Parts are still cut by media time.
     let period = |pc: &Map<String, Value>| {
         let p = config::path_duration(pc, "recordPartDuration");
-        if config::path_bool(pc, "record") && p < Duration::from_secs(1) {
+        if config::path_bool(pc, "record") && p < FRAME_TICK {
             p.max(Duration::from_millis(50))
         } else {
-            Duration::from_secs(1)
+            FRAME_TICK
         }
     };
     let mut ticker = tokio::time::interval(period(&pc));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_data = t0;
+    // MediaMTX's RTSP client checks its read timeout once a second.
+    let mut next_timeout_check = t0 + Duration::from_secs(1);
     let mut silent = false;
     let ts = fx.timescale as f64;
     let outcome = loop {
@@ -492,8 +500,11 @@ async fn run_ready(
         match camera {
             Some(CameraMode::Closed) => break Outcome::Failed("EOF".into()),
             Some(CameraMode::Silent) if silent => {
-                if now.duration_since(last_data) >= read_timeout {
-                    break Outcome::Failed("TCP timeout".into());
+                if now >= next_timeout_check {
+                    next_timeout_check += Duration::from_secs(1);
+                    if now.duration_since(last_data) >= read_timeout {
+                        break Outcome::Failed("TCP timeout".into());
+                    }
                 }
                 // Nothing arrives: skip the samples of this interval.
                 while fx.sample_at(next).1 - base <= target {
