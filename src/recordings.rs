@@ -27,8 +27,10 @@ pub enum RecEvent {
     Data { camera: u32, file: PathBuf },
     /// The segment file was closed after writing (finalized).
     Closed { camera: u32, file: PathBuf },
-    /// Events were lost; the tree was rescanned.
-    Overflow,
+    /// Events were lost (the inotify queue overflowed, or the root was gone
+    /// until it was re-created); the tree was rescanned. The gap since a
+    /// camera's last event says nothing about its cadence.
+    Missed,
 }
 
 #[derive(Debug, Clone)]
@@ -152,7 +154,7 @@ pub fn spawn(
                 _ = rearm.tick(), if !watches.root_watched() => {
                     if root.is_dir() {
                         tracing::warn!(path = %root.display(), "the recordings root exists again; watching it");
-                        let mut found = Vec::new();
+                        let mut found = vec![RecEvent::Missed];
                         watches.sizes.clear();
                         watches.scan(Dir::Root, &root, &mut found);
                         for ev in found {
@@ -168,7 +170,7 @@ pub fn spawn(
                 tracing::warn!("inotify queue overflow; rescanning the recordings tree");
                 watches.by_wd.clear();
                 watches.scan(Dir::Root, &root, &mut Vec::new());
-                if tx.send(RecEvent::Overflow).await.is_err() {
+                if tx.send(RecEvent::Missed).await.is_err() {
                     break;
                 }
                 continue;
@@ -381,6 +383,9 @@ mod tests {
         std::fs::create_dir_all(&day).unwrap();
         let file = day.join("10-01-00-000001.mp4");
         std::fs::write(&file, b"moof").unwrap();
+        // First: the events missed while the root was gone (what was
+        // written meanwhile comes from the rescan).
+        assert_eq!(next(&mut rx).await, RecEvent::Missed);
         let ev = next(&mut rx).await;
         assert_eq!(
             ev,

@@ -341,8 +341,10 @@ impl Daemon {
                             StorageEvent::SegmentClosed { camera, bytes: crate::storage::exec::file_size(&file), file: file.clone() },
                             camera_machine::Event::SegmentClosed { camera, file },
                         ),
-                        RecEvent::Overflow => {
+                        RecEvent::Missed => {
                             self.storage_event(now, StorageEvent::Rescan).await;
+                            let acts = self.cameras.handle(now, camera_machine::Event::WatchMissed);
+                            self.camera_actions(now, acts).await;
                             continue;
                         }
                     };

@@ -43,7 +43,7 @@
 //! | start, after `catalog::open` | `Event::Started` (→ `Action::Reconcile`) |
 //! | `RecEvent::Data{camera, file}` | `Event::SegmentData{camera, file, bytes}` with `bytes = exec::file_size(&file)` |
 //! | `RecEvent::Closed{camera, file}` | `Event::SegmentClosed{camera, file, bytes}` (same) |
-//! | `RecEvent::Overflow`, recordings root re-created | `Event::Rescan` (→ `Action::Reconcile`) |
+//! | `RecEvent::Missed` (inotify overflow, recordings root re-created) | `Event::Rescan` (→ `Action::Reconcile`) |
 //! | every `monitor.interval` (the disk check) | `Event::Disk(exec::disk_sample(root)?)` |
 //! | a MediaMTX log line with "no space left on device" | `Event::WriteFailed{camera}` |
 //! | every alert event the daemon raises | `Event::Cause(..)` from [`Cause::from_alert`] (camera down, stall, MediaMTX down) |

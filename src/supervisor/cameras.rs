@@ -91,6 +91,10 @@ pub enum Event {
     Reset { camera: u32 },
     /// The set of cameras changed (hot reload).
     Cameras(Vec<Camera>),
+    /// The recordings watcher missed events (its queue overflowed, or the
+    /// root was deleted until it was re-created): the next gap between two
+    /// writes of each camera is the watcher's blindness, not its cadence.
+    WatchMissed,
     /// The recordings disk is full (`true`) or has room again: while full,
     /// no camera is judged (the disk is the one incident), and each gets a
     /// grace period when space is back.
@@ -176,6 +180,9 @@ struct Cam {
     gap_since: Option<Instant>,
     /// A rotation was seen and learned: the cadence is known.
     rotation_seen: bool,
+    /// The watcher missed events since the last write: the next gap is not
+    /// learned.
+    blind_gap: bool,
     /// The current segment was closed and the next has not written yet.
     between_segments: bool,
     /// When the last episode was resolved, and how many episodes came
@@ -219,6 +226,7 @@ impl Cam {
             rotation_gap: [Duration::ZERO; 2],
             gap_since: None,
             rotation_seen: false,
+            blind_gap: false,
             between_segments: false,
             resolved_at: None,
             flaps: 0,
@@ -288,7 +296,10 @@ impl Cam {
         }
         let rotation =
             self.between_segments || self.current_segment.as_deref().is_some_and(|f| f != file);
-        if let Some(last) = self.last_data {
+        if let Some(last) = self
+            .last_data
+            .filter(|_| !std::mem::take(&mut self.blind_gap))
+        {
             let gap = now.saturating_duration_since(last);
             if gap < cap {
                 let slot = if rotation {
@@ -426,6 +437,11 @@ impl CameraMachine {
         let mut out = Vec::new();
         match event {
             Event::Tick => self.tick(now, &mut out),
+            Event::WatchMissed => {
+                for c in self.cams.values_mut() {
+                    c.blind_gap = true;
+                }
+            }
             Event::DiskFull(full) => {
                 self.disk_full = full;
                 if full {

@@ -990,3 +990,38 @@ fn a_counter_that_paused_once_needs_two_still_polls() {
     assert_eq!(w.firing(Issue::StreamDown).len(), 1, "{:?}", w.alerts());
     assert!(w.firing(Issue::RecordingStalled).is_empty());
 }
+
+/// A gap in camera 1's writes that the watcher did not see (the recordings
+/// root deleted and re-created, an inotify overflow) is the watcher's, not
+/// the camera's cadence: after `WatchMissed` it is not learned, and a silent
+/// camera is still seen within 2.5 s. The same gap without it is learned
+/// (a camera that writes that slowly is given that much more time).
+#[test]
+fn a_gap_the_watcher_missed_teaches_no_cadence() {
+    for missed in [true, false] {
+        let mut w = World::new(2);
+        w.run(secs(70));
+        // No write seen for 2 s (with the part before it, a gap of 2 to 2.25 s;
+        // a stall would need 2.5 s).
+        let pause = w.now.mono + secs(2);
+        w.cams.get_mut(&1).unwrap().pause_until = Some(pause);
+        w.run(secs(2) - STEP);
+        if missed {
+            w.feed(Event::WatchMissed);
+        }
+        w.run(secs(5));
+        assert!(w.alerts().is_empty(), "{:?}", w.alerts());
+        // Silent just after a write: detection waits the threshold itself.
+        while w.cams[&1].next_part != Some(w.now.mono + secs(1)) {
+            w.run(STEP);
+        }
+        let since = w.now.mono;
+        w.cams.get_mut(&1).unwrap().silent_at = Some(since);
+        let took = until_stream_down(&mut w, since, secs(10));
+        if missed {
+            assert!(took <= Duration::from_millis(2500) + STEP, "{took:?}");
+        } else {
+            assert!(took > Duration::from_millis(2500) + STEP, "{took:?}");
+        }
+    }
+}
