@@ -2,8 +2,9 @@
 //! no camera; a camera gets its own copy with its path name burned in at the top left
 //! and a 16-bit code ([`code_of`]) as sixteen squares, rendered by the fixture's own
 //! script (`fixtures/make-live-fixture.sh LABEL CODE OUTPUT`, with Debian's ffmpeg) in
-//! the background, one render at a time at the lowest CPU priority, and kept in a cache
-//! directory so that a name is rendered once per machine. Until a camera's render is
+//! the background, one render at a time at a low CPU priority (nice 10: it yields to the
+//! tests, yet still gets a share of a busy machine, which nice 19 hardly does), and kept
+//! in a cache directory so that a name is rendered once per machine. Until a camera's render is
 //! ready (or when ffmpeg or the fonts are missing, or the name has characters the
 //! script's text filter cannot take) the camera plays the shared fixture: no name, code
 //! 0. A render has the shared fixture's parameter sets and GOPs (checked when it is
@@ -206,7 +207,7 @@ fn render(dir: &Path, name: &str) -> Result<Fixture, String> {
     }
     let tmp = file.with_extension(format!("tmp{}.mp4", std::process::id()));
     let out = std::process::Command::new("nice")
-        .args(["-n", "19", "sh", "-c", SCRIPT, "make-live-fixture.sh", name])
+        .args(["-n", "10", "sh", "-c", SCRIPT, "make-live-fixture.sh", name])
         .arg(code_of(name).to_string())
         .arg(&tmp)
         .stdin(std::process::Stdio::null())
