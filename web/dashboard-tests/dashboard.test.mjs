@@ -48,6 +48,22 @@ const tile = (page, id) => page.evaluate((i) => {
     currentTime: v.currentTime, log: el.log,
   };
 }, String(id));
+// The code the stand-in burns into each camera's picture (sixteen squares at
+// y 250..274, square k at x = 40 + 36k, white = bit k; 0 on the shared picture a
+// camera shows until its own is rendered), read from what the tile shows.
+const pictureCode = (page, id) => page.evaluate((i) => {
+  const v = document.querySelector(`vms-player[data-camera-id="${i}"]`).shown;
+  const c = document.createElement('canvas');
+  c.width = 640; c.height = 360;
+  const g = c.getContext('2d', { willReadFrequently: true });
+  g.drawImage(v, 0, 0, 640, 360);
+  let n = 0;
+  for (let k = 0; k < 16; k++) {
+    const px = g.getImageData(52 + 36 * k, 262, 1, 1).data;
+    if (px[0] + px[1] + px[2] > 3 * 128) n |= 1 << k;
+  }
+  return n;
+}, String(id));
 const frames = (page, id) => page.evaluate(async (i) => {
   const el = document.querySelector(`vms-player[data-camera-id="${i}"]`);
   if (!el.rtc) return 0;
@@ -230,5 +246,14 @@ describe('dashboard', { skip: URL_ ? false : 'DASH_URL not set (run through carg
     bench.restart_recovery_ms = Math.round(performance.now() - crashed);
     const c0 = (await tile(page, 1)).currentTime;
     await until('video advances', async () => (await tile(page, 1)).currentTime > c0 + 0.5, 10000);
+    // Each tile shows its own camera, never the other one: the stand-in's code in the
+    // picture (its own once rendered, which it is by now; a session that began just
+    // before may still show the shared picture, code 0, but not both tiles).
+    const paths = (await (await fetch(`${CTL}/state`)).json()).paths;
+    const want = [1, 2].map((id) => paths[`cam_${id}`].picture);
+    assert.ok(want.every((p) => p.own && p.code > 0) && want[0].code !== want[1].code, JSON.stringify(want));
+    const shown = [await pictureCode(page, 1), await pictureCode(page, 2)];
+    assert.ok(shown.every((c, i) => c === want[i].code || c === 0), `tiles show ${shown}, cameras are ${want.map((p) => p.code)}`);
+    assert.ok(shown.some((c) => c !== 0), `tiles show ${shown}: no camera's own picture`);
   });
 });
