@@ -288,9 +288,12 @@ async fn bench_write_benchmarks_md() {
     md.push_str("\nNotes:\n\n");
     md.push_str(&notes);
     md.push_str(
-        "- Detection of a silent camera does not wait for MediaMTX's 10 s `readTimeout`: the\n  \
-         segment file stops growing at once, and `monitor.stall_after` (6 s) with frozen inbound\n  \
-         bytes classifies it as a stream failure.\n\
+        "- These faults come in each camera's first seconds of recording (a fresh daemon per\n  \
+         run), where the daemon knows nothing of its cadence yet: a silent camera needs two\n  \
+         still polls of its byte count (not one: that needs 10 polls that saw it move) and a\n  \
+         stall before the first rotation waits `monitor.stall_after` (6 s) \u{2014} docs/cadence.md.\n  \
+         The steady state (after a rotation) is measured in \"From the failure to the person\"\n  \
+         below. Neither waits for MediaMTX's 10 s `readTimeout`.\n\
          - Recovery after the camera returns is bounded by MediaMTX's own 5 s retry of a static\n  \
          source (or the re-creation of the path by level 1, whichever comes first).\n",
     );
