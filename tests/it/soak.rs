@@ -718,6 +718,13 @@ async fn soak_write_soak_md() {
         humanize(t_start.elapsed()),
     )
     .unwrap();
+    // Which build ran (the soak may outlive several commits).
+    let version = std::process::Command::new(crate::harness::daemon_binary())
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    writeln!(md, "Daemon: `{version}`.\n").unwrap();
     writeln!(
         md,
         "| Fault | Runs | Seen by the daemon, median | worst | Every camera recording again, median | worst | Longest recording gap it caused, median | worst |\n|---|---|---|---|---|---|---|---|"
