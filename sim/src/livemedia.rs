@@ -245,9 +245,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_are_stable_and_never_zero() {
-        assert_eq!(code_of("cam_1"), code_of("cam_1"));
-        assert_ne!(code_of("cam_1"), code_of("cam_2"));
+    fn codes_are_distinct_and_never_zero() {
         let codes: std::collections::HashSet<u16> =
             (1..=300).map(|i| code_of(&format!("cam_{i}"))).collect();
         assert_eq!(codes.len(), 300, "300 cameras, 300 codes");

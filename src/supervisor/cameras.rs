@@ -162,8 +162,8 @@ struct Cam {
     /// Polls in a row that saw the count move while available (kept while
     /// it stands still: the run before the stillness).
     moving_polls: u32,
-    /// Polls in a row that saw the count stand still while available.
-    still_polls: u32,
+    /// The last poll saw the count stand still while available.
+    still: bool,
     /// The count stood still at a poll and then moved again while the path
     /// stayed available (a counter that pauses while the camera streams),
     /// in the current and the previous half of [`GAP_WINDOW`].
@@ -219,7 +219,7 @@ impl Cam {
             bytes_frozen: false,
             bytes_moved_at: None,
             moving_polls: 0,
-            still_polls: 0,
+            still: false,
             counter_paused: [false; 2],
             bytes_grew_after: None,
             part_gap: [Duration::ZERO; 2],
@@ -252,19 +252,16 @@ impl Cam {
         let moved = bytes != self.inbound_bytes;
         if !available {
             self.moving_polls = 0;
-            self.still_polls = 0;
         } else if moved {
-            if self.still_polls > 0 {
+            if self.still {
                 // Still, then moving again on a path that stayed available:
                 // this counter pauses while the camera streams.
                 self.counter_paused[0] = true;
                 self.moving_polls = 0;
             }
-            self.still_polls = 0;
             self.moving_polls = self.moving_polls.saturating_add(1);
-        } else {
-            self.still_polls = self.still_polls.saturating_add(1);
         }
+        self.still = available && !moved;
         if !available || moved || self.bytes_moved_at.is_none() {
             self.bytes_moved_at = Some(now);
         }
@@ -296,10 +293,8 @@ impl Cam {
         }
         let rotation =
             self.between_segments || self.current_segment.as_deref().is_some_and(|f| f != file);
-        if let Some(last) = self
-            .last_data
-            .filter(|_| !std::mem::take(&mut self.blind_gap))
-        {
+        let blind = std::mem::take(&mut self.blind_gap);
+        if let Some(last) = self.last_data.filter(|_| !blind) {
             let gap = now.saturating_duration_since(last);
             if gap < cap {
                 let slot = if rotation {

@@ -35,11 +35,24 @@ pub struct Sim {
 
 pub struct Resp {
     pub status: u16,
+    /// The last value of each header, by lower-case name.
     pub headers: BTreeMap<String, String>,
+    /// Every header line in order, names in lower case (repeated headers such as
+    /// `Link` keep each value).
+    pub all_headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
 impl Resp {
+    /// Every value of header `name` (lower case), in order.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.all_headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
@@ -77,12 +90,11 @@ pub fn http_try(
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.lines();
     let status: u16 = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
-    let mut hs = BTreeMap::new();
-    for l in lines {
-        if let Some((k, v)) = l.split_once(':') {
-            hs.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-    }
+    let all_headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let hs: BTreeMap<String, String> = all_headers.iter().cloned().collect();
     let mut body = raw[split + 4..].to_vec();
     if hs.get("transfer-encoding").map(String::as_str) == Some("chunked") {
         body = dechunk(&body);
@@ -90,6 +102,7 @@ pub fn http_try(
     Some(Resp {
         status,
         headers: hs,
+        all_headers,
         body,
     })
 }

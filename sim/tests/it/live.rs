@@ -487,43 +487,21 @@ fn whep_link_headers_list_the_ice_servers() {
         )
         .to_string(),
     ];
-    let post = format!(
-        "POST /cam1/whep HTTP/1.1\r\nHost: x\r\nContent-Type: application/sdp\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{OFFER}",
-        OFFER.len()
-    );
-    let (status, links) = links_of(&w, &post);
-    assert_eq!((status, links), (201, expected.to_vec()));
-    let options = "OPTIONS /cam1/whep HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    let (status, links) = links_of(&w, options);
-    assert_eq!((status, links), (204, expected.to_vec()));
+    let links = |r: Resp| {
+        (
+            r.status,
+            r.all("link").iter().map(|l| l.to_string()).collect(),
+        )
+    };
+    let options = |addr: &str| http_try(addr, "OPTIONS", "/cam1/whep", &[], None, 15 * S);
+    let post: (u16, Vec<String>) = links(post_offer(&w, "/cam1/whep", &[]));
+    assert_eq!(post, (201, expected.to_vec()));
+    let plain: (u16, Vec<String>) = links(options(&w).expect("an answer"));
+    assert_eq!(plain, (204, expected.to_vec()));
 
     let bare = Sim::start(&conf(""));
-    let (status, links) = links_of(&bare.addr("webrtc"), options);
-    assert_eq!((status, links), (204, Vec::<String>::new()));
-}
-
-/// One raw request: the status and every `Link` header, in order.
-fn links_of(addr: &str, request: &str) -> (u16, Vec<String>) {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(15 * S)).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let mut raw = String::new();
-    let _ = s.read_to_string(&mut raw);
-    let head = raw.split("\r\n\r\n").next().unwrap_or("");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let links = head
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .filter(|(k, _)| k.eq_ignore_ascii_case("link"))
-        .map(|(_, v)| v.trim().to_string())
-        .collect();
-    (status, links)
+    let none: (u16, Vec<String>) = links(options(&bare.addr("webrtc")).expect("an answer"));
+    assert_eq!(none, (204, Vec::new()));
 }
 
 /// Each camera shows its own name and code (sim/README.md, "The live view's media"):
