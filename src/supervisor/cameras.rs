@@ -47,6 +47,16 @@ const SYSTEMIC_WINDOW: Duration = Duration::from_secs(5);
 /// A systemic restart is tried at most this often; after that, cameras that
 /// are really all down (a dead switch) get their own ladders.
 const SYSTEMIC_COOLDOWN: Duration = Duration::from_secs(600);
+/// A recording stall found while every other camera is overdue too waits at
+/// most this long for the others' verdict before it pages: the cameras'
+/// stalls are found from the same 1 s path poll, so when a whole recorder
+/// stops (the recordings root deleted, a hung disk) one camera can be found
+/// a poll before the others. Without the wait that camera was paged, the
+/// others then made it a systemic MediaMTX restart (one page too many).
+const SYSTEMIC_HOLD: Duration = Duration::from_millis(1500);
+/// A camera whose last write is older than its longest learned gap by this
+/// much is overdue (late, not yet a stall).
+const OVERDUE_MARGIN: Duration = Duration::from_millis(250);
 /// How much longer than the longest gap between writes the camera has shown
 /// (docs/cadence.md): a write overdue by this much is a stall.
 const STALL_FACTOR_NUM: u32 = 3;
@@ -206,6 +216,9 @@ struct Cam {
     opened_at: Option<Instant>,
     /// When a problem was first detected in the current episode.
     failed_at: Option<Instant>,
+    /// A recording stall held back since then, waiting for the systemic
+    /// verdict (`SYSTEMIC_HOLD`).
+    held_since: Option<Instant>,
 }
 
 impl Cam {
@@ -243,6 +256,7 @@ impl Cam {
             open: Vec::new(),
             opened_at: None,
             failed_at: None,
+            held_since: None,
         }
     }
 
@@ -275,6 +289,17 @@ impl Cam {
             && self
                 .bytes_moved_at
                 .is_some_and(|t| now.duration_since(t) >= needed);
+    }
+
+    /// Late for its next write: quiet for longer than the longest gap it
+    /// has shown (one part while it has shown none), plus a margin.
+    fn overdue(&self, part: Duration, now: Instant) -> bool {
+        let mut gap = self.part_gap[0].max(self.part_gap[1]).max(part);
+        if self.between_segments {
+            gap = gap.max(self.rotation_gap[0].max(self.rotation_gap[1]));
+        }
+        self.last_data
+            .is_none_or(|d| now.saturating_duration_since(d) > gap + OVERDUE_MARGIN)
     }
 
     fn data_since(&self, t: Instant) -> bool {
@@ -626,28 +651,52 @@ impl CameraMachine {
                 },
             }
         }
+        for c in self.cams.values_mut() {
+            if !newly_failing.iter().any(|(id, _)| *id == c.camera.id) {
+                c.held_since = None;
+            }
+        }
         if newly_failing.is_empty() {
             return;
         }
         // Systemic guard: everyone failing at once is MediaMTX's problem.
-        let recent = ids
-            .iter()
-            .filter(|id| {
-                self.cams[id]
-                    .failed_at
-                    .is_some_and(|t| now.mono.duration_since(t) <= SYSTEMIC_WINDOW)
-            })
-            .count();
+        let recent = |c: &Cam| {
+            c.failed_at
+                .is_some_and(|t| now.mono.duration_since(t) <= SYSTEMIC_WINDOW)
+        };
+        let failing = |id: &u32| newly_failing.iter().any(|(f, _)| f == id);
+        let recent_count = self.cams.values().filter(|c| recent(c)).count();
         let cooled = self
             .last_systemic
             .is_none_or(|t| now.mono.duration_since(t) >= SYSTEMIC_COOLDOWN);
-        if ids.len() >= 2 && newly_failing.len() + recent >= ids.len() && cooled {
+        let systemic = ids.len() >= 2 && newly_failing.len() + recent_count >= ids.len();
+        // Not yet everyone, but everyone else late: hold the stalls back
+        // (at most SYSTEMIC_HOLD) until the others fail too or write again.
+        let others_late = ids.len() >= 2
+            && self.cams.values().all(|c| {
+                failing(&c.camera.id)
+                    || recent(c)
+                    || (c.health == Health::Online && c.overdue(self.part, now.mono))
+            });
+        if !systemic && others_late && cooled {
+            newly_failing.retain(|(id, problem)| {
+                let c = self.cams.get_mut(id).unwrap();
+                let since = *c.held_since.get_or_insert(now.mono);
+                *problem != Issue::RecordingStalled
+                    || now.mono.duration_since(since) >= SYSTEMIC_HOLD
+            });
+        }
+        if newly_failing.is_empty() {
+            return;
+        }
+        if systemic && cooled {
             self.last_systemic = Some(now.mono);
             for c in self.cams.values_mut() {
                 c.recovery = None;
                 c.health = Health::Online;
                 c.problem = None;
                 c.failed_at = None;
+                c.held_since = None;
             }
             let detail = format!("all {} cameras failed at the same moment", ids.len());
             out.push(Action::Alert(AlertEvent::system(
@@ -664,6 +713,7 @@ impl CameraMachine {
         for (id, problem) in newly_failing {
             let st = self.settings.clone();
             let c = self.cams.get_mut(&id).unwrap();
+            c.held_since = None;
             c.failed_at = Some(now.mono);
             start_recovery(c, &st, problem, now, out);
         }

@@ -23,13 +23,15 @@ fn critical_firing(alerts: &[Value]) -> Vec<&Value> {
         .collect()
 }
 
-/// 1. `rm -rf` of the recordings root while running: MediaMTX re-creates
-/// the tree at its next segment, the watcher re-arms by itself, and nobody
-/// is paged.
+/// 1. `rm -rf` of the recordings root while running: MediaMTX writes on
+/// into the deleted files until its next segment (a minute by default), so
+/// every camera looks stalled at once: one systemic MediaMTX restart (a
+/// notice, whichever camera the poll finds first), the tree re-created, the
+/// watcher re-armed by itself, and nobody paged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recordings_root_deleted_while_running() {
     let d = Daemon::start(Setup {
-        recording: "segment_duration = \"3s\"\n".into(),
+        recording: "segment_duration = \"60s\"\n".into(),
         ..Setup::default()
     });
     d.wait_all_recording(2).await;

@@ -594,6 +594,58 @@ fn everyone_failing_at_once_is_one_incident_and_one_restart() {
     );
 }
 
+/// A whole recorder stopping (the recordings root deleted, a hung disk) is
+/// seen from the same 1 s path poll, so one camera can be found a poll
+/// before the others: that camera is held back while every other camera is
+/// late too, and the whole box is one systemic restart, not a page for the
+/// first camera (soak cycle 116).
+#[test]
+fn a_whole_recorder_stopping_a_poll_apart_is_one_restart_and_no_page() {
+    let mut w = World::new(4);
+    w.run(secs(70)); // a rotation: the cadence is known
+    w.cams.get_mut(&1).unwrap().recorder_ok = false;
+    w.run(secs(1));
+    for c in w.cams.values_mut() {
+        c.recorder_ok = false;
+    }
+    w.run(secs(30));
+    assert_eq!(w.count(|a| matches!(a, Action::RestartMediamtx { .. })), 1);
+    assert_eq!(w.count(|a| matches!(a, Action::RemovePath { .. })), 0);
+    let alerts = w.alerts();
+    assert!(
+        alerts.len() == 1 && alerts[0].phase == Phase::Notice && alerts[0].camera.is_none(),
+        "one notice for the box, no camera paged: {alerts:?}"
+    );
+}
+
+/// The hold is short and ends as soon as another camera writes: a stall on
+/// one camera while the other is merely late pages within a second more.
+#[test]
+fn a_stall_while_another_camera_is_late_still_pages_at_once_after_it_writes() {
+    let mut w = World::new(2);
+    w.run(secs(70));
+    w.cams.get_mut(&1).unwrap().recorder_ok = false;
+    let stalled = w.now.mono;
+    w.run(secs(1));
+    // Camera 2 pauses 2.2 s: late, under its stall threshold.
+    let now = w.now.mono;
+    w.cams.get_mut(&2).unwrap().pause_until = Some(now + Duration::from_millis(2200));
+    w.run(secs(10));
+    let paged = w
+        .first_time(|a| matches!(a, Action::Alert(e) if e.severity == Severity::Critical))
+        .expect("camera 1 paged");
+    assert!(
+        paged.duration_since(stalled) <= Duration::from_millis(3500),
+        "paged {:?} after the recorder stopped",
+        paged.duration_since(stalled)
+    );
+    assert_eq!(w.count(|a| matches!(a, Action::RestartMediamtx { .. })), 0);
+    assert!(w
+        .firing(Issue::RecordingStalled)
+        .iter()
+        .all(|e| e.camera.as_ref().unwrap().id == 1));
+}
+
 #[test]
 fn nothing_is_judged_while_mediamtx_is_down() {
     let mut w = World::new(2);
