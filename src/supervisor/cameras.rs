@@ -597,6 +597,9 @@ impl CameraMachine {
 
     fn tick(&mut self, now: Now, out: &mut Vec<Action>) {
         if self.in_grace(now.mono) {
+            for c in self.cams.values_mut() {
+                c.held_since = None;
+            }
             return;
         }
         let ids: Vec<u32> = self.cams.keys().copied().collect();
