@@ -47,17 +47,25 @@ impl Daemon {
     pub(super) async fn periodic(&mut self, now: Now) {
         let running = self.process.is_running();
         let t = &mut self.timers;
-        if running && !t.poll_in_flight && now.mono >= t.next_poll {
+        // An extra poll when the camera machine wants one (a camera late
+        // for its next write), beside the regular beat.
+        let extra = self
+            .cameras
+            .poll_due(now.mono)
+            .is_some_and(|t| now.mono >= t);
+        if running && !t.poll_in_flight && (extra || now.mono >= t.next_poll) {
             t.poll_in_flight = true;
             // On the interval's own beat (not "an interval after the tick
             // that ran it", which made polls 1.0 to 1.25 s apart): the byte
             // counts the camera machine compares are an interval apart.
             let interval = self.config.monitor.api_poll_interval.get();
-            t.next_poll = if now.mono < t.next_poll + interval {
-                t.next_poll + interval
-            } else {
-                now.mono + interval
-            };
+            if now.mono >= t.next_poll {
+                t.next_poll = if now.mono < t.next_poll + interval {
+                    t.next_poll + interval
+                } else {
+                    now.mono + interval
+                };
+            }
             let client = self.client.clone();
             let tx = self.reports_tx.clone();
             tokio::spawn(async move {

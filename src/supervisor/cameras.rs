@@ -262,8 +262,13 @@ impl Cam {
 
     /// One poll's inbound byte count: whether it moved, what that says of
     /// the counter's cadence, and whether the count is now frozen.
-    fn count_poll(&mut self, available: bool, bytes: u64, now: Instant) {
+    /// `previous`: when the poll before this one answered. A still count
+    /// at a poll less than [`FROZEN_AFTER_STEADY`] after it (an extra poll
+    /// for an overdue camera, `poll_due`) may fall between two packets of
+    /// a streaming camera: it says nothing of the counter's cadence.
+    fn count_poll(&mut self, available: bool, bytes: u64, now: Instant, previous: Option<Instant>) {
         let moved = bytes != self.inbound_bytes;
+        let soon = previous.is_some_and(|p| now.saturating_duration_since(p) < FROZEN_AFTER_STEADY);
         if !available {
             self.moving_polls = 0;
         } else if moved {
@@ -275,7 +280,9 @@ impl Cam {
             }
             self.moving_polls = self.moving_polls.saturating_add(1);
         }
-        self.still = available && !moved;
+        if !available || moved || !soon {
+            self.still = available && !moved;
+        }
         if !available || moved || self.bytes_moved_at.is_none() {
             self.bytes_moved_at = Some(now);
         }
@@ -291,15 +298,21 @@ impl Cam {
                 .is_some_and(|t| now.duration_since(t) >= needed);
     }
 
-    /// Late for its next write: quiet for longer than the longest gap it
-    /// has shown (one part while it has shown none), plus a margin.
-    fn overdue(&self, part: Duration, now: Instant) -> bool {
+    /// How long after its last write the camera is late for the next: the
+    /// longest gap it has shown (one part while it has shown none), plus a
+    /// margin.
+    fn late_after(&self, part: Duration) -> Duration {
         let mut gap = self.part_gap[0].max(self.part_gap[1]).max(part);
         if self.between_segments {
             gap = gap.max(self.rotation_gap[0].max(self.rotation_gap[1]));
         }
+        gap + OVERDUE_MARGIN
+    }
+
+    /// Late for its next write (`late_after`).
+    fn overdue(&self, part: Duration, now: Instant) -> bool {
         self.last_data
-            .is_none_or(|d| now.saturating_duration_since(d) > gap + OVERDUE_MARGIN)
+            .is_none_or(|d| now.saturating_duration_since(d) > self.late_after(part))
     }
 
     fn data_since(&self, t: Instant) -> bool {
@@ -453,6 +466,35 @@ impl CameraMachine {
         !self.mediamtx_up || self.disk_full || self.grace_until.is_some_and(|g| now < g)
     }
 
+    /// When a path poll is wanted before the regular beat, if ever: a
+    /// camera that misses its next write needs a byte count from after the
+    /// write was due (it becomes overdue) and another one when its file has
+    /// been quiet for its silence and its stall thresholds, so that a
+    /// silent camera or a stalled recorder is judged at the threshold
+    /// itself, not at the next regular poll (up to an interval later).
+    /// Healthy cameras write before they are overdue: no extra poll.
+    pub fn poll_due(&self, now: Instant) -> Option<Instant> {
+        if self.in_grace(now) {
+            return None;
+        }
+        let cap = self.settings.stall_after.get();
+        let polled_after = |t: Instant| self.last_paths.is_some_and(|p| p >= t);
+        self.cams
+            .values()
+            .filter(|c| c.health == Health::Online && c.available == Some(true))
+            .filter_map(|c| {
+                let last = c.last_data?;
+                [
+                    last + c.late_after(self.part),
+                    last + c.silence_threshold(self.part, cap),
+                    last + c.stall_threshold(self.part, cap),
+                ]
+                .into_iter()
+                .find(|t| !polled_after(*t))
+            })
+            .min()
+    }
+
     pub fn handle(&mut self, now: Now, event: Event) -> Vec<Action> {
         let mut out = Vec::new();
         match event {
@@ -518,7 +560,7 @@ impl CameraMachine {
                     };
                     let c = self.cams.get_mut(&id).unwrap();
                     set_available(c, available, now.mono);
-                    c.count_poll(available, bytes, now.mono);
+                    c.count_poll(available, bytes, now.mono, previous);
                     if available && bytes > c.inbound_bytes {
                         c.bytes_grew_after = previous;
                     }
@@ -694,6 +736,10 @@ impl CameraMachine {
         }
         if systemic && cooled {
             self.last_systemic = Some(now.mono);
+            // Nothing is judged until MediaMTX is back (its restart starts
+            // a grace period of its own); another look before it went down
+            // would start every camera's ladder.
+            self.grace_until = Some(now.mono + self.settings.grace_period.get());
             for c in self.cams.values_mut() {
                 c.recovery = None;
                 c.health = Health::Online;

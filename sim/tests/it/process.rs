@@ -100,7 +100,9 @@ fn startup_log_lines() {
 fn sighup_kills_at_once() {
     let mut sim = Sim::start(&format!("{LISTENERS}paths:\n  cam1:\n"));
     sim.signal(SIGHUP);
-    let st = sim.wait_exit(2 * S);
+    // Killed by the signal, not shut down: the status and the log say so;
+    // the wait is only long enough for a loaded machine to schedule it.
+    let st = sim.wait_exit(10 * S);
     assert_eq!(st.signal(), Some(SIGHUP));
     assert!(!sim.log().contains("shutting down"));
 }
