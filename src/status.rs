@@ -59,6 +59,11 @@ pub struct CameraView {
     pub consecutive_failures: u32,
     pub recoveries_total: u64,
     pub recovery_failures_total: u64,
+    /// How long a quiet segment file must last to be a recording stall,
+    /// and (with the inbound bytes frozen) a silent camera: learned from
+    /// the camera's own cadence (docs/cadence.md).
+    pub stall_threshold_seconds: f64,
+    pub silence_threshold_seconds: f64,
 }
 
 /// MediaMTX's process as the process machine sees it.

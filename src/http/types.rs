@@ -55,6 +55,8 @@ pub struct CameraDoc {
     pub consecutive_failures: u32,
     pub recoveries_total: u64,
     pub recovery_failures_total: u64,
+    pub stall_threshold_seconds: f64,
+    pub silence_threshold_seconds: f64,
 }
 
 impl From<&CameraView> for CameraDoc {
@@ -77,6 +79,8 @@ impl From<&CameraView> for CameraDoc {
             consecutive_failures: c.consecutive_failures,
             recoveries_total: c.recoveries_total,
             recovery_failures_total: c.recovery_failures_total,
+            stall_threshold_seconds: c.stall_threshold_seconds,
+            silence_threshold_seconds: c.silence_threshold_seconds,
         }
     }
 }

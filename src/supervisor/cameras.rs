@@ -453,6 +453,12 @@ impl CameraMachine {
                 consecutive_failures: c.consecutive_failures,
                 recoveries_total: c.recoveries_total,
                 recovery_failures_total: c.recovery_failures_total,
+                stall_threshold_seconds: c
+                    .stall_threshold(self.part, self.settings.stall_after.get())
+                    .as_secs_f64(),
+                silence_threshold_seconds: c
+                    .silence_threshold(self.part, self.settings.stall_after.get())
+                    .as_secs_f64(),
             })
             .collect()
     }

@@ -204,6 +204,15 @@ pub(crate) async fn criticals_then_quiet(
     (criticals, fired)
 }
 
+/// The status field of the threshold a fault is judged by, if one.
+fn threshold_key(fault: Fault) -> Option<&'static str> {
+    match fault {
+        Fault::Stall => Some("stall_threshold_seconds"),
+        Fault::Silent => Some("silence_threshold_seconds"),
+        _ => None,
+    }
+}
+
 /// Injects `fault` on camera `k`, waits until the daemon has seen it and the
 /// box is recording again. Returns (detection, repair) in seconds.
 pub(crate) async fn inject(d: &Daemon, fault: Fault, k: u32) -> (f64, f64) {
@@ -559,6 +568,8 @@ async fn soak_write_soak_md() {
     // The fault of each outage, in the same order.
     let mut faults_of_outages: Vec<Fault> = Vec::new();
     let mut false_alarms = Vec::new();
+    // Per fault, the daemon's threshold for the camera when it was injected.
+    let mut thresholds: BTreeMap<Fault, Vec<f64>> = BTreeMap::new();
     let mut last_alert = 0i64;
     let mut criticals = new_alerts(&d, &mut last_alert)
         .await
@@ -589,6 +600,12 @@ async fn soak_write_soak_md() {
                     .extend(segments(&d.recordings, cam, tz));
             }
         }
+        // The threshold the daemon applies to this camera as the fault comes
+        // (learned from its cadence): what a slow detection is measured against.
+        let threshold = match threshold_key(fault) {
+            Some(key) => d.status().await.and_then(|s| camera(&s, k)[key].as_f64()),
+            None => None,
+        };
         let from = now_epoch();
         let (detect, repair) = inject(&d, fault, k).await;
         faults_of_outages.push(fault);
@@ -604,8 +621,14 @@ async fn soak_write_soak_md() {
         let t = times.entry(fault).or_default();
         t.detect.push(detect);
         t.repair.push(repair);
+        let judged = threshold
+            .map(|t| format!(" (threshold {t:.2} s)"))
+            .unwrap_or_default();
+        if let Some(t) = threshold {
+            thresholds.entry(fault).or_default().push(t);
+        }
         eprintln!(
-            "soak: cycle {cycle} {fault:?} cam_{k}: detected {detect:.1} s, all recording {repair:.1} s later"
+            "soak: cycle {cycle} {fault:?} cam_{k}: detected {detect:.1} s{judged}, all recording {repair:.1} s later"
         );
 
         let (n, alarms) = criticals_then_quiet(&d, &mut last_alert, QUIET).await;
@@ -828,6 +851,21 @@ async fn soak_write_soak_md() {
         CYCLE.len()
     )
     .unwrap();
+    for (fault, t) in &thresholds {
+        let mut t = t.clone();
+        t.sort_by(f64::total_cmp);
+        writeln!(
+            md,
+            "- {}: the daemon's threshold for the camera when the fault came (`{}`, learned \
+             from its cadence), least / median / most: {:.2} / {:.2} / {:.2} s.",
+            fault.describe(),
+            threshold_key(*fault).unwrap_or_default(),
+            t[0],
+            t[t.len() / 2],
+            t[t.len() - 1]
+        )
+        .unwrap();
+    }
     for line in unexplained.iter().chain(false_alarms.iter()) {
         writeln!(md, "- {line}").unwrap();
     }

@@ -1115,3 +1115,31 @@ fn a_gap_the_watcher_missed_teaches_no_cadence() {
         }
     }
 }
+
+/// The status shows the thresholds each camera is judged by: `stall_after`
+/// until its cadence is known, then what its cadence gives (2.5 s with 1 s
+/// parts), and longer for a camera that showed longer gaps.
+#[test]
+fn the_status_shows_each_cameras_thresholds() {
+    let mut w = World::new(2);
+    w.run(secs(10));
+    let v = w.view(1);
+    assert_eq!(v.stall_threshold_seconds, 6.0, "cadence unknown: stall_after");
+    assert_eq!(v.silence_threshold_seconds, 2.5);
+    w.run(secs(60)); // a rotation
+    let v = w.view(1);
+    assert_eq!(v.stall_threshold_seconds, 2.5);
+    assert_eq!(v.silence_threshold_seconds, 2.5);
+    // Camera 2 pauses once (a gap of 1.6 s to 2.6 s): half as long again
+    // plus 0.5 s.
+    let now = w.now.mono;
+    w.cams.get_mut(&2).unwrap().pause_until = Some(now + Duration::from_millis(1600));
+    w.run(secs(5));
+    let v = w.view(2);
+    assert!(
+        v.silence_threshold_seconds >= 2.9 && v.silence_threshold_seconds <= 4.4,
+        "{v:?}"
+    );
+    assert_eq!(v.stall_threshold_seconds, v.silence_threshold_seconds);
+    assert_eq!(w.view(1).silence_threshold_seconds, 2.5);
+}
