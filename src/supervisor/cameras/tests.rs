@@ -1124,7 +1124,10 @@ fn the_status_shows_each_cameras_thresholds() {
     let mut w = World::new(2);
     w.run(secs(10));
     let v = w.view(1);
-    assert_eq!(v.stall_threshold_seconds, 6.0, "cadence unknown: stall_after");
+    assert_eq!(
+        v.stall_threshold_seconds, 6.0,
+        "cadence unknown: stall_after"
+    );
     assert_eq!(v.silence_threshold_seconds, 2.5);
     w.run(secs(60)); // a rotation
     let v = w.view(1);
