@@ -702,6 +702,9 @@ impl CameraMachine {
                 },
             }
         }
+        // A hold ends when its camera is no longer newly failing (it wrote,
+        // or its ladder or a systemic restart started: those are judged
+        // from the next tick, after a grace period or in Recovering).
         for c in self.cams.values_mut() {
             if !newly_failing.iter().any(|(id, _)| *id == c.camera.id) {
                 c.held_since = None;
@@ -751,7 +754,6 @@ impl CameraMachine {
                 c.health = Health::Online;
                 c.problem = None;
                 c.failed_at = None;
-                c.held_since = None;
             }
             let detail = format!("all {} cameras failed at the same moment", ids.len());
             out.push(Action::Alert(AlertEvent::system(
@@ -768,7 +770,6 @@ impl CameraMachine {
         for (id, problem) in newly_failing {
             let st = self.settings.clone();
             let c = self.cams.get_mut(&id).unwrap();
-            c.held_since = None;
             c.failed_at = Some(now.mono);
             start_recovery(c, &st, problem, now, out);
         }
