@@ -147,6 +147,10 @@ pub struct Daemon {
     hls_listening: Option<bool>,
     ready_sent: bool,
     last_status: String,
+    /// A camera changed state since the last publish (the camera machine
+    /// acted): the snapshot is published at once, not at the next 1 s beat,
+    /// so that the dashboard shows a failure as soon as it is known.
+    camera_changed: bool,
     log_limiter: Arc<Mutex<logs::RateLimiter>>,
     /// `None` when the catalog cannot be opened (logged; supervision goes on).
     storage: Option<storage::Storage>,
@@ -245,6 +249,7 @@ impl Daemon {
             hls_listening: None,
             ready_sent: false,
             last_status: String::new(),
+            camera_changed: false,
             adopted,
             log_reader: None,
         })
@@ -371,6 +376,9 @@ impl Daemon {
                 Some(ev) = async { match storage_rx.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
                     self.storage_event(Now::system(), ev).await;
                 }
+            }
+            if self.camera_changed {
+                self.publish(Now::system());
             }
         }
         if self.process.pid().is_none() {
@@ -521,6 +529,7 @@ impl Daemon {
     }
 
     fn publish(&mut self, now: Now) {
+        self.camera_changed = false;
         let view = self.storage.as_ref().map(|st| st.machine.view(now.wall));
         if let Some(v) = &view {
             crate::storage::metrics::publish(v);

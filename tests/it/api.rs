@@ -164,6 +164,85 @@ async fn events_push_status_and_alerts() {
     assert!(text.contains("stream_down"), "{text}");
 }
 
+/// The page learns of a failure when the alert is raised, not at the next
+/// 1 s publish: the first `status` event that shows a camera failing was
+/// published in the same turn of the daemon's loop as its alert (their
+/// timestamps within a few milliseconds; before, up to 1.25 s apart, one
+/// beat of the status plus a tick). Three cameras in turn, so that a beat
+/// that happened to come just after the alert cannot pass for the fix.
+#[tokio::test]
+async fn the_page_shows_a_failure_as_soon_as_it_is_alerted() {
+    let d = Daemon::start(Setup {
+        cameras: (1..=4).map(|k| (k, format!("Camera {k}"))).collect(),
+        ..Setup::default()
+    });
+    d.wait_all_recording(4).await;
+    let mut resp = d
+        .client()
+        .get(format!("http://{}/api/events", d.api))
+        .send()
+        .await
+        .unwrap();
+    let mut buf = String::new();
+    let deadline = tokio::time::Instant::now() + secs(60);
+    let mut next_event = async || -> (String, Value) {
+        loop {
+            if let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .map(|v| v.trim().to_string())
+                };
+                if let (Some(kind), Some(data)) = (field("event:"), field("data:")) {
+                    return (kind, serde_json::from_str(&data).unwrap());
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout_at(deadline, resp.chunk())
+                .await
+                .expect("events within 60 s")
+                .unwrap()
+                .expect("stream open");
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    let at = |v: &Value, key: &str| {
+        chrono::DateTime::parse_from_rfc3339(v[key].as_str().unwrap())
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    for k in 1..=3u32 {
+        d.sim("POST", &format!("/cameras/cam_{k}/down?mode=closed"))
+            .await;
+        let alert = loop {
+            let (kind, v) = next_event().await;
+            if kind == "alert" && v["camera"]["id"] == k && v["issue"] == "stream_down" {
+                break v;
+            }
+        };
+        let shown = loop {
+            let (kind, v) = next_event().await;
+            let failing = v["cameras"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["id"] == k && c["state"] != "online"));
+            if kind == "status" && failing {
+                break v;
+            }
+        };
+        let lag = at(&shown, "updated_at") - at(&alert, "at");
+        println!(
+            "camera {k}: shown {} ms after its alert",
+            lag.num_milliseconds()
+        );
+        assert!(
+            lag.num_milliseconds() < 200,
+            "camera {k}: the page learned of it {lag} after the alert"
+        );
+    }
+}
+
 #[tokio::test]
 async fn beyond_loopback_every_request_needs_the_token() {
     let d = Daemon::start(Setup {
