@@ -11,7 +11,7 @@ use crate::supervisor::process::{Event, Reason};
 impl Daemon {
     pub(super) async fn camera_actions(&mut self, now: Now, actions: Vec<Action>) {
         // The machine acts when a camera's state changes: publish it.
-        self.camera_changed |= !actions.is_empty();
+        self.state_changed |= !actions.is_empty();
         for action in actions {
             match action {
                 Action::RemovePath { camera } => {

@@ -147,10 +147,11 @@ pub struct Daemon {
     hls_listening: Option<bool>,
     ready_sent: bool,
     last_status: String,
-    /// A camera changed state since the last publish (the camera machine
-    /// acted): the snapshot is published at once, not at the next 1 s beat,
-    /// so that the dashboard shows a failure as soon as it is known.
-    camera_changed: bool,
+    /// A camera or MediaMTX changed state since the last publish (their
+    /// machine acted): the snapshot is published at once, not at the next
+    /// 1 s beat, so that the dashboard shows a failure as soon as it is
+    /// known.
+    state_changed: bool,
     log_limiter: Arc<Mutex<logs::RateLimiter>>,
     /// `None` when the catalog cannot be opened (logged; supervision goes on).
     storage: Option<storage::Storage>,
@@ -249,7 +250,7 @@ impl Daemon {
             hls_listening: None,
             ready_sent: false,
             last_status: String::new(),
-            camera_changed: false,
+            state_changed: false,
             adopted,
             log_reader: None,
         })
@@ -377,7 +378,7 @@ impl Daemon {
                     self.storage_event(Now::system(), ev).await;
                 }
             }
-            if self.camera_changed {
+            if self.state_changed {
                 self.publish(Now::system());
             }
         }
@@ -529,7 +530,7 @@ impl Daemon {
     }
 
     fn publish(&mut self, now: Now) {
-        self.camera_changed = false;
+        self.state_changed = false;
         let view = self.storage.as_ref().map(|st| st.machine.view(now.wall));
         if let Some(v) = &view {
             crate::storage::metrics::publish(v);

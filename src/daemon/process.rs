@@ -149,6 +149,9 @@ impl Daemon {
     pub(super) async fn process_actions(&mut self, now: Now, actions: Vec<Action>) -> bool {
         let mut queue: VecDeque<Action> = actions.into();
         while let Some(action) = queue.pop_front() {
+            // MediaMTX's state as the page shows it changes with these
+            // (a probe changes nothing until it reports).
+            self.state_changed |= !matches!(action, Action::Probe);
             match action {
                 Action::Spawn => {
                     let event = self.spawn_child();

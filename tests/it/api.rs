@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{Daemon, Setup};
+use crate::harness::{mediamtx_pid, Daemon, Setup};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -169,7 +169,8 @@ async fn events_push_status_and_alerts() {
 /// published in the same turn of the daemon's loop as its alert (their
 /// timestamps within a few milliseconds; before, up to 1.25 s apart, one
 /// beat of the status plus a tick). Three cameras in turn, so that a beat
-/// that happened to come just after the alert cannot pass for the fix.
+/// that happened to come just after the alert cannot pass for the fix, then
+/// MediaMTX killed.
 #[tokio::test]
 async fn the_page_shows_a_failure_as_soon_as_it_is_alerted() {
     let d = Daemon::start(Setup {
@@ -241,6 +242,34 @@ async fn the_page_shows_a_failure_as_soon_as_it_is_alerted() {
             "camera {k}: the page learned of it {lag} after the alert"
         );
     }
+    // And MediaMTX dying.
+    let pid = d.status().await.as_ref().and_then(mediamtx_pid).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let alert = loop {
+        let (kind, v) = next_event().await;
+        if kind == "alert" && v["issue"] == "mediamtx_down" && v["phase"] == "firing" {
+            break v;
+        }
+    };
+    let shown = loop {
+        let (kind, v) = next_event().await;
+        if kind == "status" && v["mediamtx_up"] == false {
+            break v;
+        }
+    };
+    let lag = at(&shown, "updated_at") - at(&alert, "at");
+    println!(
+        "MediaMTX down: shown {} ms after its alert",
+        lag.num_milliseconds()
+    );
+    assert!(
+        lag.num_milliseconds() < 200,
+        "MediaMTX down: the page learned of it {lag} after the alert"
+    );
 }
 
 #[tokio::test]
