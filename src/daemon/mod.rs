@@ -6,8 +6,10 @@
 //! Slow work (HTTP calls to MediaMTX, `statvfs`) runs in spawned tasks that
 //! report back on a channel, so the loop never waits on the network. The
 //! clock is read once per event and handed to the machines. What the loop
-//! knows is published as a [`Snapshot`] on a `watch` channel; the HTTP edge
-//! and the metrics read it and never lock anything the loop holds.
+//! knows is published as a [`Snapshot`] on a `watch` channel, every second
+//! and at once when a camera or MediaMTX changes state (the page shows a
+//! failure with its alert, not up to a second later); the HTTP edge and the
+//! metrics read it and never lock anything the loop holds.
 //!
 //! * [`process`]: executes the MediaMTX process machine's actions (spawn,
 //!   signals, probes, log lines).
