@@ -131,37 +131,96 @@ async fn hls_availability_is_checked_without_creating_sessions() {
 async fn events_push_status_and_alerts() {
     let d = Daemon::start(Setup::default());
     d.wait_all_recording(2).await;
-    let resp = d
-        .client()
-        .get(format!("http://{}/api/events", d.api))
-        .send()
-        .await
-        .unwrap();
+    let mut events = Events::open(&d).await;
     assert_eq!(
-        resp.headers()["content-type"].to_str().unwrap(),
+        events.resp.headers()["content-type"].to_str().unwrap(),
         "text/event-stream"
     );
-    let mut resp = resp;
-    let mut text = String::new();
-    let mut injected = false;
-    let deadline = tokio::time::Instant::now() + secs(20);
-    while !(text.contains("event: status") && text.contains("event: alert")) {
-        let chunk = tokio::time::timeout_at(deadline, resp.chunk())
+    let (kind, status) = events.next().await;
+    assert_eq!(kind, "status", "{status}");
+    assert!(status["online"] == 2 || status["online"] == 1, "{status}");
+    d.sim("POST", "/cameras/cam_1/down?mode=closed").await;
+    let alert = loop {
+        match events.next().await {
+            (kind, v) if kind == "alert" && v["issue"] == "stream_down" => break v,
+            _ => {}
+        }
+    };
+    assert_eq!(alert["camera"]["id"], 1, "{alert}");
+}
+
+/// The daemon's server-sent events, one at a time.
+struct Events {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl Events {
+    async fn open(d: &Daemon) -> Events {
+        let resp = d
+            .client()
+            .get(format!("http://{}/api/events", d.api))
+            .send()
             .await
-            .expect("events within 20 s")
-            .unwrap()
-            .expect("stream open");
-        text.push_str(&String::from_utf8_lossy(&chunk));
-        if text.contains("event: status") && !injected {
-            injected = true;
-            d.sim("POST", "/cameras/cam_1/down?mode=closed").await;
+            .unwrap();
+        Events {
+            resp,
+            buf: String::new(),
         }
     }
-    assert!(
-        text.contains("\"online\":2") || text.contains("\"online\":1"),
-        "{text}"
-    );
-    assert!(text.contains("stream_down"), "{text}");
+
+    /// The next event, as (kind, data).
+    async fn next(&mut self) -> (String, Value) {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .map(|v| v.trim().to_string())
+                };
+                if let (Some(kind), Some(data)) = (field("event:"), field("data:")) {
+                    return (kind, serde_json::from_str(&data).unwrap());
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(secs(30), self.resp.chunk())
+                .await
+                .expect("an event within 30 s")
+                .unwrap()
+                .expect("stream open");
+            self.buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Milliseconds from the first alert that `alert` accepts to the first
+    /// status after it that `shown` accepts, by their own timestamps.
+    async fn shown_after(
+        &mut self,
+        alert: impl Fn(&Value) -> bool,
+        shown: impl Fn(&Value) -> bool,
+    ) -> i64 {
+        let at = |v: &Value, key: &str| {
+            chrono::DateTime::parse_from_rfc3339(v[key].as_str().unwrap())
+                .unwrap()
+                .with_timezone(&chrono::Utc)
+        };
+        let raised = loop {
+            match self.next().await {
+                (kind, v) if kind == "alert" && alert(&v) => break at(&v, "at"),
+                _ => {}
+            }
+        };
+        loop {
+            match self.next().await {
+                (kind, v) if kind == "status" && shown(&v) => {
+                    return (at(&v, "updated_at") - raised).num_milliseconds()
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 /// The page learns of a failure when the alert is raised, not at the next
@@ -178,97 +237,42 @@ async fn the_page_shows_a_failure_as_soon_as_it_is_alerted() {
         ..Setup::default()
     });
     d.wait_all_recording(4).await;
-    let mut resp = d
-        .client()
-        .get(format!("http://{}/api/events", d.api))
-        .send()
-        .await
-        .unwrap();
-    let mut buf = String::new();
-    let deadline = tokio::time::Instant::now() + secs(60);
-    let mut next_event = async || -> (String, Value) {
-        loop {
-            if let Some(end) = buf.find("\n\n") {
-                let block: String = buf.drain(..end + 2).collect();
-                let field = |name: &str| {
-                    block
-                        .lines()
-                        .find_map(|l| l.strip_prefix(name))
-                        .map(|v| v.trim().to_string())
-                };
-                if let (Some(kind), Some(data)) = (field("event:"), field("data:")) {
-                    return (kind, serde_json::from_str(&data).unwrap());
-                }
-                continue;
-            }
-            let chunk = tokio::time::timeout_at(deadline, resp.chunk())
-                .await
-                .expect("events within 60 s")
-                .unwrap()
-                .expect("stream open");
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    };
-    let at = |v: &Value, key: &str| {
-        chrono::DateTime::parse_from_rfc3339(v[key].as_str().unwrap())
-            .unwrap()
-            .with_timezone(&chrono::Utc)
-    };
+    let mut events = Events::open(&d).await;
     for k in 1..=3u32 {
         d.sim("POST", &format!("/cameras/cam_{k}/down?mode=closed"))
             .await;
-        let alert = loop {
-            let (kind, v) = next_event().await;
-            if kind == "alert" && v["camera"]["id"] == k && v["issue"] == "stream_down" {
-                break v;
-            }
-        };
-        let shown = loop {
-            let (kind, v) = next_event().await;
-            let failing = v["cameras"]
-                .as_array()
-                .is_some_and(|cs| cs.iter().any(|c| c["id"] == k && c["state"] != "online"));
-            if kind == "status" && failing {
-                break v;
-            }
-        };
-        let lag = at(&shown, "updated_at") - at(&alert, "at");
-        println!(
-            "camera {k}: shown {} ms after its alert",
-            lag.num_milliseconds()
-        );
+        let lag = events
+            .shown_after(
+                |a| a["camera"]["id"] == k && a["issue"] == "stream_down",
+                |s| {
+                    s["cameras"]
+                        .as_array()
+                        .is_some_and(|cs| cs.iter().any(|c| c["id"] == k && c["state"] != "online"))
+                },
+            )
+            .await;
+        println!("camera {k}: shown {lag} ms after its alert");
         assert!(
-            lag.num_milliseconds() < 200,
-            "camera {k}: the page learned of it {lag} after the alert"
+            lag < 200,
+            "camera {k}: the page learned of it {lag} ms after the alert"
         );
     }
-    // And MediaMTX dying.
     let pid = d.status().await.as_ref().and_then(mediamtx_pid).unwrap();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    let alert = loop {
-        let (kind, v) = next_event().await;
-        if kind == "alert" && v["issue"] == "mediamtx_down" && v["phase"] == "firing" {
-            break v;
-        }
-    };
-    let shown = loop {
-        let (kind, v) = next_event().await;
-        if kind == "status" && v["mediamtx_up"] == false {
-            break v;
-        }
-    };
-    let lag = at(&shown, "updated_at") - at(&alert, "at");
-    println!(
-        "MediaMTX down: shown {} ms after its alert",
-        lag.num_milliseconds()
-    );
+    let lag = events
+        .shown_after(
+            |a| a["issue"] == "mediamtx_down" && a["phase"] == "firing",
+            |s| s["mediamtx_up"] == false,
+        )
+        .await;
+    println!("MediaMTX down: shown {lag} ms after its alert");
     assert!(
-        lag.num_milliseconds() < 200,
-        "MediaMTX down: the page learned of it {lag} after the alert"
+        lag < 200,
+        "MediaMTX down: the page learned of it {lag} ms after the alert"
     );
 }
 
