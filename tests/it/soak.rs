@@ -842,6 +842,12 @@ async fn soak_write_soak_md() {
          again\" runs from the end of the fault (camera back, recorder cleared once the\n  \
          daemon re-created the path, `camera reset` done; for MediaMTX and the daemon, from\n  \
          detection) to every camera online and recording.\n\
+         - \"Seen\" for the faults that do not stop a recorder is the design's own timer, not\n  \
+         a detection threshold: a hung API is declared after `hang_probes` (3) probes in a\n  \
+         row failed (1 s apart, 3 s timeout each); the root deletion is seen when every\n  \
+         camera records in the re-created tree; the full disk counts from the filler's first\n  \
+         byte (filling the disk takes most of it) to the disk-full incident; the offline\n  \
+         camera is declared offline after `failures_to_offline` (3) failed repairs.\n\
          - \"Longest recording gap it caused\" is, per injection, the longest hole between two\n  \
          segment files of an affected camera during the outage; a hole under {GAP_MIN} s is\n  \
          the normal rotation (MediaMTX starts the next file at a keyframe). A killed daemon\n  \
