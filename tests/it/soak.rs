@@ -291,7 +291,7 @@ pub(crate) async fn inject(d: &Daemon, fault: Fault, k: u32) -> (f64, f64) {
             t0.elapsed()
         }
         Fault::RootDeleted => {
-            std::fs::remove_dir_all(&d.recordings).unwrap();
+            crate::harness::remove_tree_being_written(&d.recordings);
             // Seen when every camera records in the re-created tree (the
             // daemon re-arms its watches by itself).
             d.wait_status(

@@ -35,7 +35,7 @@ async fn recordings_root_deleted_while_running() {
         ..Setup::default()
     });
     d.wait_all_recording(2).await;
-    std::fs::remove_dir_all(&d.recordings).unwrap();
+    crate::harness::remove_tree_being_written(&d.recordings);
     let deleted = Instant::now();
     // Recording comes back on every camera, seen through new watches.
     d.wait_status(

@@ -855,6 +855,22 @@ pub fn camera(status: &Value, id: u32) -> &Value {
         .unwrap_or_else(|| panic!("camera {id} not in {status}"))
 }
 
+/// `rm -rf` of a tree that is being written to: MediaMTX can create a
+/// file or directory in it between `remove_dir_all`'s listing and its
+/// `rmdir` ("Directory not empty"); an operator would run it again, and so
+/// does this, until the tree is gone.
+pub fn remove_tree_being_written(path: &Path) {
+    for _ in 0..20 {
+        match std::fs::remove_dir_all(path) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => continue,
+            Err(e) => panic!("removing {}: {e}", path.display()),
+        }
+    }
+    panic!("{} kept being refilled as it was removed", path.display());
+}
+
 /// MediaMTX's pid in a `/api/status` document.
 pub fn mediamtx_pid(status: &Value) -> Option<u32> {
     status["mediamtx"]["pid"].as_u64().map(|p| p as u32)
