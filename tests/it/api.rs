@@ -195,7 +195,9 @@ impl Events {
     }
 
     /// Milliseconds from the first alert that `alert` accepts to the first
-    /// status after it that `shown` accepts, by their own timestamps.
+    /// status that `shown` accepts, by their own timestamps. The stream
+    /// merges the two kinds, so a status published in the same turn as its
+    /// alert may come first: the order they arrive in is not asked.
     async fn shown_after(
         &mut self,
         alert: impl Fn(&Value) -> bool,
@@ -206,20 +208,19 @@ impl Events {
                 .unwrap()
                 .with_timezone(&chrono::Utc)
         };
-        let raised = loop {
+        let (mut raised, mut published) = (None, None);
+        while raised.is_none() || published.is_none() {
             match self.next().await {
-                (kind, v) if kind == "alert" && alert(&v) => break at(&v, "at"),
-                _ => {}
-            }
-        };
-        loop {
-            match self.next().await {
+                (kind, v) if kind == "alert" && alert(&v) => {
+                    raised.get_or_insert(at(&v, "at"));
+                }
                 (kind, v) if kind == "status" && shown(&v) => {
-                    return (at(&v, "updated_at") - raised).num_milliseconds()
+                    published.get_or_insert(at(&v, "updated_at"));
                 }
                 _ => {}
             }
         }
+        (published.unwrap() - raised.unwrap()).num_milliseconds()
     }
 }
 
