@@ -335,6 +335,22 @@ pub(crate) async fn inject(d: &Daemon, fault: Fault, k: u32) -> (f64, f64) {
             })
             .await;
             std::fs::remove_file(&filler).unwrap();
+            let freed = now_epoch();
+            // The outage lasts until every camera writes footage again: a
+            // recorder that hit the full disk closed its segment and, as
+            // MediaMTX does, starts a new one 2 s after the error at the
+            // next keyframe, which can be after the incident is resolved
+            // (a 78 min soak counted that hole, 5.6 s, outside the outage).
+            d.wait_for("every camera writing footage again", secs(60), || async {
+                (1..=CAMERAS)
+                    .all(|cam| {
+                        segments(&d.recordings, cam, chrono_tz::America::Sao_Paulo)
+                            .iter()
+                            .any(|&(_, end)| end > freed)
+                    })
+                    .then_some(())
+            })
+            .await;
             d.wait_for("the disk-full incident resolved", secs(60), || async {
                 d.alerts()
                     .await
@@ -704,12 +720,24 @@ async fn soak_write_soak_md() {
             gaps += 1;
             gap_seconds += hole_to - hole_from;
             if !explained {
-                unexplained.push(format!(
-                    "cam_{k}: {:.1} s from {}",
-                    hole_to - hole_from,
-                    Utc.timestamp_millis_opt((hole_from * 1000.0) as i64)
+                let hms = |t: f64| {
+                    Utc.timestamp_millis_opt((t * 1000.0) as i64)
                         .unwrap()
-                        .format("%H:%M:%S")
+                        .format("%H:%M:%S%.1f")
+                        .to_string()
+                };
+                // The outage it overlaps, if any: what to read first.
+                let near = outages
+                    .iter()
+                    .zip(&faults_of_outages)
+                    .find(|(o, _)| hole_to > o.from - SLACK && hole_from < o.to + SLACK)
+                    .map(|(o, f)| format!(" (overlaps {f:?} {}-{})", hms(o.from), hms(o.to)))
+                    .unwrap_or_default();
+                unexplained.push(format!(
+                    "cam_{k}: {:.1} s from {} to {}{near}",
+                    hole_to - hole_from,
+                    hms(hole_from),
+                    hms(hole_to)
                 ));
             }
         }
