@@ -294,6 +294,9 @@ def write(a, items, outcome, elapsed, began, quick, soak):
         else:
             status, measured = judge(item, outcome)
         counts[status] += 1
+        if status == "FAIL":
+            # CI shows only the console: say which row failed and why.
+            log(f"FAIL {n}: {item['en']}: {measured}")
         tests = ", ".join(f"`{t}`" for t in item.get("tests", []))
         rows.append(
             f"| {n} | {cell(item['pt'])} — _{cell(item['en'])}_ | {cell(item['done'])} Tests: {tests}. | "
