@@ -16,8 +16,7 @@
 //! * [`cameras`]: executes the camera machine's actions (path removal and
 //!   re-creation through MediaMTX's API, alerts, metrics).
 //! * [`periodic`]: the timed observations (the one-call path poll, path
-//!   convergence, the HLS listener, the disk), on a 250 ms tick; an extra
-//!   poll the camera machine wants wakes the loop at its own time.
+//!   convergence, the HLS listener, the disk).
 //! * [`reload`]: edits of `vms.toml` and writes of `mediamtx.yml`.
 //! * [`storage`]: runs the storage machine (catalog, retention, eviction)
 //!   against the catalog's owner thread.
@@ -292,13 +291,6 @@ impl Daemon {
         let mut storage_rx = self.storage_rx.take();
 
         loop {
-            // A poll the camera machine wants before the next tick (a camera
-            // late for its write, or quiet for its silence or stall
-            // threshold) is sent at that moment, not up to a tick later.
-            let poll_wake = (!stopping && !self.timers.poll_in_flight && self.process.is_running())
-                .then(|| self.cameras.poll_due(Instant::now()))
-                .flatten()
-                .map(|due| self.timers.extra_poll_at(due));
             tokio::select! {
                 _ = shutdown.cancelled(), if !stopping => {
                     stopping = true;
@@ -340,9 +332,6 @@ impl Daemon {
                             notify::watchdog();
                         }
                     }
-                }
-                _ = tokio::time::sleep_until(poll_wake.unwrap_or_else(Instant::now).into()), if poll_wake.is_some() => {
-                    self.periodic(Now::system()).await;
                 }
                 Some(report) = self.reports_rx.recv() => {
                     if self.report(Now::system(), report).await {

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::{Daemon, Report};
 use crate::clock::Now;
@@ -12,14 +12,9 @@ use crate::mediamtx::render;
 use crate::supervisor::converge::{self, PathChange};
 use crate::supervisor::disk::{DiskReading, Thresholds};
 
-/// The least time between a path poll and an extra one.
-const EXTRA_POLL_SPACING: Duration = Duration::from_millis(100);
-
 /// When each periodic observation is due.
 pub(super) struct Timers {
     pub poll_in_flight: bool,
-    /// When the last path poll was sent.
-    last_poll: Option<Instant>,
     next_poll: Instant,
     next_converge: Instant,
     next_disk: Instant,
@@ -29,7 +24,6 @@ impl Timers {
     pub fn new(now: Instant) -> Timers {
         Timers {
             poll_in_flight: false,
-            last_poll: None,
             next_poll: now,
             next_converge: now,
             next_disk: now,
@@ -40,16 +34,6 @@ impl Timers {
     pub fn mediamtx_ready(&mut self, now: Instant) {
         self.next_poll = now;
         self.next_converge = now;
-    }
-
-    /// When the extra poll the camera machine wants for `due` may be sent:
-    /// at `due`, but not sooner than [`EXTRA_POLL_SPACING`] after the last
-    /// poll, so that a failing API is not polled in a tight loop.
-    pub fn extra_poll_at(&self, due: Instant) -> Instant {
-        match self.last_poll {
-            Some(last) => due.max(last + EXTRA_POLL_SPACING),
-            None => due,
-        }
     }
 
     /// Check the running paths once MediaMTX has reloaded a new file.
@@ -68,10 +52,9 @@ impl Daemon {
         let extra = self
             .cameras
             .poll_due(now.mono)
-            .is_some_and(|due| now.mono >= t.extra_poll_at(due));
+            .is_some_and(|t| now.mono >= t);
         if running && !t.poll_in_flight && (extra || now.mono >= t.next_poll) {
             t.poll_in_flight = true;
-            t.last_poll = Some(now.mono);
             // On the interval's own beat (not "an interval after the tick
             // that ran it", which made polls 1.0 to 1.25 s apart): the byte
             // counts the camera machine compares are an interval apart.
@@ -259,22 +242,4 @@ fn mount_point_of(path: &Path) -> String {
         .max_by_key(|m| m.len())
         .unwrap_or("/")
         .to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_extra_poll_goes_at_its_due_time_but_never_right_after_another() {
-        let t0 = Instant::now();
-        let mut t = Timers::new(t0);
-        let due = t0 + Duration::from_millis(30);
-        assert_eq!(t.extra_poll_at(due), due, "no poll yet: at the due time");
-        // A poll just sent (or one that failed: it is asked again).
-        t.last_poll = Some(t0);
-        assert_eq!(t.extra_poll_at(due), t0 + EXTRA_POLL_SPACING);
-        let later = t0 + Duration::from_millis(700);
-        assert_eq!(t.extra_poll_at(later), later);
-    }
 }

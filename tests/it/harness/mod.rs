@@ -766,6 +766,21 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        // A failing test removes its directory: keep the daemon's whole log
+        // (the panic shows only its tail), as a long soak's only evidence.
+        if std::thread::panicking() {
+            let name = self
+                .dir
+                .path()
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let kept = std::env::temp_dir().join(format!("vms-it-{name}.log"));
+            if std::fs::write(&kept, self.logs()).is_ok() {
+                eprintln!("the daemon's whole log: {}", kept.display());
+            }
+        }
         if let Some(child) = self.child.get_mut().unwrap().as_mut() {
             if child.try_wait().ok().flatten().is_none() {
                 let _ = nix::sys::signal::kill(
