@@ -159,7 +159,7 @@ async fn a_hung_mediamtx_is_stopped_and_restarted() {
     })
     .await;
     assert!(!alive(pid));
-    d.sim("POST", "/api/unhang").await;
+    d.unhang().await;
     let s = wait_restarted(&d, pid, secs(20)).await;
     assert!(s["mediamtx"]["restarts"].as_u64().unwrap() >= 1);
     let alerts = d.alerts().await;

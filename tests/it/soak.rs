@@ -279,7 +279,7 @@ pub(crate) async fn inject(d: &Daemon, fault: Fault, k: u32) -> (f64, f64) {
                     mediamtx_pid(s).is_some_and(|p| p != old)
                 })
                 .await;
-                d.sim("POST", "/api/unhang").await;
+                d.unhang().await;
             }
             detected
         }

@@ -714,6 +714,21 @@ impl Daemon {
         }
     }
 
+    /// Clears the stand-in's API hang, retrying until a stand-in answers
+    /// with the hang cleared. Right after a restart the new process may not
+    /// listen on its control port yet: a single request would be refused,
+    /// the hang (persisted across restarts) would stay, and every new
+    /// process would be judged hung again (a restart storm of the test's
+    /// own making).
+    pub async fn unhang(&self) {
+        self.wait_for(
+            "the stand-in's API hang cleared",
+            Duration::from_secs(30),
+            || async { (self.sim("POST", "/api/unhang").await["api_hung"] == false).then_some(()) },
+        )
+        .await
+    }
+
     pub async fn sim_state(&self) -> Option<Value> {
         self.get_json(self.control, "/state").await
     }
