@@ -257,41 +257,91 @@ impl Daemon {
         &self,
         stream: R,
     ) -> tokio::task::JoinHandle<()> {
-        let tx = self.reports_tx.clone();
-        let limiter = self.log_limiter.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stream).lines();
-            while let Ok(Some(raw)) = lines.next_line().await {
-                let line = logs::parse(&raw);
-                if let Some(signal) = logs::path_signal(&line) {
-                    let _ = tx.send(Report::Log(signal)).await;
-                }
-                let verdict = limiter
-                    .lock()
-                    .map(|mut l| l.check(Instant::now(), &line.message))
-                    .unwrap_or(logs::Verdict::Emit);
-                if let logs::Verdict::EmitWithSummary { suppressed } = verdict {
-                    tracing::warn!(target: "mediamtx", suppressed, "repeated MediaMTX log lines were suppressed");
-                }
-                if verdict == logs::Verdict::Drop {
-                    continue;
-                }
-                let path = line.path.as_deref().unwrap_or("");
-                match line.level {
-                    logs::Level::Error => {
-                        tracing::error!(target: "mediamtx", path, "{}", line.message)
-                    }
-                    logs::Level::Warn => {
-                        tracing::warn!(target: "mediamtx", path, "{}", line.message)
-                    }
-                    logs::Level::Info => {
-                        tracing::info!(target: "mediamtx", path, "{}", line.message)
-                    }
-                    logs::Level::Debug => {
-                        tracing::debug!(target: "mediamtx", path, "{}", line.message)
-                    }
-                }
+        tokio::spawn(forward_logs(
+            stream,
+            self.reports_tx.clone(),
+            self.log_limiter.clone(),
+        ))
+    }
+}
+
+/// Reads MediaMTX's log lines until the stream ends: each goes to our log
+/// (rate-limited), and a stream announcement to the loop.
+async fn forward_logs<R: tokio::io::AsyncRead + Unpin>(
+    stream: R,
+    tx: tokio::sync::mpsc::Sender<Report>,
+    limiter: std::sync::Arc<std::sync::Mutex<logs::RateLimiter>>,
+) {
+    // Bytes, not `lines()`: a line that is not UTF-8 (a camera's name or an
+    // error text passed through as raw bytes) would end a `lines()` reader,
+    // and MediaMTX would block on its next line once the FIFO is full. It is
+    // read with the bad bytes replaced.
+    let mut reader = BufReader::new(stream);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf).await {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading MediaMTX's log lines failed");
+                break;
             }
-        })
+        }
+        let raw = String::from_utf8_lossy(&buf);
+        let line = logs::parse(raw.trim_end_matches(['\n', '\r']));
+        if let Some(signal) = logs::path_signal(&line) {
+            let _ = tx.send(Report::Log(signal)).await;
+        }
+        let verdict = limiter
+            .lock()
+            .map(|mut l| l.check(Instant::now(), &line.message))
+            .unwrap_or(logs::Verdict::Emit);
+        if let logs::Verdict::EmitWithSummary { suppressed } = verdict {
+            tracing::warn!(target: "mediamtx", suppressed, "repeated MediaMTX log lines were suppressed");
+        }
+        if verdict == logs::Verdict::Drop {
+            continue;
+        }
+        let path = line.path.as_deref().unwrap_or("");
+        match line.level {
+            logs::Level::Error => tracing::error!(target: "mediamtx", path, "{}", line.message),
+            logs::Level::Warn => tracing::warn!(target: "mediamtx", path, "{}", line.message),
+            logs::Level::Info => tracing::info!(target: "mediamtx", path, "{}", line.message),
+            logs::Level::Debug => tracing::debug!(target: "mediamtx", path, "{}", line.message),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A line that is not UTF-8 does not end the reading: the announcement
+    /// after it still reaches the loop.
+    #[tokio::test]
+    async fn a_line_that_is_not_utf8_does_not_stop_the_log_reader() {
+        let text: &[u8] = b"2026/08/22 10:00:00 INF [path cam_1] stream is available and online\n\
+            2026/08/22 10:00:01 WAR [RTSP] [conn 10.0.0.9] user agent \xff\xfe\xc3(\n\
+            2026/08/22 10:00:02 ERR [path cam_2] [RTSP source] TCP timeout\r\n\
+            2026/08/22 10:00:03 INF [path cam_3] stream is ready";
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let limiter = std::sync::Arc::new(std::sync::Mutex::new(logs::RateLimiter::new(100)));
+        forward_logs(text, tx, limiter).await;
+        let mut signals = Vec::new();
+        while let Ok(report) = rx.try_recv() {
+            if let Report::Log(signal) = report {
+                signals.push(signal);
+            }
+        }
+        assert_eq!(
+            signals,
+            vec![
+                logs::PathSignal::Available("cam_1".into()),
+                logs::PathSignal::Unavailable("cam_2".into()),
+                logs::PathSignal::Available("cam_3".into()),
+            ]
+        );
     }
 }

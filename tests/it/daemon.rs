@@ -243,6 +243,76 @@ async fn a_restart_storm_is_one_critical_incident_and_bounded() {
     d.wait_all_recording(2).await;
 }
 
+/// The API stays hung across restarts (the stand-in keeps the fault): every
+/// new MediaMTX is judged hung in turn, the restarts become a storm, and
+/// through it all the daemon keeps deciding and publishing; once the hang
+/// clears, the next MediaMTX runs and every camera records again.
+#[tokio::test]
+async fn a_mediamtx_hung_at_every_start_storms_and_recovers_when_the_hang_clears() {
+    let d = Daemon::start(Setup {
+        mediamtx: "stop_timeout = \"2s\"\nstartup_timeout = \"2s\"\nrestart_delay = \"100ms\"\nrestart_max_delay = \"2s\"\nstorm_restarts = 2\nstorm_window = \"1m\"\n".into(),
+        monitor: "probe_timeout = \"500ms\"\n".into(),
+        ..Setup::default()
+    });
+    d.wait_all_recording(2).await;
+    d.sim("POST", "/api/hang").await;
+    // Every status read during the storm is fresh: the loop never stops.
+    let stale = std::cell::Cell::new(0.0f64);
+    let s = d
+        .wait_status(
+            "a restart storm of hung MediaMTX processes",
+            secs(60),
+            |s| {
+                let updated = s["updated_at"]
+                    .as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .unwrap();
+                let age = (chrono::Utc::now() - updated.with_timezone(&chrono::Utc))
+                    .num_milliseconds() as f64
+                    / 1000.0;
+                stale.set(stale.get().max(age));
+                s["mediamtx"]["restart_storm"] == true
+            },
+        )
+        .await;
+    assert!(s["mediamtx"]["restarts"].as_u64().unwrap() >= 3, "{s}");
+    d.observe(secs(5)).await;
+    let s = d.status().await.unwrap();
+    let updated = chrono::DateTime::parse_from_rfc3339(s["updated_at"].as_str().unwrap()).unwrap();
+    let age = (chrono::Utc::now() - updated.with_timezone(&chrono::Utc)).num_milliseconds();
+    assert!(
+        age < 2000,
+        "the status is {age} ms old during the storm: {s}"
+    );
+    assert!(
+        stale.get() < 2.0,
+        "a status {} s old was read during the storm",
+        stale.get()
+    );
+    d.unhang().await;
+    d.wait_for(
+        "every camera recording after the hang cleared",
+        secs(60),
+        || async {
+            let s = d.status().await?;
+            let cams = s["cameras"].as_array()?;
+            (s["mediamtx"]["up"] == true
+                && cams.len() == 2
+                && cams
+                    .iter()
+                    .all(|c| c["state"] == "online" && c["recording"] == true))
+            .then_some(())
+        },
+    )
+    .await;
+    let alerts = d.alerts().await;
+    let storms = alerts
+        .iter()
+        .filter(|a| a["issue"] == "mediamtx_restart_storm" && a["phase"] == "firing")
+        .count();
+    assert_eq!(storms, 1, "{alerts:#?}");
+}
+
 #[tokio::test]
 async fn config_edits_touch_only_the_cameras_that_changed() {
     let d = Daemon::start(Setup::default());

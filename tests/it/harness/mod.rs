@@ -379,13 +379,16 @@ impl Daemon {
             let log = self.log.clone();
             std::thread::spawn(move || {
                 use std::io::BufRead;
-                for line in std::io::BufReader::new(stream)
-                    .lines()
-                    .map_while(Result::ok)
-                {
+                // Bytes, lossily: a `lines()` reader would stop at a line
+                // that is not UTF-8, and the daemon would then block on a
+                // full pipe.
+                let mut reader = std::io::BufReader::new(stream);
+                let mut buf = Vec::new();
+                while reader.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
                     let mut l = log.lock().unwrap();
-                    l.push_str(&line);
+                    l.push_str(String::from_utf8_lossy(&buf).trim_end_matches('\n'));
                     l.push('\n');
+                    buf.clear();
                 }
             });
         }
