@@ -171,7 +171,12 @@ describe('dashboard', { skip: URL_ ? false : 'DASH_URL not set (run through carg
     const poll = setInterval(async () => {
       try {
         const s = await (await fetch(`${URL_}/api/status`, { headers: AUTH })).json();
-        if (!daemonAt && s.cameras.find((c) => c.id === 2).state !== 'online') daemonAt = Date.now();
+        // When the daemon published the change: the status's own time
+        // (same machine, same clock), not when this poll got it, so that a
+        // poll slower than the page does not shorten the measure.
+        if (!daemonAt && s.cameras.find((c) => c.id === 2).state !== 'online') {
+          daemonAt = Date.parse(s.updated_at.replace(/(\.\d{3})\d*/, '$1'));
+        }
       } catch { /* next round */ }
     }, 20);
     const pageAt = await until('tile 2 not online', async () => {
