@@ -243,10 +243,17 @@ async fn a_restart_storm_is_one_critical_incident_and_bounded() {
     d.wait_all_recording(2).await;
 }
 
+/// Seconds since the daemon published status `s`.
+fn status_age(s: &serde_json::Value) -> f64 {
+    let updated = chrono::DateTime::parse_from_rfc3339(s["updated_at"].as_str().unwrap()).unwrap();
+    (chrono::Utc::now() - updated.with_timezone(&chrono::Utc)).num_milliseconds() as f64 / 1000.0
+}
+
 /// The API stays hung across restarts (the stand-in keeps the fault): every
 /// new MediaMTX is judged hung in turn, the restarts become a storm, and
 /// through it all the daemon keeps deciding and publishing; once the hang
-/// clears, the next MediaMTX runs and every camera records again.
+/// clears, the next MediaMTX runs and every camera records again. (A status
+/// is published every second; 3 s leaves room for a loaded CI machine.)
 #[tokio::test]
 async fn a_mediamtx_hung_at_every_start_storms_and_recovers_when_the_hang_clears() {
     let d = Daemon::start(Setup {
@@ -263,14 +270,7 @@ async fn a_mediamtx_hung_at_every_start_storms_and_recovers_when_the_hang_clears
             "a restart storm of hung MediaMTX processes",
             secs(60),
             |s| {
-                let updated = s["updated_at"]
-                    .as_str()
-                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                    .unwrap();
-                let age = (chrono::Utc::now() - updated.with_timezone(&chrono::Utc))
-                    .num_milliseconds() as f64
-                    / 1000.0;
-                stale.set(stale.get().max(age));
+                stale.set(stale.get().max(status_age(s)));
                 s["mediamtx"]["restart_storm"] == true
             },
         )
@@ -278,33 +278,16 @@ async fn a_mediamtx_hung_at_every_start_storms_and_recovers_when_the_hang_clears
     assert!(s["mediamtx"]["restarts"].as_u64().unwrap() >= 3, "{s}");
     d.observe(secs(5)).await;
     let s = d.status().await.unwrap();
-    let updated = chrono::DateTime::parse_from_rfc3339(s["updated_at"].as_str().unwrap()).unwrap();
-    let age = (chrono::Utc::now() - updated.with_timezone(&chrono::Utc)).num_milliseconds();
+    let age = status_age(&s);
+    assert!(age < 3.0, "the status is {age} s old during the storm: {s}");
     assert!(
-        age < 2000,
-        "the status is {age} ms old during the storm: {s}"
-    );
-    assert!(
-        stale.get() < 2.0,
+        stale.get() < 3.0,
         "a status {} s old was read during the storm",
         stale.get()
     );
     d.unhang().await;
-    d.wait_for(
-        "every camera recording after the hang cleared",
-        secs(60),
-        || async {
-            let s = d.status().await?;
-            let cams = s["cameras"].as_array()?;
-            (s["mediamtx"]["up"] == true
-                && cams.len() == 2
-                && cams
-                    .iter()
-                    .all(|c| c["state"] == "online" && c["recording"] == true))
-            .then_some(())
-        },
-    )
-    .await;
+    // Restarts are 2 s apart at most now: the next one runs.
+    d.wait_all_recording(2).await;
     let alerts = d.alerts().await;
     let storms = alerts
         .iter()
