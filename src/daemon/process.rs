@@ -283,7 +283,6 @@ async fn forward_logs<R: tokio::io::AsyncRead + Unpin>(
         match reader.read_until(b'\n', &mut buf).await {
             Ok(0) => break,
             Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 tracing::warn!(error = %e, "reading MediaMTX's log lines failed");
                 break;
