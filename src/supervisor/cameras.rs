@@ -67,6 +67,10 @@ const STALL_FLOOR_MARGIN: Duration = Duration::from_millis(1500);
 /// The longest gaps between writes are remembered over this window (two
 /// halves, so that one odd gap is forgotten after 10 minutes at most).
 const GAP_WINDOW: Duration = Duration::from_secs(300);
+/// Late writes of most cameras that end within this time of each other are
+/// one delay of the box (a disk busy with something else, a machine short of
+/// CPU), not each camera's cadence (`CameraMachine::box_delay`).
+const BURST_WINDOW: Duration = Duration::from_secs(1);
 /// A camera that stalls again within this time after recovering is flapping:
 /// the new episode is shown (Warning) but nobody is paged again for it.
 const FLAP_WINDOW: Duration = Duration::from_secs(600);
@@ -193,6 +197,11 @@ struct Cam {
     /// The watcher missed events since the last write: the next gap is not
     /// learned.
     blind_gap: bool,
+    /// The last write that came late within a segment (after `late_after`):
+    /// when, the gap it ended, and the current half's longest part gap
+    /// without it (with the gaps learned since), to be restored if the
+    /// delay turns out to be the box's (`CameraMachine::box_delay`).
+    late_write: Option<LateWrite>,
     /// The current segment was closed and the next has not written yet.
     between_segments: bool,
     /// When the last episode was resolved, and how many episodes came
@@ -240,6 +249,7 @@ impl Cam {
             gap_since: None,
             rotation_seen: false,
             blind_gap: false,
+            late_write: None,
             between_segments: false,
             resolved_at: None,
             flaps: 0,
@@ -320,33 +330,52 @@ impl Cam {
     }
 
     /// Remembers the gap since the previous write (gaps as long as a stall
-    /// are outages, not cadence), as a part gap or a rotation gap.
-    fn learn_gap(&mut self, now: Instant, cap: Duration, file: &std::path::Path) {
+    /// are outages, not cadence), as a part gap or a rotation gap. A part
+    /// gap that made the camera late (longer than `late_after`) is also
+    /// kept as `late_write`, and returned: it may be the box's delay.
+    fn learn_gap(
+        &mut self,
+        now: Instant,
+        cap: Duration,
+        part: Duration,
+        file: &std::path::Path,
+    ) -> Option<Duration> {
         let since = *self.gap_since.get_or_insert(now);
         if now.saturating_duration_since(since) >= GAP_WINDOW {
             self.counter_paused = [false, self.counter_paused[0]];
             self.part_gap = [Duration::ZERO, self.part_gap[0]];
             self.rotation_gap = [Duration::ZERO, self.rotation_gap[0]];
             self.gap_since = Some(now);
+            // What it would restore belongs to the half that just ended.
+            self.late_write = None;
         }
         let rotation =
             self.between_segments || self.current_segment.as_deref().is_some_and(|f| f != file);
         let blind = std::mem::take(&mut self.blind_gap);
-        if let Some(last) = self.last_data.filter(|_| !blind) {
-            let gap = now.saturating_duration_since(last);
-            if gap < cap {
-                let slot = if rotation {
-                    &mut self.rotation_gap[0]
-                } else {
-                    &mut self.part_gap[0]
-                };
-                *slot = (*slot).max(gap);
-                if rotation {
-                    self.rotation_seen = true;
-                }
-            }
-        }
         self.between_segments = false;
+        let gap = now.saturating_duration_since(self.last_data.filter(|_| !blind)?);
+        if gap >= cap {
+            return None;
+        }
+        if rotation {
+            self.rotation_gap[0] = self.rotation_gap[0].max(gap);
+            self.rotation_seen = true;
+            return None;
+        }
+        let late = gap > self.late_after(part);
+        match &mut self.late_write {
+            Some(w) if !late => w.part_gap_without = w.part_gap_without.max(gap),
+            _ if late => {
+                self.late_write = Some(LateWrite {
+                    at: now,
+                    gap,
+                    part_gap_without: self.part_gap[0],
+                })
+            }
+            _ => {}
+        }
+        self.part_gap[0] = self.part_gap[0].max(gap);
+        late.then_some(gap)
     }
 
     /// How long without segment data is a stall for this camera: half as
@@ -380,6 +409,14 @@ impl Cam {
     }
 }
 
+/// A write that came late within its segment (`Cam::late_write`).
+#[derive(Debug, Clone, Copy)]
+struct LateWrite {
+    at: Instant,
+    gap: Duration,
+    part_gap_without: Duration,
+}
+
 /// Half as long again as the longest of the two windows' gaps, plus the
 /// margin.
 fn learned(g: [Duration; 2]) -> Duration {
@@ -400,6 +437,14 @@ pub struct CameraMachine {
     /// When the machine (or MediaMTX) last started: the reference for "no
     /// data yet" timers.
     epoch: Instant,
+    /// The longest delays most cameras showed together (`box_delay`), in
+    /// the current and the previous half of [`GAP_WINDOW`], and when the
+    /// current half began.
+    box_gap: [Duration; 2],
+    box_gap_since: Option<Instant>,
+    /// When the last such delay was recognised: late writes within
+    /// [`BURST_WINDOW`] of it belong to it.
+    burst_at: Option<Instant>,
 }
 
 impl CameraMachine {
@@ -417,6 +462,9 @@ impl CameraMachine {
             last_systemic: None,
             last_paths: None,
             epoch: now.mono,
+            box_gap: [Duration::ZERO; 2],
+            box_gap_since: None,
+            burst_at: None,
         }
     }
 
@@ -582,11 +630,15 @@ impl CameraMachine {
             }
             Event::SegmentData { camera, file } => {
                 let cap = self.settings.stall_after.get();
+                let part = self.part;
                 if let Some(c) = self.cams.get_mut(&camera) {
-                    c.learn_gap(now.mono, cap, &file);
+                    let late = c.learn_gap(now.mono, cap, part, &file);
                     c.last_data = Some(now.mono);
                     c.last_data_wall = Some(now.wall);
                     c.current_segment = Some(file);
+                    if late.is_some() {
+                        self.box_delay(now.mono);
+                    }
                 }
                 // Judged at the next tick (a few per second): this event comes
                 // once a second per camera and must stay cheap.
@@ -643,6 +695,82 @@ impl CameraMachine {
         out
     }
 
+    /// A camera's write came late (`Cam::late_write`). When most cameras'
+    /// late writes ended within [`BURST_WINDOW`] of each other, the delay
+    /// was the box's (a disk busy with a foreign writer, a machine short of
+    /// CPU: every camera's writes wait and land together), not each
+    /// camera's cadence: their part gaps are restored to what they were and
+    /// the delay is remembered as the box's (`box_gap`), which counts only
+    /// while every camera is late together (`box_threshold`). Learned per
+    /// camera, a disk fill in the soak slowed every camera's stall and
+    /// silence thresholds to 3.2-3.4 s for 5 to 10 minutes.
+    fn box_delay(&mut self, now: Instant) {
+        let recent = |t: Instant| now.saturating_duration_since(t) <= BURST_WINDOW;
+        let together: Vec<(u32, Duration)> = self
+            .cams
+            .values()
+            .filter_map(|c| {
+                c.late_write
+                    .filter(|w| recent(w.at))
+                    .map(|w| (c.camera.id, w.gap))
+            })
+            .collect();
+        let most = (self.cams.len() / 2 + 1).max(2);
+        if !self.burst_at.is_some_and(recent) {
+            if together.len() < most {
+                return;
+            }
+            self.burst_at = Some(now);
+            let longest = together.iter().map(|(_, gap)| *gap).max();
+            tracing::info!(
+                cameras = together.len(),
+                longest_gap_ms = longest.unwrap_or_default().as_millis() as u64,
+                "writes of most cameras came late together: the box's delay (disk or CPU), \
+                 not learned as their cadence"
+            );
+        }
+        let since = *self.box_gap_since.get_or_insert(now);
+        let age = now.saturating_duration_since(since);
+        if age >= GAP_WINDOW {
+            let previous = if age >= 2 * GAP_WINDOW {
+                Duration::ZERO
+            } else {
+                self.box_gap[0]
+            };
+            self.box_gap = [Duration::ZERO, previous];
+            self.box_gap_since = Some(now);
+        }
+        for (id, _) in together {
+            let c = self.cams.get_mut(&id).unwrap();
+            if let Some(w) = c.late_write.take() {
+                c.part_gap[0] = w.part_gap_without;
+                self.box_gap[0] = self.box_gap[0].max(w.gap);
+            }
+        }
+    }
+
+    /// How long without segment data is a stall while every camera is late
+    /// together: the box's delays (`box_delay`) as a camera's own gaps
+    /// would count (`learned`), nothing when none was seen lately.
+    fn box_threshold(&self, now: Instant) -> Duration {
+        let Some(since) = self.box_gap_since else {
+            return Duration::ZERO;
+        };
+        let age = now.saturating_duration_since(since);
+        let gap = if age >= 2 * GAP_WINDOW {
+            Duration::ZERO
+        } else if age >= GAP_WINDOW {
+            self.box_gap[0]
+        } else {
+            self.box_gap[0].max(self.box_gap[1])
+        };
+        if gap.is_zero() {
+            Duration::ZERO
+        } else {
+            learned([gap, Duration::ZERO])
+        }
+    }
+
     fn tick(&mut self, now: Now, out: &mut Vec<Action>) {
         if self.in_grace(now.mono) {
             for c in self.cams.values_mut() {
@@ -651,12 +779,24 @@ impl CameraMachine {
             return;
         }
         let ids: Vec<u32> = self.cams.keys().copied().collect();
+        // Every camera late together: the box's delay, as long as it has
+        // been lately, is no stall.
+        let box_late = ids.len() >= 2
+            && self
+                .cams
+                .values()
+                .all(|c| c.health != Health::Online || c.overdue(self.part, now.mono));
+        let box_floor = if box_late {
+            self.box_threshold(now.mono)
+        } else {
+            Duration::ZERO
+        };
         // Pass 1: advance recoveries, and find newly failing cameras.
         let mut newly_failing = Vec::new();
         for &id in &ids {
             let problem = {
                 let c = &self.cams[&id];
-                self.detect(c, now.mono)
+                self.detect(c, now.mono, box_floor)
             };
             let st = self.settings.clone();
             let part = self.part;
@@ -785,10 +925,11 @@ impl CameraMachine {
     /// write: the camera sends, MediaMTX does not write; bytes of the part
     /// still being filled when a camera falls silent do not count), and
     /// undecided until one of those is known (at the latest at
-    /// `stall_after`, as a stall).
-    fn detect(&self, c: &Cam, now: Instant) -> Option<Issue> {
+    /// `stall_after`, as a stall). `box_floor`: the least stall threshold
+    /// while every camera is late together (`box_threshold`).
+    fn detect(&self, c: &Cam, now: Instant, box_floor: Duration) -> Option<Issue> {
         let cap = self.settings.stall_after.get();
-        let stall = c.stall_threshold(self.part, cap);
+        let stall = c.stall_threshold(self.part, cap).max(box_floor.min(cap));
         let silent = c.silence_threshold(self.part, cap);
         let reference = [
             c.last_data,

@@ -204,6 +204,12 @@ pub(crate) async fn criticals_then_quiet(
     (criticals, fired)
 }
 
+/// How many delays of the whole box the daemon has logged (its processes
+/// in this run).
+fn box_delays(d: &Daemon) -> usize {
+    d.logs().matches("came late together").count()
+}
+
 /// The status field of the threshold a fault is judged by, if one.
 fn threshold_key(fault: Fault) -> Option<&'static str> {
     match fault {
@@ -644,7 +650,9 @@ async fn soak_write_soak_md() {
             thresholds.entry(fault).or_default().push(t);
         }
         eprintln!(
-            "soak: cycle {cycle} {fault:?} cam_{k}: detected {detect:.1} s{judged}, all recording {repair:.1} s later"
+            "soak: cycle {cycle} {fault:?} cam_{k}: detected {detect:.1} s{judged}, all recording {repair:.1} s later; \
+             box delays so far {}",
+            box_delays(&d)
         );
 
         let (n, alarms) = criticals_then_quiet(&d, &mut last_alert, QUIET).await;
@@ -900,6 +908,13 @@ async fn soak_write_soak_md() {
         )
         .unwrap();
     }
+    writeln!(
+        md,
+        "- Delays most cameras showed together, recognised as the box's (a disk busy with a \
+         foreign writer) and not learned as the cameras' cadence (docs/cadence.md): {}.",
+        box_delays(&d)
+    )
+    .unwrap();
     for line in unexplained.iter().chain(false_alarms.iter()) {
         writeln!(md, "- {line}").unwrap();
     }

@@ -1146,3 +1146,107 @@ fn the_status_shows_each_cameras_thresholds() {
     assert_eq!(v.stall_threshold_seconds, v.silence_threshold_seconds);
     assert_eq!(w.view(1).silence_threshold_seconds, 2.5);
 }
+
+/// Every camera of the box pauses for `pause` from now (a disk busy with a
+/// foreign writer: the writes wait and land together).
+fn box_pauses(w: &mut World, cams: &[u32], pause: Duration) {
+    let until = w.now.mono + pause;
+    for id in cams {
+        w.cams.get_mut(id).unwrap().pause_until = Some(until);
+    }
+}
+
+/// A delay most cameras show together is the box's, not each camera's
+/// cadence: it is not learned, and a stall right after it is still paged in
+/// 2.5 s (learned per camera, it slowed every threshold to 3.2-3.4 s for 5
+/// to 10 minutes after each disk fill of the soak). The same delay on half
+/// the cameras (or on one, `the_status_shows_each_cameras_thresholds`) is
+/// their own cadence and is learned.
+#[test]
+fn a_delay_most_cameras_show_together_is_the_boxs_and_is_not_learned() {
+    for together in [vec![1, 2, 3, 4], vec![2, 3, 4], vec![1, 2]] {
+        let mut w = World::new(4);
+        w.run(secs(70)); // a rotation: the cadence is known
+        box_pauses(&mut w, &together, Duration::from_millis(1900));
+        w.run(secs(5));
+        assert!(w.alerts().is_empty(), "{together:?}: {:?}", w.alerts());
+        let box_wide = together.len() >= 3;
+        for id in 1..=4 {
+            let v = w.view(id);
+            if box_wide || !together.contains(&id) {
+                assert_eq!(v.stall_threshold_seconds, 2.5, "{together:?}: {v:?}");
+                assert_eq!(v.silence_threshold_seconds, 2.5, "{together:?}: {v:?}");
+            } else {
+                assert!(v.stall_threshold_seconds > 3.0, "{together:?}: {v:?}");
+            }
+        }
+        if !box_wide {
+            continue;
+        }
+        w.cams.get_mut(&2).unwrap().recorder_ok = false;
+        let stalled = w.now.mono;
+        w.run(secs(5));
+        let paged = w
+            .first_time(|a| matches!(a, Action::Alert(e) if e.severity == Severity::Critical))
+            .expect("paged");
+        assert!(
+            paged.duration_since(stalled) <= Duration::from_millis(2500),
+            "{together:?}: paged {:?} after the recorder stopped",
+            paged.duration_since(stalled)
+        );
+    }
+}
+
+/// What the box's delays teach counts while every camera is late together:
+/// after a 1.9 s delay, a 2.6 s one (longer than the cameras' 2.5 s stall
+/// threshold) is no stall and no restart. Without one lately (none before,
+/// or the last more than 10 minutes ago), the same 2.6 s pause of every
+/// camera is what a whole recorder stopping looks like: one MediaMTX
+/// restart, nobody paged.
+#[test]
+fn the_boxs_own_delays_hold_back_a_longer_one_for_10_minutes() {
+    let all = [1, 2, 3, 4];
+    for (seen_before, after) in [(true, secs(20)), (true, secs(660)), (false, secs(20))] {
+        let mut w = World::new(4);
+        w.run(secs(70));
+        if seen_before {
+            box_pauses(&mut w, &all, Duration::from_millis(1900));
+        }
+        w.run(after);
+        assert!(w.alerts().is_empty(), "{:?}", w.alerts());
+        box_pauses(&mut w, &all, Duration::from_millis(2600));
+        w.run(secs(10));
+        let restarts = w.count(|a| matches!(a, Action::RestartMediamtx { .. }));
+        assert_eq!(w.count(|a| matches!(a, Action::RemovePath { .. })), 0);
+        let crit = w
+            .alerts()
+            .into_iter()
+            .filter(|e| e.severity == Severity::Critical)
+            .count();
+        assert_eq!(crit, 0, "{:?}", w.alerts());
+        if seen_before && after < secs(600) {
+            assert_eq!(restarts, 0, "{:?}", w.alerts());
+            assert!(w.alerts().is_empty(), "{:?}", w.alerts());
+        } else {
+            assert_eq!(restarts, 1, "seen before {seen_before}, {after:?} ago");
+        }
+    }
+}
+
+/// Late writes that do not land together are each camera's own: every
+/// camera pausing 1.9 s, each 3 s after the one before, learns its gap.
+#[test]
+fn late_writes_at_different_moments_are_each_cameras_own() {
+    let mut w = World::new(4);
+    w.run(secs(70));
+    for id in 1..=4 {
+        box_pauses(&mut w, &[id], Duration::from_millis(1900));
+        w.run(secs(3));
+    }
+    w.run(secs(5));
+    assert!(w.alerts().is_empty(), "{:?}", w.alerts());
+    for id in 1..=4 {
+        let v = w.view(id);
+        assert!(v.stall_threshold_seconds > 3.0, "{v:?}");
+    }
+}
