@@ -729,15 +729,11 @@ impl CameraMachine {
                  not learned as their cadence"
             );
         }
-        let since = *self.box_gap_since.get_or_insert(now);
-        let age = now.saturating_duration_since(since);
-        if age >= GAP_WINDOW {
-            let previous = if age >= 2 * GAP_WINDOW {
-                Duration::ZERO
-            } else {
-                self.box_gap[0]
-            };
-            self.box_gap = [Duration::ZERO, previous];
+        if self
+            .box_gap_since
+            .is_none_or(|t| now.saturating_duration_since(t) >= GAP_WINDOW)
+        {
+            self.box_gap = self.box_gaps(now);
             self.box_gap_since = Some(now);
         }
         for (id, _) in together {
@@ -749,25 +745,30 @@ impl CameraMachine {
         }
     }
 
+    /// The box's delays as of `now`: the current and the previous half of
+    /// [`GAP_WINDOW`], the halves moved on if their time has passed.
+    fn box_gaps(&self, now: Instant) -> [Duration; 2] {
+        let age = self
+            .box_gap_since
+            .map_or(Duration::MAX, |t| now.saturating_duration_since(t));
+        if age >= 2 * GAP_WINDOW {
+            [Duration::ZERO; 2]
+        } else if age >= GAP_WINDOW {
+            [Duration::ZERO, self.box_gap[0]]
+        } else {
+            self.box_gap
+        }
+    }
+
     /// How long without segment data is a stall while every camera is late
     /// together: the box's delays (`box_delay`) as a camera's own gaps
     /// would count (`learned`), nothing when none was seen lately.
     fn box_threshold(&self, now: Instant) -> Duration {
-        let Some(since) = self.box_gap_since else {
-            return Duration::ZERO;
-        };
-        let age = now.saturating_duration_since(since);
-        let gap = if age >= 2 * GAP_WINDOW {
-            Duration::ZERO
-        } else if age >= GAP_WINDOW {
-            self.box_gap[0]
-        } else {
-            self.box_gap[0].max(self.box_gap[1])
-        };
-        if gap.is_zero() {
+        let gaps = self.box_gaps(now);
+        if gaps == [Duration::ZERO; 2] {
             Duration::ZERO
         } else {
-            learned([gap, Duration::ZERO])
+            learned(gaps)
         }
     }
 
